@@ -1,0 +1,105 @@
+"""Command line: ``viewer demo``, ``viewer render`` (PRODUCT.md §7).
+
+Every failure prints exactly one line ``error: …`` on stderr and exits with status 2; outputs
+are written to a temporary file and renamed, so a failed command leaves nothing behind.
+Set ``VIEWER_DEBUG=1`` to see the traceback of an unexpected error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from viewer import __version__
+from viewer.core.errors import ViewerError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one ``error:`` line (no usage dump) and exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ViewerError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="viewer", description="Cell-therapy imaging viewer.")
+    parser.add_argument("--version", action="version", version=f"viewer {__version__}")
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    demo = commands.add_parser("demo", help="write the demo study (real anatomy, simulated overlays, truth.json)")
+    demo.add_argument("--out", required=True, type=Path, help="folder to create")
+    demo.add_argument("--seed", type=int, default=7, help="random seed of the simulation (default 7)")
+    demo.add_argument("--overwrite", action="store_true", help="replace an existing demo folder")
+
+    render = commands.add_parser("render", help="render one view of a study to PNG")
+    render.add_argument("study", type=Path, help="study.toml, a folder holding one, a NIfTI file or a DICOM folder")
+    render.add_argument("--view", choices=("axial", "coronal", "sagittal"), default="axial")
+    render.add_argument("--at", metavar="X,Y,Z", help="world point in mm (default: strongest 19F hotspot)")
+    render.add_argument("--timepoint", metavar="LABEL", help="timepoint label (default: the first)")
+    render.add_argument("--neurological", action="store_true", help="patient left on screen left")
+    render.add_argument("-o", "--output", required=True, type=Path, help="PNG file to write")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``viewer`` console script and ``python -m viewer``."""
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command is None:
+            raise ViewerError("no command given; try 'viewer --help'")
+        handler = {"demo": _cmd_demo, "render": _cmd_render}[args.command]
+        return handler(args)
+    except ViewerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # a bug: still one line, traceback only on request
+        if os.environ.get("VIEWER_DEBUG"):
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {exc} (set VIEWER_DEBUG=1 for details)", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from viewer.core.demo import write_demo_study
+
+    manifest = write_demo_study(args.out, seed=args.seed, overwrite=args.overwrite)
+    print(manifest)
+    return 0
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from viewer.core.io.study import load_timepoint, open_path
+    from viewer.core.layers import build_layers, default_focus, parse_point
+    from viewer.core.render import render_view
+
+    if args.output.suffix.lower() != ".png":
+        raise ViewerError(f"{args.output}: the output must be a .png file")
+    if args.output.is_dir():
+        raise ViewerError(f"{args.output}: is a folder, expected a file name")
+    study = open_path(args.study)
+    timepoint = study.timepoint(args.timepoint) if args.timepoint else study.timepoints[0]
+    volumes = load_timepoint(study, timepoint)
+    if args.at:
+        try:
+            point = parse_point(args.at)
+        except ValueError as exc:
+            raise ViewerError(f"--at: {exc}") from None
+    else:
+        point = default_focus(volumes, timepoint)
+    layers = build_layers(volumes, timepoint)
+    title = f"{study.id} · {timepoint.label}"
+    path = render_view(layers, args.view, point, args.output, radiological=not args.neurological, title=title)
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Reading and writing images and studies: NIfTI, DICOM series, the study manifest."""

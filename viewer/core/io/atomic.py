@@ -1,0 +1,53 @@
+"""Atomic file writes: nothing half-written is ever left where a user looks.
+
+Every output (PNG, PDF, JSON, NIfTI, manifest) is written to a temporary file in the target's
+folder, flushed to disk with fsync, and renamed over the target with ``os.replace`` (atomic
+on POSIX and Windows). If anything fails the temporary file is removed and the target is
+untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+@contextmanager
+def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces ``target``.
+
+    Args:
+        target: final file path.
+        suffix: suffix of the temporary file (defaults to the target's, so libraries that
+            pick a format from the extension still work).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if suffix is None:
+        suffix = "".join(target.suffixes[-2:]) if target.name.endswith(".nii.gz") else target.suffix
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(target: str | Path, payload: bytes) -> Path:
+    """Write bytes atomically."""
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(payload)
+    return Path(target)
+
+
+def write_text_atomic(target: str | Path, text: str) -> Path:
+    """Write UTF-8 text atomically."""
+    return write_bytes_atomic(target, text.encode("utf-8"))

@@ -1,0 +1,453 @@
+"""The study manifest (``study.toml``, PRODUCT.md §2) and loading a study's images.
+
+The manifest is the only study format the tools accept. It is validated strictly: an unknown
+key is refused rather than ignored, because a misspelt calibration key silently falling back
+to a default would change cell counts without anyone noticing. Every error names the manifest
+and the key, on one line.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from viewer.core.errors import ViewerError, file_error
+from viewer.core.io.nifti import is_nifti_path, load_nifti
+from viewer.core.volume import ROLES, Volume
+
+MANIFEST_NAME = "study.toml"
+
+#: Image keys of a timepoint, in display order (anatomy first, regions last).
+IMAGE_ROLES: tuple[str, ...] = ROLES
+
+STUDY_KEYS = {
+    "id": str,
+    "patient": str,
+    "patient_id": str,
+    "birth_date": str,
+    "sex": str,
+    "study_date": str,
+    "condition": str,
+    "therapy": str,
+    "injected_cells": (int, float),
+    "description": str,
+}
+
+#: Reserved region names with a meaning in quantification (PRODUCT.md §2).
+RESERVED_REGION_NAMES = ("reference", "background", "core", "penumbra")
+
+PET_UNITS = ("SUV", "Bq/mL")
+
+PET_DOSE_KEYS = {
+    "dose_bq": (int, float),
+    "weight_kg": (int, float),
+    "half_life_s": (int, float),
+    "injection_time": str,
+    "scan_time": str,
+}
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Calibration constants of a study (PRODUCT.md §2–3); ``None`` means "not given".
+
+    Units are in the names: atoms per cell, mM, 1/(mM·s), fmol per cell, pg per cell.
+    Quantities without a physically safe default stay ``None`` so that results needing them
+    become ``null`` with a note instead of a plausible-looking number.
+    """
+
+    fluorine_atoms_per_cell: float | None = None
+    reference_fluorine_mM: float | None = None
+    detection_snr: float = 3.5
+    min_cluster_voxels: int = 3
+    gd_r1_per_mM_s: float | None = None
+    gd_fmol_per_cell: float | None = None
+    dead_fraction_alert: float = 0.2
+    fe_pg_per_cell: float | None = None
+    spio_r2star_per_mM_s: float | None = None
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A user prediction model: an ONNX file and its JSON model card (PRODUCT.md §4)."""
+
+    onnx: Path
+    card: Path
+
+
+@dataclass(frozen=True)
+class PetDose:
+    """Dose facts for a NIfTI PET in Bq/mL (SUV = Bq/mL · weight / decayed dose)."""
+
+    dose_bq: float | None = None
+    weight_kg: float | None = None
+    half_life_s: float | None = None
+    injection_time: str | None = None
+    scan_time: str | None = None
+
+
+@dataclass(frozen=True)
+class Timepoint:
+    """One imaging session: its images by role and its region names."""
+
+    label: str
+    day: float | None
+    images: Mapping[str, Path]
+    region_names: Mapping[int, str] = field(default_factory=dict)
+    pet_units: str | None = None
+    pet_dose: PetDose | None = None
+
+    def has(self, role: str) -> bool:
+        return role in self.images
+
+    def region_name(self, label: int) -> str:
+        """Name of a label; labels missing from the table are called "label N"."""
+        return self.region_names.get(int(label), f"label {int(label)}")
+
+
+@dataclass(frozen=True)
+class Study:
+    """A parsed manifest. Image paths are absolute (resolved against the manifest folder)."""
+
+    id: str
+    manifest: Path | None
+    info: Mapping[str, Any]
+    calibration: Calibration
+    timepoints: tuple[Timepoint, ...]
+    models: tuple[ModelEntry, ...] = ()
+
+    @property
+    def root(self) -> Path | None:
+        return self.manifest.parent if self.manifest else None
+
+    def timepoint(self, label: str) -> Timepoint:
+        """The timepoint with this label, or a ViewerError listing the labels there are."""
+        for tp in self.timepoints:
+            if tp.label == label:
+                return tp
+        known = ", ".join(repr(tp.label) for tp in self.timepoints)
+        where = self.manifest or self.id
+        raise ViewerError(f"{where}: no timepoint {label!r} (the study has {known})")
+
+
+# -- parsing ---------------------------------------------------------------------------------
+
+def load_study(path: str | Path) -> Study:
+    """Parse and validate a ``study.toml`` (or a folder holding one).
+
+    Only the manifest is read; images are opened later by :func:`load_timepoint`. Referenced
+    files are checked for existence here so a study with a missing file fails at once.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / MANIFEST_NAME
+    if not path.exists():
+        raise file_error(path, "file not found")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise file_error(path, "is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise file_error(path, f"malformed TOML ({exc})") from None
+    return parse_manifest(raw, path)
+
+
+def parse_manifest(raw: Mapping[str, Any], path: Path) -> Study:
+    """Validate the decoded TOML of a manifest located at ``path``."""
+    allowed_top = {"study", "calibration", "model", "timepoint"}
+    _check_keys(path, "", raw, allowed_top)
+    study_table = _table(path, raw, "study", required=True)
+    _check_keys(path, "[study]", study_table, set(STUDY_KEYS))
+    info: dict[str, Any] = {}
+    for key, kinds in STUDY_KEYS.items():
+        if key in study_table:
+            info[key] = _typed(path, f"[study] {key}", study_table[key], kinds)
+    if "id" not in info or not str(info["id"]).strip():
+        raise file_error(path, "[study] id is required")
+    if "injected_cells" in info:
+        _positive(path, "[study] injected_cells", info["injected_cells"])
+
+    calibration = _parse_calibration(path, _table(path, raw, "calibration", required=False))
+    models = tuple(_parse_model(path, i, entry) for i, entry in enumerate(_array(path, raw, "model")))
+    timepoint_tables = _array(path, raw, "timepoint")
+    if not timepoint_tables:
+        raise file_error(path, "at least one [[timepoint]] is required")
+    timepoints = tuple(_parse_timepoint(path, i, t) for i, t in enumerate(timepoint_tables))
+    labels = [tp.label for tp in timepoints]
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise file_error(path, f"[[timepoint]] label {duplicates[0]!r} is used more than once")
+    return Study(str(info["id"]), path, info, calibration, timepoints, models)
+
+
+def _parse_calibration(path: Path, table: Mapping[str, Any]) -> Calibration:
+    kinds = {f.name: f for f in fields(Calibration)}
+    _check_keys(path, "[calibration]", table, set(kinds))
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        where = f"[calibration] {key}"
+        if key == "min_cluster_voxels":
+            number = _typed(path, where, value, int)
+            if number < 1:
+                raise file_error(path, f"{where} must be at least 1, got {number}")
+        else:
+            number = float(_typed(path, where, value, (int, float)))
+            if key == "dead_fraction_alert":
+                if not 0.0 < number <= 1.0:
+                    raise file_error(path, f"{where} must be in (0, 1], got {number}")
+            else:
+                _positive(path, where, number)
+        values[key] = number
+    return Calibration(**values)
+
+
+def _parse_model(path: Path, index: int, table: Any) -> ModelEntry:
+    where = f"[[model]] {index + 1}"
+    if not isinstance(table, dict):
+        raise file_error(path, f"{where} must be a table")
+    _check_keys(path, where, table, {"onnx", "card"})
+    onnx = _existing(path, where, "onnx", table)
+    card = _existing(path, where, "card", table)
+    return ModelEntry(onnx, card)
+
+
+def _parse_timepoint(path: Path, index: int, table: Any) -> Timepoint:
+    where = f"[[timepoint]] {index + 1}"
+    if not isinstance(table, dict):
+        raise file_error(path, f"{where} must be a table")
+    allowed = {"label", "day", "region_names", "pet_units", "pet_dose", *IMAGE_ROLES}
+    _check_keys(path, where, table, allowed)
+    label = table.get("label")
+    if not isinstance(label, str) or not label.strip():
+        raise file_error(path, f"{where}: 'label' is required (a non-empty string)")
+    where = f"[[timepoint]] {label!r}"
+    day = table.get("day")
+    if day is not None:
+        day = float(_typed(path, f"{where} day", day, (int, float)))
+    if "anatomical" not in table:
+        raise file_error(path, f"{where}: 'anatomical' image is required")
+    images = {role: _existing(path, where, role, table) for role in IMAGE_ROLES if role in table}
+
+    region_names: dict[int, str] = {}
+    names = table.get("region_names", {})
+    if not isinstance(names, dict):
+        raise file_error(path, f"{where} region_names must be a table like {{ 1 = \"core\" }}")
+    for key, name in names.items():
+        try:
+            number = int(key)
+        except ValueError:
+            raise file_error(path, f"{where} region_names key {key!r} is not an integer label") from None
+        if number <= 0:
+            raise file_error(path, f"{where} region_names label {number} must be positive (0 is unlabelled)")
+        if not isinstance(name, str) or not name.strip():
+            raise file_error(path, f"{where} region_names.{key} must be a non-empty string")
+        region_names[number] = name.strip()
+    if region_names and "regions" not in images:
+        raise file_error(path, f"{where}: region_names given without a 'regions' image")
+
+    pet_units = table.get("pet_units")
+    if pet_units is not None and pet_units not in PET_UNITS:
+        raise file_error(path, f"{where} pet_units must be one of {', '.join(PET_UNITS)}, got {pet_units!r}")
+    pet_dose = None
+    if "pet_dose" in table:
+        dose_table = table["pet_dose"]
+        if not isinstance(dose_table, dict):
+            raise file_error(path, f"{where} pet_dose must be a table")
+        _check_keys(path, f"{where} pet_dose", dose_table, set(PET_DOSE_KEYS))
+        dose_values = {k: _typed(path, f"{where} pet_dose.{k}", v, PET_DOSE_KEYS[k]) for k, v in dose_table.items()}
+        pet_dose = PetDose(**dose_values)
+    if "pet" in images and is_nifti_path(images["pet"]) and pet_units is None:
+        raise file_error(path, f"{where}: a NIfTI 'pet' needs pet_units (\"SUV\" or \"Bq/mL\")")
+    return Timepoint(label.strip(), day, images, region_names, pet_units, pet_dose)
+
+
+# -- validation helpers ----------------------------------------------------------------------
+
+def _check_keys(path: Path, where: str, table: Mapping[str, Any], allowed: set[str]) -> None:
+    for key in table:
+        if key not in allowed:
+            prefix = f"{where} " if where else ""
+            raise file_error(path, f"{prefix}unknown key {key!r} (expected one of {', '.join(sorted(allowed))})")
+
+
+def _table(path: Path, raw: Mapping[str, Any], key: str, required: bool) -> Mapping[str, Any]:
+    value = raw.get(key)
+    if value is None:
+        if required:
+            raise file_error(path, f"[{key}] table is required")
+        return {}
+    if not isinstance(value, dict):
+        raise file_error(path, f"{key} must be a table [{key}]")
+    return value
+
+
+def _array(path: Path, raw: Mapping[str, Any], key: str) -> list[Any]:
+    value = raw.get(key, [])
+    if not isinstance(value, list):
+        raise file_error(path, f"{key} must be an array of tables [[{key}]]")
+    return value
+
+
+def _typed(path: Path, where: str, value: Any, kinds: Any) -> Any:
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        expected = " or ".join(k.__name__ for k in kinds)
+        raise file_error(path, f"{where} must be {expected}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise file_error(path, f"{where} must be finite, got {value!r}")
+    return value
+
+
+def _positive(path: Path, where: str, value: float) -> None:
+    if not value > 0:
+        raise file_error(path, f"{where} must be positive, got {value!r}")
+
+
+def _existing(path: Path, where: str, key: str, table: Mapping[str, Any]) -> Path:
+    value = table[key]
+    if not isinstance(value, str) or not value.strip():
+        raise file_error(path, f"{where} {key} must be a relative path string")
+    target = (path.parent / value).resolve()
+    if not target.exists():
+        raise file_error(path, f"{where} {key}: {value} not found ({target})")
+    return target
+
+
+# -- images ----------------------------------------------------------------------------------
+
+def load_image(path: Path, role: str, name: str = "") -> Volume:
+    """Open a NIfTI file or a DICOM series folder as a Volume of the given role."""
+    path = Path(path)
+    if path.is_dir():
+        from viewer.core.io.dicom import load_dicom_series
+
+        return load_dicom_series(path, role=role, name=name)
+    if is_nifti_path(path):
+        return load_nifti(path, role=role, name=name)
+    raise file_error(path, "not a NIfTI file (.nii, .nii.gz) nor a DICOM series folder")
+
+
+def load_timepoint(study: Study, timepoint: Timepoint) -> dict[str, Volume]:
+    """Open every image of a timepoint, keyed by role, anatomy first.
+
+    PET in NIfTI is converted to SUV here when the manifest says Bq/mL; region maps are
+    checked to hold whole numbers and converted to int32.
+    """
+    volumes: dict[str, Volume] = {}
+    for role in IMAGE_ROLES:
+        if role not in timepoint.images:
+            continue
+        name = f"{timepoint.label} {role}"
+        volume = load_image(timepoint.images[role], role, name)
+        if role == "regions":
+            volume = _as_label_volume(volume)
+        elif role == "pet" and volume.meta.get("format") == "nifti":
+            volume = _nifti_pet_to_suv(study, timepoint, volume)
+        volumes[role] = volume
+    return volumes
+
+
+def _as_label_volume(volume: Volume) -> Volume:
+    data = np.asarray(volume.data)
+    if not np.issubdtype(data.dtype, np.integer):
+        if not np.all(np.isfinite(data)) or not np.all(data == np.round(data)):
+            raise file_error(volume.source or volume.name, "a region label map must hold whole numbers only")
+    labels = data.astype(np.int32, copy=False)
+    if labels.min() < 0:
+        raise file_error(volume.source or volume.name, "a region label map must not hold negative labels")
+    return Volume(labels, volume.voxel_to_world, "regions", "label", volume.name, volume.source, volume.meta)
+
+
+def _nifti_pet_to_suv(study: Study, timepoint: Timepoint, volume: Volume) -> Volume:
+    """Convert a NIfTI PET to SUV from the manifest's dose facts (decay to the scan time)."""
+    volume.meta["suv_method"] = "NIfTI, manifest pet_units = SUV"
+    if timepoint.pet_units == "SUV":
+        volume.units = "SUV"
+        return volume
+    dose = timepoint.pet_dose
+    where = f"{study.manifest}: [[timepoint]] {timepoint.label!r}"
+    missing = [k for k in ("dose_bq", "weight_kg") if dose is None or getattr(dose, k) is None]
+    if missing:
+        raise ViewerError(f"{where}: PET in Bq/mL needs pet_dose.{missing[0]} to compute SUV")
+    assert dose is not None
+    decay = 1.0
+    if dose.injection_time or dose.scan_time or dose.half_life_s:
+        need = [k for k in ("injection_time", "scan_time", "half_life_s") if getattr(dose, k) is None]
+        if need:
+            raise ViewerError(f"{where}: pet_dose.{need[0]} is needed to decay-correct the dose")
+        delta_s = _seconds_between(where, dose.injection_time, dose.scan_time)
+        decay = 2.0 ** (-delta_s / float(dose.half_life_s))
+    factor = float(dose.weight_kg) * 1000.0 / (float(dose.dose_bq) * decay)
+    suv = np.asarray(volume.data, dtype=np.float32) * np.float32(factor)
+    meta = dict(volume.meta, suv_method="NIfTI Bq/mL with manifest dose", suv_factor=factor)
+    return Volume(suv, volume.voxel_to_world, "pet", "SUV", volume.name, volume.source, meta)
+
+
+def _seconds_between(where: str, start: str, end: str) -> float:
+    from datetime import datetime
+
+    def parse(text: str) -> datetime:
+        for pattern in ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%H:%M:%S"):
+            try:
+                return datetime.strptime(text, pattern)
+            except ValueError:
+                continue
+        raise ViewerError(f"{where}: pet_dose time {text!r} is not HH:MM:SS or YYYY-MM-DDTHH:MM:SS")
+
+    delta = (parse(end) - parse(start)).total_seconds()
+    if delta < 0:
+        raise ViewerError(f"{where}: pet_dose scan_time is before injection_time")
+    return delta
+
+
+def study_from_image(path: str | Path) -> Study:
+    """A one-timepoint study around a single image (``viewer open FILE``)."""
+    path = Path(path).resolve()
+    if not path.exists():
+        raise file_error(path, "file not found")
+    timepoint = Timepoint(label=path.name, day=None, images={"anatomical": path})
+    return Study(path.name, None, {"id": path.name}, Calibration(), (timepoint,))
+
+
+def open_path(path: str | Path) -> Study:
+    """Open what a user points at: a manifest, a folder with one, a NIfTI file or a DICOM folder."""
+    path = Path(path)
+    if path.is_dir() and (path / MANIFEST_NAME).exists():
+        return load_study(path / MANIFEST_NAME)
+    if path.suffix == ".toml":
+        return load_study(path)
+    return study_from_image(path)
+
+
+def write_manifest(raw: Mapping[str, Any], path: str | Path) -> Path:
+    """Validate a manifest given as plain data and write it atomically as TOML.
+
+    Validation runs before anything touches the disk (paths are checked relative to
+    ``path``), so a bad manifest never replaces a good one.
+    """
+    import tomli_w
+
+    from viewer.core.io.atomic import write_text_atomic
+
+    path = Path(path)
+    text = tomli_w.dumps(_plain(raw))
+    parse_manifest(tomllib.loads(text), path)
+    return write_text_atomic(path, text)
+
+
+def _plain(value: Any) -> Any:
+    """TOML needs string keys and no None: convert int keys, drop None values."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
