@@ -1,0 +1,224 @@
+"""Geometry: display planes, plane sampling and label mapping on rotated/flipped/anisotropic grids."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.core.phantoms import (
+    MARKER_WORLD,
+    blob_function,
+    centered_affine,
+    grid_variants,
+    linear_function,
+    rotation,
+    voxelise,
+    world_grid,
+)
+from viewer.core.spaces import (
+    display_plane,
+    map_labels_to_grid,
+    same_grid,
+    sample_plane,
+    sample_point,
+)
+from viewer.core.volume import Volume
+
+
+def _anatomy(flips=(False, False, False), rotate=None, spacing=(1.0, 1.0, 1.0), shape=(64, 72, 56)) -> Volume:
+    return voxelise(blob_function, shape, centered_affine(shape, spacing, (0, 0, 0), rotate=rotate, flips=flips))
+
+
+# -- display planes ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("flips", [(False, False, False), (True, True, False), (True, False, True)])
+def test_axial_radiological_letters_and_marker_side(flips):
+    anatomy = _anatomy(flips=flips)
+    plane = display_plane(anatomy, "axial", MARKER_WORLD, radiological=True)
+    assert plane.edge_letters() == {"left": "R", "right": "L", "top": "A", "bottom": "P"}
+    image = sample_plane(anatomy, plane).values
+    row, col = np.unravel_index(np.nanargmax(image), image.shape)
+    # The marker is on the patient's right (x = +18) and anterior: radiological shows it on
+    # the left half of the screen and in the upper half.
+    assert col < image.shape[1] / 2
+    assert row < image.shape[0] / 2
+    expected = plane.world_to_pixel(MARKER_WORLD)
+    assert abs(row - expected[0]) <= 0.5 and abs(col - expected[1]) <= 0.5
+
+
+def test_neurological_mirrors_radiological_exactly():
+    anatomy = _anatomy()
+    radiological = sample_plane(anatomy, display_plane(anatomy, "coronal", MARKER_WORLD, True)).values
+    neurological = sample_plane(anatomy, display_plane(anatomy, "coronal", MARKER_WORLD, False)).values
+    np.testing.assert_array_equal(radiological[:, ::-1], neurological)
+    plane = display_plane(anatomy, "coronal", MARKER_WORLD, False)
+    assert plane.edge_letters() == {"left": "L", "right": "R", "top": "S", "bottom": "I"}
+
+
+def test_sagittal_shows_anterior_left_superior_top():
+    anatomy = _anatomy(flips=(False, True, True))
+    plane = display_plane(anatomy, "sagittal", MARKER_WORLD)
+    assert plane.edge_letters() == {"left": "A", "right": "P", "top": "S", "bottom": "I"}
+
+
+@pytest.mark.parametrize("orientation", ["axial", "coronal", "sagittal"])
+def test_flipped_and_permuted_storage_gives_identical_pixels(orientation):
+    """An LPS-stored and an axis-permuted copy of the same grid display identically."""
+    ras = _anatomy()
+    data = np.asarray(ras.data)
+    lps_affine = ras.voxel_to_world @ np.array([[-1, 0, 0, 63], [0, -1, 0, 71], [0, 0, 1, 0], [0, 0, 0, 1.0]])
+    lps = Volume.from_array(data[::-1, ::-1, :].copy(), lps_affine)
+    perm = [2, 0, 1]
+    permuted_affine = np.eye(4)
+    permuted_affine[:3, :3] = ras.voxel_to_world[:3, :3][:, perm]
+    permuted_affine[:3, 3] = ras.voxel_to_world[:3, 3]
+    permuted = Volume.from_array(np.transpose(data, perm).copy(), permuted_affine)
+    point = MARKER_WORLD + 0.2  # not halfway between two voxel centres, where rounding could go either way
+    reference = sample_plane(ras, display_plane(ras, orientation, point)).values
+    for copy in (lps, permuted):
+        image = sample_plane(copy, display_plane(copy, orientation, point)).values
+        np.testing.assert_array_equal(image, reference)
+
+
+def test_oblique_anatomy_keeps_screen_directions():
+    anatomy = _anatomy(rotate=rotation("z", 20.0) @ rotation("y", 10.0))
+    plane = display_plane(anatomy, "axial", MARKER_WORLD)
+    assert plane.edge_letters() == {"left": "R", "right": "L", "top": "A", "bottom": "P"}
+    image = sample_plane(anatomy, plane).values
+    row, col = np.unravel_index(np.nanargmax(image), image.shape)
+    expected = plane.world_to_pixel(MARKER_WORLD)
+    # the plane is the nearest voxel slice, so the marker is at most half a voxel off-plane
+    assert abs(expected[2]) <= 0.5 * anatomy.spacing_mm.max() + 1e-9
+    assert np.hypot(row - expected[0], col - expected[1]) <= 1.0
+
+
+def test_anisotropic_plane_steps_are_the_voxel_sizes():
+    anatomy = _anatomy(spacing=(0.7, 0.9, 3.0), shape=(90, 80, 20))
+    axial = display_plane(anatomy, "axial", (0, 0, 0))
+    assert axial.col_step_mm == pytest.approx(0.7) and axial.row_step_mm == pytest.approx(0.9)
+    coronal = display_plane(anatomy, "coronal", (0, 0, 0))
+    assert coronal.row_step_mm == pytest.approx(3.0) and coronal.shape == (20, 90)
+
+
+def test_plane_position_clamps_to_grid():
+    anatomy = _anatomy()
+    plane = display_plane(anatomy, "axial", (0, 0, 10_000.0))
+    assert plane.slice_index == anatomy.shape[2] - 1
+
+
+# -- sampling overlays on other grids ------------------------------------------------------------
+
+@pytest.mark.parametrize("variant", list(grid_variants()))
+@pytest.mark.parametrize("orientation", ["axial", "coronal", "sagittal"])
+def test_marker_lands_at_known_pixel_in_every_copy(variant, orientation):
+    anatomy = _anatomy()
+    shape, affine = grid_variants()[variant]
+    overlay = voxelise(blob_function, shape, affine, role="fluorine")
+    plane = display_plane(anatomy, orientation, MARKER_WORLD)
+    image = sample_plane(overlay, plane).values
+    row, col = np.unravel_index(np.nanargmax(image), image.shape)
+    expected_row, expected_col, off_plane = plane.world_to_pixel(MARKER_WORLD)
+    assert abs(off_plane) < 0.5 + 1e-9
+    # tolerance: one display pixel (the marker's peak is sampled on the overlay's own grid)
+    assert abs(row - expected_row) <= 1.0 and abs(col - expected_col) <= 1.0, (variant, row, col)
+
+
+@pytest.mark.parametrize("variant", list(grid_variants()))
+def test_linear_field_is_reproduced_exactly(variant):
+    """Trilinear interpolation (and the in-plane fill) is exact for a linear field."""
+    anatomy = _anatomy()
+    shape, affine = grid_variants()[variant]
+    overlay = voxelise(linear_function, shape, affine, role="spio", dtype=np.float64)
+    for orientation in ("axial", "coronal", "sagittal"):
+        plane = display_plane(anatomy, orientation, (2.0, -3.0, 4.0))
+        sampled = sample_plane(overlay, plane)
+        rows, cols = np.meshgrid(np.arange(plane.shape[0]), np.arange(plane.shape[1]), indexing="ij")
+        world = plane.pixel_to_world_points(rows, cols)
+        voxel = overlay.world_to_voxel_points(world.reshape(-1, 3)).reshape(*plane.shape, 3)
+        interior = np.all((voxel >= 0) & (voxel <= np.array(shape) - 1), axis=-1)
+        assert interior.sum() > 100
+        truth = linear_function(world)
+        # float32 output: 1e-5 relative of values up to ~300
+        np.testing.assert_allclose(sampled.values[interior], truth[interior], atol=5e-3)
+
+
+def test_smooth_field_matches_truth_on_rotated_grid():
+    anatomy = _anatomy(spacing=(0.5, 0.5, 0.5), shape=(128, 144, 112))
+    shape, affine = grid_variants()["rotated_two_axes"]
+    overlay = voxelise(blob_function, shape, affine, role="pet")
+    plane = display_plane(anatomy, "axial", MARKER_WORLD)
+    sampled = sample_plane(overlay, plane).values
+    rows, cols = np.meshgrid(np.arange(plane.shape[0]), np.arange(plane.shape[1]), indexing="ij")
+    truth = blob_function(plane.pixel_to_world_points(rows, cols))
+    ok = np.isfinite(sampled)
+    # trilinear interpolation error of a 4 mm Gaussian on a 1.3 mm grid: ≤ 6 % of its 400 peak
+    assert np.abs(sampled[ok] - truth[ok]).max() < 0.06 * 400
+
+
+def test_field_of_view_mask_matches_voxel_extent():
+    anatomy = _anatomy()
+    small_shape = (20, 20, 20)
+    affine = centered_affine(small_shape, (1.5, 1.5, 1.5), (10, 5, 0), rotate=rotation("z", 30))
+    overlay = voxelise(blob_function, small_shape, affine, role="gd")
+    plane = display_plane(anatomy, "axial", (10, 5, 0))
+    sampled = sample_plane(overlay, plane)
+    rows, cols = np.meshgrid(np.arange(plane.shape[0]), np.arange(plane.shape[1]), indexing="ij")
+    voxel = overlay.world_to_voxel_points(plane.pixel_to_world_points(rows, cols).reshape(-1, 3)).reshape(*plane.shape, 3)
+    expected = np.all((voxel >= -0.5) & (voxel <= np.array(small_shape) - 0.5), axis=-1)
+    np.testing.assert_array_equal(sampled.inside, expected)
+    assert np.all(np.isnan(sampled.values[~sampled.inside]))
+    assert np.all(np.isfinite(sampled.values[sampled.inside]))
+
+
+def test_nearest_keeps_label_values_and_dtype():
+    anatomy = _anatomy()
+    shape, affine = grid_variants()["rotated_two_axes"]
+    world = world_grid(shape, affine)
+    labels = np.where(np.linalg.norm(world - MARKER_WORLD, axis=-1) < 6, 3, 0).astype(np.int32)
+    label_volume = Volume.from_array(labels, affine, role="regions")
+    plane = display_plane(anatomy, "axial", MARKER_WORLD)
+    image = sample_plane(label_volume, plane, "nearest").values
+    assert image.dtype == np.int32
+    assert set(np.unique(image)) == {0, 3}
+    row, col, _ = plane.world_to_pixel(MARKER_WORLD)
+    assert image[int(round(row)), int(round(col))] == 3
+
+
+def test_sample_point_is_exact_trilinear_and_none_outside():
+    shape, affine = grid_variants()["rotated_two_axes"]
+    overlay = voxelise(linear_function, shape, affine, dtype=np.float64)
+    point = np.array([3.3, -4.1, 2.2])
+    assert sample_point(overlay, point) == pytest.approx(float(linear_function(point)), abs=1e-9)
+    assert sample_point(overlay, (500.0, 0.0, 0.0)) is None
+
+
+# -- label maps onto other grids ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("variant", ["rotated_two_axes", "anisotropic", "flipped_lps"])
+def test_labels_map_onto_native_grid_through_world(variant):
+    label_shape = (80, 80, 80)
+    label_affine = centered_affine(label_shape, (1, 1, 1), (0, 0, 0))
+    label_world = world_grid(label_shape, label_affine)
+    radius = 9.0
+    labels = np.where(np.linalg.norm(label_world - MARKER_WORLD, axis=-1) <= radius, 2, 0).astype(np.int16)
+    label_volume = Volume.from_array(labels, label_affine, role="regions")
+    shape, affine = grid_variants()[variant]
+    target = Volume.from_array(np.zeros(shape, np.float32), affine, role="fluorine")
+    mapped = map_labels_to_grid(label_volume, target)
+    distance = np.linalg.norm(world_grid(shape, affine) - MARKER_WORLD, axis=-1)
+    # Nearest neighbour is exact away from the boundary; within one label voxel of it either is fine.
+    assert np.all(mapped[distance < radius - 1.0] == 2)
+    assert np.all(mapped[distance > radius + 1.0] == 0)
+    assert mapped.dtype == np.int32
+
+
+def test_same_grid_short_circuits_and_outside_is_zero():
+    shape, affine = grid_variants()["plain_1mm"]
+    labels = np.zeros(shape, np.int16)
+    labels[5:9, 5:9, 5:9] = 4
+    volume = Volume.from_array(labels, affine, role="regions")
+    target = Volume.from_array(np.zeros(shape, np.float32), affine.copy(), role="pet")
+    assert same_grid(volume, target)
+    np.testing.assert_array_equal(map_labels_to_grid(volume, target), labels)
+    far = Volume.from_array(np.zeros((10, 10, 10), np.float32), centered_affine((10, 10, 10), (1, 1, 1), (500, 0, 0)), role="pet")
+    assert not map_labels_to_grid(volume, far).any()

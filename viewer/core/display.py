@@ -1,0 +1,233 @@
+"""How a layer is shown: colormap, levels, visible range, opacity — kept apart from the data.
+
+A :class:`Volume` does not know its colormap (3D Slicer's data/display split). Defaults
+follow PRODUCT.md §5: hot for ¹⁹F with zero transparent, a PET scale for PET, cool for SPIO,
+green for Gd, sequential for sodium. Levels are *explicit* and computed from the whole volume
+(never auto-levels on a slice, which sub-sample and miss a single hot ¹⁹F voxel).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import Mapping
+
+import numpy as np
+
+from viewer.core.volume import Volume
+
+#: Colormap names every layer can use (LUTs of 256 RGBA entries, uint8).
+COLORMAPS: tuple[str, ...] = ("gray", "hot", "pet", "cool", "green", "sodium", "adc", "tmax", "labels")
+
+#: Default colormap per role.
+ROLE_COLORMAP: Mapping[str, str] = {
+    "anatomical": "gray",
+    "fluorine": "hot",
+    "pet": "pet",
+    "spio": "cool",
+    "gd": "green",
+    "sodium": "sodium",
+    "adc": "adc",
+    "tmax": "tmax",
+    "regions": "labels",
+}
+
+#: Default opacity per role (anatomy is the opaque base).
+ROLE_OPACITY: Mapping[str, float] = {
+    "anatomical": 1.0,
+    "fluorine": 0.9,
+    "pet": 0.5,
+    "spio": 0.7,
+    "gd": 0.7,
+    "sodium": 0.45,
+    "adc": 0.5,
+    "tmax": 0.45,
+    "regions": 0.9,
+}
+
+#: Default visible windows tied to the physiology of PRODUCT.md §3: only abnormal values show.
+#: ADC below 620·10⁻⁶ mm²/s (core), Tmax above 6 s (hypoperfused), TSC from 50 mM (penumbra).
+ROLE_VISIBLE_RANGE: Mapping[str, tuple[float, float]] = {
+    "adc": (100.0, 620.0),
+    "tmax": (6.0, np.inf),
+    "sodium": (50.0, np.inf),
+}
+
+#: Colour (RGB 0-255) of reserved region names; other labels take PALETTE colours.
+REGION_COLORS: Mapping[str, tuple[int, int, int]] = {
+    "core": (230, 40, 40),
+    "penumbra": (255, 200, 0),
+    "injection site": (0, 220, 255),
+    "reference": (255, 255, 255),
+    "background": (150, 150, 150),
+}
+
+PALETTE: tuple[tuple[int, int, int], ...] = (
+    (80, 200, 80), (200, 100, 255), (255, 120, 180), (120, 160, 255), (255, 160, 60), (160, 255, 200),
+)
+
+
+@dataclass(frozen=True)
+class DisplayProps:
+    """Display state of one layer.
+
+    Attributes:
+        colormap: one of :data:`COLORMAPS`.
+        levels: (low, high) mapped to the first and last LUT entry, in the layer's units.
+        visible_range: values outside (low, high) are transparent (e.g. ¹⁹F below noise).
+        opacity: 0–1.
+        visible: shown or hidden.
+    """
+
+    colormap: str = "gray"
+    levels: tuple[float, float] = (0.0, 1.0)
+    visible_range: tuple[float, float] = (-np.inf, np.inf)
+    opacity: float = 1.0
+    visible: bool = True
+
+    def with_(self, **changes) -> "DisplayProps":
+        return replace(self, **changes)
+
+
+def robust_noise_sigma(data: np.ndarray, max_samples: int = 2_000_000) -> float:
+    """Noise σ of a mostly-zero-mean map from the median absolute deviation (σ = 1.4826·MAD).
+
+    Used only for display thresholds; quantification estimates noise its own way (§3).
+    A deterministic stride subsample bounds the cost on large volumes.
+    """
+    flat = np.asarray(data).reshape(-1)
+    stride = max(1, flat.size // max_samples)
+    sample = flat[::stride].astype(np.float64)
+    sample = sample[np.isfinite(sample) & (sample != 0)]
+    if sample.size == 0:
+        return 0.0
+    median = np.median(sample)
+    return float(1.4826 * np.median(np.abs(sample - median)))
+
+
+def default_display(volume: Volume, exclude: np.ndarray | None = None) -> DisplayProps:
+    """Default display of a layer from its role and its whole-volume statistics.
+
+    Args:
+        exclude: optional boolean mask on the volume's grid of voxels to ignore when choosing
+            levels (the ¹⁹F reference tube is far brighter than cells and would wash them out).
+    """
+    role = volume.role
+    data = np.asarray(volume.data)
+    values = data[~exclude] if exclude is not None and exclude.shape == data.shape else data
+    finite = values[np.isfinite(values)] if np.issubdtype(values.dtype, np.floating) else values.reshape(-1)
+    colormap = ROLE_COLORMAP[role]
+    opacity = ROLE_OPACITY[role]
+    if finite.size == 0:
+        return DisplayProps(colormap, (0.0, 1.0), (-np.inf, np.inf), opacity)
+    if role == "regions":
+        high = float(max(1, finite.max()))
+        return DisplayProps(colormap, (0.0, high), (0.5, np.inf), opacity)
+    if role == "anatomical":
+        low, high = np.percentile(_subsample(finite), [0.5, 99.5])
+        return DisplayProps(colormap, (float(low), float(max(high, low + 1e-6))), (-np.inf, np.inf), opacity)
+    if role == "fluorine":
+        # Magnitude noise is Rayleigh: median = σ·√(2 ln 2). Show from 3.5σ (the detection
+        # threshold of §3) up to the brightest voxel, so a single hot voxel reaches the top.
+        sigma = float(np.median(_subsample(finite))) / np.sqrt(2 * np.log(2))
+        low = 3.5 * sigma
+        high = float(finite.max())
+        return DisplayProps(colormap, (low, max(high, low + 1e-6)), (low, np.inf), opacity)
+    if role in ("spio", "gd"):
+        sigma = robust_noise_sigma(finite)
+        low = 3.0 * sigma
+        high = float(np.percentile(_subsample(finite), 99.99))
+        high = max(high, float(finite.max()) * 0.5, low + 1e-6)
+        return DisplayProps(colormap, (low, high), (low, np.inf), opacity)
+    if role == "pet":
+        high = float(np.percentile(_subsample(finite), 99.9))
+        return DisplayProps(colormap, (0.0, max(high, 1e-6)), (0.1 * high, np.inf), opacity)
+    visible = ROLE_VISIBLE_RANGE.get(role, (-np.inf, np.inf))
+    low, high = np.percentile(_subsample(finite), [1.0, 99.5])
+    if role == "adc":
+        low, high = 0.0, 1000.0
+    return DisplayProps(colormap, (float(low), float(max(high, low + 1e-6))), visible, opacity)
+
+
+def _subsample(values: np.ndarray, max_samples: int = 4_000_000) -> np.ndarray:
+    flat = values.reshape(-1)
+    stride = max(1, flat.size // max_samples)
+    return flat[::stride]
+
+
+# -- colormaps -----------------------------------------------------------------------------------
+
+def _ramp(points: list[tuple[float, tuple[int, int, int]]]) -> np.ndarray:
+    """256×4 uint8 LUT interpolated between (position 0–1, RGB) control points."""
+    x = np.linspace(0.0, 1.0, 256)
+    positions = [p for p, _ in points]
+    lut = np.empty((256, 4), dtype=np.uint8)
+    for channel in range(3):
+        lut[:, channel] = np.round(np.interp(x, positions, [c[channel] for _, c in points])).astype(np.uint8)
+    lut[:, 3] = 255
+    return lut
+
+
+@lru_cache(maxsize=None)
+def colormap_lut(name: str) -> np.ndarray:
+    """The 256×4 uint8 RGBA lookup table of a colormap (read-only)."""
+    ramps = {
+        "gray": [(0.0, (0, 0, 0)), (1.0, (255, 255, 255))],
+        "hot": [(0.0, (90, 0, 0)), (0.35, (255, 30, 0)), (0.7, (255, 200, 0)), (1.0, (255, 255, 255))],
+        # A "hot metal"-like PET scale, dark blue → purple → red → yellow → white.
+        "pet": [(0.0, (0, 0, 60)), (0.2, (80, 0, 160)), (0.45, (220, 0, 80)), (0.7, (255, 140, 0)), (0.9, (255, 240, 80)), (1.0, (255, 255, 255))],
+        "cool": [(0.0, (0, 255, 255)), (1.0, (255, 0, 255))],
+        "green": [(0.0, (0, 70, 0)), (0.6, (0, 220, 40)), (1.0, (200, 255, 200))],
+        # Sequential (viridis-like) for sodium concentration.
+        "sodium": [(0.0, (68, 1, 84)), (0.25, (59, 82, 139)), (0.5, (33, 145, 140)), (0.75, (94, 201, 98)), (1.0, (253, 231, 37))],
+        "adc": [(0.0, (255, 255, 255)), (0.5, (120, 120, 255)), (1.0, (0, 0, 120))],
+        "tmax": [(0.0, (0, 0, 255)), (0.33, (0, 255, 255)), (0.66, (255, 255, 0)), (1.0, (255, 0, 0))],
+        "labels": [(0.0, (0, 0, 0)), (1.0, (255, 255, 255))],
+    }
+    if name not in ramps:
+        raise ValueError(f"unknown colormap {name!r}; expected one of {', '.join(COLORMAPS)}")
+    lut = _ramp(ramps[name])
+    lut.setflags(write=False)
+    return lut
+
+
+def region_color(label: int, name: str) -> tuple[int, int, int]:
+    """Colour of a region: fixed for reserved names, from the palette otherwise."""
+    if name in REGION_COLORS:
+        return REGION_COLORS[name]
+    return PALETTE[(int(label) - 1) % len(PALETTE)]
+
+
+# -- applying a display to a sampled plane --------------------------------------------------------
+
+def apply_window(values: np.ndarray, levels: tuple[float, float]) -> np.ndarray:
+    """Map values to LUT indices 0–255 with explicit levels (uint8, NaN → 0)."""
+    low, high = float(levels[0]), float(levels[1])
+    scale = 255.0 / (high - low) if high > low else 0.0
+    scaled = (np.asarray(values, dtype=np.float32) - np.float32(low)) * np.float32(scale)
+    np.nan_to_num(scaled, copy=False, nan=0.0)
+    return np.clip(scaled, 0, 255).astype(np.uint8)
+
+
+def layer_rgba(values: np.ndarray, inside: np.ndarray, props: DisplayProps) -> np.ndarray:
+    """RGBA (uint8) of one sampled layer: LUT colour, alpha = opacity where visible.
+
+    A pixel is transparent outside the layer's field of view, where the value is not finite,
+    and where it falls outside ``visible_range``.
+    """
+    lut = colormap_lut(props.colormap)
+    rgba = lut[apply_window(values, props.levels)].copy()
+    as_float = np.asarray(values, dtype=np.float32)
+    low, high = props.visible_range
+    shown = inside & np.isfinite(as_float) & (as_float >= low) & (as_float <= high)
+    rgba[..., 3] = np.where(shown, np.uint8(round(255 * props.opacity)), 0)
+    return rgba
+
+
+def composite_over(base_rgb: np.ndarray, layer: np.ndarray) -> np.ndarray:
+    """Alpha-composite an RGBA layer over an RGB image (both uint8), returning RGB uint8."""
+    alpha = layer[..., 3:4].astype(np.float32) / 255.0
+    if not alpha.any():
+        return base_rgb
+    mixed = base_rgb.astype(np.float32) * (1.0 - alpha) + layer[..., :3].astype(np.float32) * alpha
+    return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)

@@ -1,0 +1,78 @@
+"""Assembling a timepoint's volumes into display layers, and where a view should look first."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from viewer.core.display import default_display
+from viewer.core.io.study import Timepoint
+from viewer.core.render import Layer
+from viewer.core.spaces import map_labels_to_grid
+from viewer.core.volume import Volume
+
+#: Drawing order, bottom to top: anatomy, broad physiological maps, cell maps, regions on top.
+LAYER_ORDER: tuple[str, ...] = ("anatomical", "sodium", "adc", "tmax", "pet", "spio", "gd", "fluorine", "regions")
+
+#: Regions that hold calibration signal, not cells: excluded when choosing ¹⁹F levels and focus.
+CALIBRATION_REGIONS = ("reference", "background")
+
+
+def calibration_mask(volumes: Mapping[str, Volume], timepoint: Timepoint, target: Volume) -> np.ndarray | None:
+    """Voxels of ``target`` inside the reference tube or background regions, if there are any."""
+    regions = volumes.get("regions")
+    if regions is None:
+        return None
+    labels = [label for label, name in timepoint.region_names.items() if name in CALIBRATION_REGIONS]
+    if not labels:
+        return None
+    mapped = map_labels_to_grid(regions, target)
+    return np.isin(mapped, labels)
+
+
+def build_layers(volumes: Mapping[str, Volume], timepoint: Timepoint) -> list[Layer]:
+    """Layers with default displays, in :data:`LAYER_ORDER` (anatomy first)."""
+    layers: list[Layer] = []
+    for role in LAYER_ORDER:
+        volume = volumes.get(role)
+        if volume is None:
+            continue
+        exclude = calibration_mask(volumes, timepoint, volume) if role == "fluorine" else None
+        names = dict(timepoint.region_names) if role == "regions" else {}
+        layers.append(Layer(volume, default_display(volume, exclude), names))
+    return layers
+
+
+def default_focus(volumes: Mapping[str, Volume], timepoint: Timepoint) -> np.ndarray:
+    """World mm where views open: the strongest ¹⁹F hotspot, else the anatomy's centre.
+
+    The ¹⁹F map is smoothed over 3×3×3 voxels first so a lone noise spike cannot win, and the
+    reference tube is ignored (it is the brightest thing in the image but holds no cells).
+    """
+    fluorine = volumes.get("fluorine")
+    if fluorine is None:
+        return volumes["anatomical"].center_world()
+    data = np.nan_to_num(np.asarray(fluorine.data, dtype=np.float32))
+    smoothed = ndimage.uniform_filter(data, size=3)
+    exclude = calibration_mask(volumes, timepoint, fluorine)
+    if exclude is not None:
+        smoothed[ndimage.binary_dilation(exclude, iterations=2)] = -np.inf
+    index = np.unravel_index(int(np.argmax(smoothed)), smoothed.shape)
+    return fluorine.voxel_to_world_points(np.array(index, dtype=float))
+
+
+def parse_point(text: str) -> np.ndarray:
+    """Parse ``"X,Y,Z"`` (world mm) from the command line."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 3:
+        raise ValueError(f"expected X,Y,Z in mm, got {text!r}")
+    try:
+        return np.array([float(p) for p in parts])
+    except ValueError:
+        raise ValueError(f"expected three numbers X,Y,Z in mm, got {text!r}") from None
+
+
+def layer_roles(layers: Sequence[Layer]) -> list[str]:
+    return [layer.volume.role for layer in layers]

@@ -1,0 +1,251 @@
+"""Headless fused-slice rendering: the same fusion the window shows, written to PNG.
+
+Two layers of work, kept apart so the window can reuse the first:
+
+* :func:`fuse_plane` samples every layer on a display plane (from its own grid, through
+  world space) and composites them into one RGB image with region outlines. The window shows
+  exactly this image; ``viewer render`` and the PDF report use it too (FSLeyes' habit of one
+  model driving both the window and the offscreen renderer).
+* :func:`render_view` decorates a fused plane for a file — orientation letters, a scale bar,
+  colour bars with units, a region legend and a title — with matplotlib's Agg canvas (no
+  display, no Qt, and a font that has ¹⁹F, ³, µ and ≥).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from viewer.core.display import (
+    DisplayProps,
+    colormap_lut,
+    composite_over,
+    layer_rgba,
+    region_color,
+    apply_window,
+)
+from viewer.core.io.atomic import atomic_path
+from viewer.core.spaces import Plane, PlaneImage, display_plane, sample_plane
+from viewer.core.volume import ROLE_QUANTITY, Volume
+
+#: Longest side, in pixels, of the image area of a rendered view.
+RENDER_IMAGE_PIXELS = 560
+
+
+@dataclass
+class Layer:
+    """A volume with its display state (and, for a label map, its region names)."""
+
+    volume: Volume
+    display: DisplayProps
+    region_names: Mapping[int, str] = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        quantity = ROLE_QUANTITY[self.volume.role]
+        return f"{quantity} ({self.volume.units})"
+
+
+@dataclass
+class FusedPlane:
+    """The composited RGB image of a plane and the samples it was made from."""
+
+    plane: Plane
+    rgb: np.ndarray
+    samples: dict[int, PlaneImage]
+
+
+def refine_plane(plane: Plane, pixel_mm: float) -> Plane:
+    """The same field of view with square pixels of ``pixel_mm`` (for crisp, undistorted output).
+
+    Pixel centres are placed so the refined grid covers exactly the original pixels' extent.
+    """
+    rows_mm = plane.shape[0] * plane.row_step_mm
+    cols_mm = plane.shape[1] * plane.col_step_mm
+    rows = max(1, int(round(rows_mm / pixel_mm)))
+    cols = max(1, int(round(cols_mm / pixel_mm)))
+    row_dir = plane.pixel_to_world[:3, 0] / plane.row_step_mm
+    col_dir = plane.pixel_to_world[:3, 1] / plane.col_step_mm
+    new_row_step = row_dir * (rows_mm / rows)
+    new_col_step = col_dir * (cols_mm / cols)
+    corner = plane.pixel_to_world[:3, 3] - 0.5 * plane.pixel_to_world[:3, 0] - 0.5 * plane.pixel_to_world[:3, 1]
+    matrix = plane.pixel_to_world.copy()
+    matrix[:3, 0] = new_row_step
+    matrix[:3, 1] = new_col_step
+    matrix[:3, 3] = corner + 0.5 * new_row_step + 0.5 * new_col_step
+    return Plane(matrix, (rows, cols), plane.orientation, plane.normal_axis, plane.slice_index)
+
+
+def fuse_plane(layers: Sequence[Layer], plane: Plane) -> FusedPlane:
+    """Composite visible layers, first to last, on ``plane``: anatomy, overlays, region outlines.
+
+    The first layer is the opaque base (grey anatomy). Label maps are drawn as outlines in
+    their region colours over a faint fill, so the anatomy under a region stays readable.
+    """
+    rgb = np.zeros((*plane.shape, 3), dtype=np.uint8)
+    samples: dict[int, PlaneImage] = {}
+    for index, layer in enumerate(layers):
+        if not layer.display.visible:
+            continue
+        is_labels = layer.volume.role == "regions"
+        sampled = sample_plane(layer.volume, plane, "nearest" if is_labels else "linear")
+        samples[index] = sampled
+        if is_labels:
+            rgb = _draw_regions(rgb, sampled.values, layer)
+        elif index == 0:
+            lut = colormap_lut(layer.display.colormap)
+            base = lut[apply_window(sampled.values, layer.display.levels)][..., :3]
+            rgb = np.where(sampled.inside[..., None], base, 0).astype(np.uint8)
+        else:
+            rgb = composite_over(rgb, layer_rgba(sampled.values, sampled.inside, layer.display))
+    return FusedPlane(plane, rgb, samples)
+
+
+def _draw_regions(rgb: np.ndarray, labels: np.ndarray, layer: Layer) -> np.ndarray:
+    """Faint fill plus a solid outline for every label present in the plane."""
+    out = rgb
+    opacity = layer.display.opacity
+    for label in np.unique(labels):
+        if label == 0:
+            continue
+        mask = labels == label
+        color = np.array(region_color(int(label), layer.region_names.get(int(label), "")), dtype=np.uint8)
+        fill = np.zeros((*labels.shape, 4), dtype=np.uint8)
+        fill[mask, :3] = color
+        fill[mask, 3] = int(round(255 * 0.18 * opacity))
+        edge = mask & ~ndimage.binary_erosion(mask, border_value=0)
+        fill[edge, 3] = int(round(255 * opacity))
+        out = composite_over(out, fill)
+    return out
+
+
+# -- decorated output ----------------------------------------------------------------------------
+
+def render_view(
+    layers: Sequence[Layer],
+    orientation: str,
+    world_point: np.ndarray,
+    output: str | Path,
+    radiological: bool = True,
+    title: str = "",
+    image_pixels: int = RENDER_IMAGE_PIXELS,
+) -> Path:
+    """Render one orthogonal view through ``world_point`` to a PNG file (atomic write).
+
+    The plane follows the first layer's (anatomical) grid; every other layer is sampled on
+    it from its own grid. Returns the written path.
+    """
+    figure = render_figure(layers, orientation, world_point, radiological, title, image_pixels)
+    output = Path(output)
+    with atomic_path(output, suffix=".png") as tmp:
+        figure.savefig(tmp, format="png", dpi=100, facecolor=figure.get_facecolor())
+    return output
+
+
+def render_figure(
+    layers: Sequence[Layer],
+    orientation: str,
+    world_point: np.ndarray,
+    radiological: bool = True,
+    title: str = "",
+    image_pixels: int = RENDER_IMAGE_PIXELS,
+):
+    """A matplotlib Figure (Agg, no pyplot state) of one decorated view."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    anatomy = layers[0].volume
+    coarse = display_plane(anatomy, orientation, world_point, radiological)
+    extent_mm = max(coarse.shape[0] * coarse.row_step_mm, coarse.shape[1] * coarse.col_step_mm)
+    plane = refine_plane(coarse, extent_mm / image_pixels)
+    fused = fuse_plane(layers, plane)
+    colorbar_layers = [
+        layer for i, layer in enumerate(layers)
+        if i > 0 and layer.display.visible and layer.volume.role != "regions" and i in fused.samples
+    ]
+    region_layers = [layer for layer in layers if layer.volume.role == "regions" and layer.display.visible]
+
+    dpi = 100
+    rows, cols = plane.shape
+    bar_width = 0.95 * len(colorbar_layers) + (1.6 if region_layers else 0.0)
+    width_in = cols / dpi + 0.4 + bar_width
+    height_in = rows / dpi + 0.7
+    figure = Figure(figsize=(width_in, height_in), dpi=dpi, facecolor="black")
+    FigureCanvasAgg(figure)
+    image_ax = figure.add_axes((0.2 / width_in, 0.2 / height_in, cols / dpi / width_in, rows / dpi / height_in))
+    image_ax.imshow(fused.rgb, interpolation="nearest", origin="upper")
+    image_ax.set_axis_off()
+    _draw_letters(image_ax, plane)
+    _draw_scale_bar(image_ax, plane)
+    position = np.asarray(world_point, dtype=float)
+    heading = title or anatomy.name
+    slice_text = f"slice {coarse.slice_index + 1}/{anatomy.shape[coarse.normal_axis]}" if coarse.slice_index is not None else ""
+    figure.text(
+        0.2 / width_in, 1 - 0.12 / height_in,
+        f"{heading} · {orientation} · {slice_text} · ({position[0]:.1f}, {position[1]:.1f}, {position[2]:.1f}) mm"
+        + ("" if radiological else " · neurological"),
+        color="white", fontsize=9, va="top", ha="left",
+    )
+    left = (0.2 + cols / dpi + 0.25) / width_in
+    for layer in colorbar_layers:
+        _draw_colorbar(figure, layer, left, width_in, height_in, rows / dpi)
+        left += 0.95 / width_in
+    if region_layers:
+        _draw_region_legend(figure, region_layers[0], fused, left, width_in, height_in)
+    return figure
+
+
+def _draw_letters(ax, plane: Plane) -> None:
+    rows, cols = plane.shape
+    letters = plane.edge_letters()
+    style = dict(color="#ffd24d", fontsize=13, fontweight="bold", va="center", ha="center")
+    ax.text(0.03 * cols, rows / 2, letters["left"], **style)
+    ax.text(0.97 * cols, rows / 2, letters["right"], **style)
+    ax.text(cols / 2, 0.04 * rows, letters["top"], **style)
+    ax.text(cols / 2, 0.96 * rows, letters["bottom"], **style)
+
+
+def _draw_scale_bar(ax, plane: Plane) -> None:
+    """A bar of a round length (10/20/50 mm) about a fifth of the image wide."""
+    rows, cols = plane.shape
+    width_mm = cols * plane.col_step_mm
+    length_mm = next((v for v in (100, 50, 20, 10, 5, 2, 1) if v <= width_mm / 5), 1)
+    length_px = length_mm / plane.col_step_mm
+    x0, y0 = 0.06 * cols, 0.92 * rows
+    ax.plot([x0, x0 + length_px], [y0, y0], color="white", linewidth=2.5)
+    ax.text(x0 + length_px / 2, y0 - 0.015 * rows, f"{length_mm} mm", color="white", fontsize=8, ha="center", va="bottom")
+
+
+def _draw_colorbar(figure, layer: Layer, left: float, width_in: float, height_in: float, image_height_in: float) -> None:
+    lut = colormap_lut(layer.display.colormap)[:, :3]
+    low, high = layer.display.levels
+    ax = figure.add_axes((left, 0.2 / height_in + 0.1 * image_height_in / height_in, 0.22 / width_in, 0.7 * image_height_in / height_in))
+    ax.imshow(lut[::-1, None, :], aspect="auto", extent=(0, 1, low, high))
+    ax.set_xticks([])
+    ax.tick_params(colors="white", labelsize=7)
+    for spine in ax.spines.values():
+        spine.set_color("white")
+    ax.set_title(layer.title, color="white", fontsize=7.5, pad=4, loc="left")
+    visible_low = layer.display.visible_range[0]
+    if np.isfinite(visible_low) and low < visible_low < high:
+        ax.axhline(visible_low, color="white", linewidth=1.0, linestyle="--")
+
+
+def _draw_region_legend(figure, layer: Layer, fused: FusedPlane, left: float, width_in: float, height_in: float) -> None:
+    present: set[int] = set()
+    for sampled in fused.samples.values():
+        if sampled.values.dtype.kind in "iu":  # label maps are sampled as integers
+            present |= {int(v) for v in np.unique(sampled.values) if v != 0}
+    labels = sorted(set(layer.region_names) | present)
+    y = 1 - 0.5 / height_in
+    figure.text(left, y, "regions", color="white", fontsize=8, fontweight="bold", va="top")
+    for label in labels:
+        y -= 0.2 / height_in
+        name = layer.region_names.get(label, f"label {label}")
+        color = np.array(region_color(label, name)) / 255.0
+        marker = "■" if label in present else "□"
+        figure.text(left, y, f"{marker} {name}", color=color, fontsize=8, va="top")

@@ -1,0 +1,465 @@
+"""World-space geometry: display planes, plane sampling, and mapping label maps between grids.
+
+Every image keeps its own voxel grid and its own ``voxel_to_world`` affine (FSLeyes' model):
+nothing is resampled wholesale to be shown. A view asks for one *plane* — a 2-D grid of pixels
+placed in world space — and each layer is sampled on that plane straight from its own voxels.
+Rotated (oblique), flipped and anisotropic grids are handled by the same affine arithmetic.
+
+Conventions: world is RAS+ millimetres (+x patient right, +y anterior, +z superior). A plane's
+pixel (row, col) has row increasing downward on screen and col increasing to the right.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage, sparse
+
+from viewer.core.volume import Volume
+
+#: Two sampling grids are "the same" when every pixel centre of one lands within this many
+#: voxels of a voxel centre of the other (then a plane is read by plain array slicing).
+GRID_TOLERANCE_VOX = 1e-3
+
+#: Plane sampling reads an image at most this far apart (in that image's voxels) and fills
+#: the pixels in between by bilinear interpolation of those samples. A display pixel finer
+#: than half a voxel adds no information, and sampling every one of them in 3-D costs 4-16×
+#: more; point readouts and quantification never use this shortcut.
+MAX_SAMPLE_STEP_VOX = 0.5
+
+ORIENTATIONS: tuple[str, ...] = ("axial", "coronal", "sagittal")
+
+#: World direction each view looks along (the plane normal).
+_VIEW_NORMAL = {
+    "axial": np.array([0.0, 0.0, 1.0]),
+    "coronal": np.array([0.0, 1.0, 0.0]),
+    "sagittal": np.array([1.0, 0.0, 0.0]),
+}
+
+#: World directions of screen-right and screen-down in the neurological convention
+#: (patient right on screen right). Radiological flips screen-right of axial and coronal.
+#: Sagittal shows anterior on the left, as radiology workstations do.
+_SCREEN_AXES = {
+    "axial": (np.array([1.0, 0.0, 0.0]), np.array([0.0, -1.0, 0.0])),
+    "coronal": (np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.0, -1.0])),
+    "sagittal": (np.array([0.0, -1.0, 0.0]), np.array([0.0, 0.0, -1.0])),
+}
+
+_LETTERS = (("L", "R"), ("P", "A"), ("I", "S"))
+
+
+@dataclass(frozen=True)
+class Plane:
+    """A 2-D pixel grid placed in world space.
+
+    ``pixel_to_world`` maps homogeneous ``(row, col, 0, 1)`` to world mm: its column 0 is the
+    world step of one row (screen down), column 1 of one column (screen right), column 2 a unit
+    normal, column 3 the world position of pixel (0, 0).
+    """
+
+    pixel_to_world: np.ndarray
+    shape: tuple[int, int]
+    orientation: str | None = None
+    normal_axis: int | None = None
+    slice_index: int | None = None
+
+    @property
+    def row_step_mm(self) -> float:
+        """Pixel height in mm."""
+        return float(np.linalg.norm(self.pixel_to_world[:3, 0]))
+
+    @property
+    def col_step_mm(self) -> float:
+        """Pixel width in mm."""
+        return float(np.linalg.norm(self.pixel_to_world[:3, 1]))
+
+    @property
+    def normal(self) -> np.ndarray:
+        return self.pixel_to_world[:3, 2].copy()
+
+    def pixel_to_world_points(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """World mm (N, 3) of pixel coordinates (continuous, N each)."""
+        rows = np.asarray(rows, dtype=np.float64)
+        cols = np.asarray(cols, dtype=np.float64)
+        m = self.pixel_to_world
+        return rows[..., None] * m[:3, 0] + cols[..., None] * m[:3, 1] + m[:3, 3]
+
+    def world_to_pixel(self, xyz: np.ndarray) -> np.ndarray:
+        """(row, col, distance_mm_from_plane) of world points given as (N, 3) or (3,)."""
+        xyz = np.asarray(xyz, dtype=np.float64)
+        inverse = np.linalg.inv(self.pixel_to_world)
+        return xyz @ inverse[:3, :3].T + inverse[:3, 3]
+
+    def edge_letters(self) -> dict[str, str]:
+        """Orientation letters at the four screen edges, e.g. {'left': 'R', 'right': 'L', ...}."""
+        right = self.pixel_to_world[:3, 1]
+        down = self.pixel_to_world[:3, 0]
+        return {
+            "right": direction_letter(right),
+            "left": direction_letter(-right),
+            "bottom": direction_letter(down),
+            "top": direction_letter(-down),
+        }
+
+
+@dataclass(frozen=True)
+class PlaneImage:
+    """One layer sampled on a plane: values (rows, cols) and where the layer has data."""
+
+    values: np.ndarray
+    inside: np.ndarray
+
+
+def direction_letter(vector: np.ndarray) -> str:
+    """Anatomical letter (R/L/A/P/S/I) a world direction points to (its largest component)."""
+    vector = np.asarray(vector, dtype=np.float64)
+    axis = int(np.argmax(np.abs(vector)))
+    return _LETTERS[axis][1 if vector[axis] > 0 else 0]
+
+
+def display_plane(
+    reference: Volume,
+    orientation: str,
+    world_point: np.ndarray,
+    radiological: bool = True,
+) -> Plane:
+    """The slice of ``reference``'s voxel grid a view shows through ``world_point``.
+
+    The plane follows the reference (anatomical) grid: the voxel axis closest to the view's
+    normal picks the slice (nearest voxel to the point, clamped to the grid); the other two
+    axes become screen rows and columns, flipped as needed so that screen directions follow
+    the convention (radiological: patient left on screen right for axial and coronal).
+    """
+    if orientation not in ORIENTATIONS:
+        raise ValueError(f"orientation must be one of {ORIENTATIONS}, got {orientation!r}")
+    linear = reference.voxel_to_world[:3, :3]
+    directions = linear / np.linalg.norm(linear, axis=0)
+    normal_axis = int(np.argmax(np.abs(directions.T @ _VIEW_NORMAL[orientation])))
+    in_plane = [a for a in range(3) if a != normal_axis]
+    right_target, down_target = _SCREEN_AXES[orientation]
+    if radiological and orientation in ("axial", "coronal"):
+        right_target = -right_target
+
+    def score(right_axis: int, down_axis: int) -> float:
+        return abs(directions[:, right_axis] @ right_target) + abs(directions[:, down_axis] @ down_target)
+
+    right_axis, down_axis = in_plane
+    if score(in_plane[1], in_plane[0]) > score(in_plane[0], in_plane[1]):
+        right_axis, down_axis = in_plane[1], in_plane[0]
+    right_sign = 1.0 if directions[:, right_axis] @ right_target >= 0 else -1.0
+    down_sign = 1.0 if directions[:, down_axis] @ down_target >= 0 else -1.0
+
+    shape = reference.shape
+    voxel = reference.world_to_voxel_points(np.asarray(world_point, dtype=np.float64))
+    slice_index = int(np.clip(np.rint(voxel[normal_axis]), 0, shape[normal_axis] - 1))
+    origin_ijk = np.zeros(3)
+    origin_ijk[normal_axis] = slice_index
+    origin_ijk[right_axis] = 0 if right_sign > 0 else shape[right_axis] - 1
+    origin_ijk[down_axis] = 0 if down_sign > 0 else shape[down_axis] - 1
+
+    pixel_to_world = np.eye(4)
+    pixel_to_world[:3, 0] = down_sign * linear[:, down_axis]
+    pixel_to_world[:3, 1] = right_sign * linear[:, right_axis]
+    normal = np.cross(pixel_to_world[:3, 1], pixel_to_world[:3, 0])
+    pixel_to_world[:3, 2] = normal / np.linalg.norm(normal)
+    pixel_to_world[:3, 3] = reference.voxel_to_world_points(origin_ijk)
+    return Plane(
+        pixel_to_world,
+        (int(shape[down_axis]), int(shape[right_axis])),
+        orientation,
+        normal_axis,
+        slice_index,
+    )
+
+
+def plane_to_voxel(volume: Volume, plane: Plane) -> np.ndarray:
+    """4×4 affine from plane pixels ``(row, col, 0, 1)`` to ``volume``'s voxel coordinates."""
+    return volume.world_to_voxel @ plane.pixel_to_world
+
+
+def sample_plane(volume: Volume, plane: Plane, interpolation: str = "linear") -> PlaneImage:
+    """Sample ``volume`` on ``plane`` from its own voxels.
+
+    Args:
+        interpolation: ``"linear"`` (trilinear; images) or ``"nearest"`` (label maps).
+
+    Returns:
+        values: when the plane's pixels are exactly this grid's voxel centres, the voxels
+            themselves in the volume's dtype (no interpolation happens, nothing is converted);
+            otherwise float32 for linear and the volume's dtype for nearest. Pixels outside the
+            field of view are NaN (float) or 0 (integer). ``inside`` is True where the pixel
+            centre lies within the volume's voxel extent (outer voxel faces).
+    """
+    if interpolation not in ("linear", "nearest"):
+        raise ValueError(f"interpolation must be 'linear' or 'nearest', got {interpolation!r}")
+    to_voxel = plane_to_voxel(volume, plane)
+    inside = _field_of_view_mask(to_voxel, volume.shape, plane.shape)
+    fill = np.nan if interpolation == "linear" else 0
+    direct = _slice_directly(volume.data, to_voxel, plane.shape)
+    if direct is not None:
+        values = direct
+    else:
+        values = _interpolate(volume.data, to_voxel, plane.shape, interpolation)
+    if not inside.all():
+        if interpolation == "linear" and not np.issubdtype(values.dtype, np.floating):
+            values = values.astype(np.float32)
+        values[~inside] = fill
+    return PlaneImage(values, inside)
+
+
+def sample_point(volume: Volume, world_xyz: np.ndarray, interpolation: str = "linear") -> float | None:
+    """Exact value at one world point (cursor readout); None outside the field of view."""
+    ijk = volume.world_to_voxel_points(np.asarray(world_xyz, dtype=np.float64))
+    shape = np.array(volume.shape)
+    if np.any(ijk < -0.5) or np.any(ijk > shape - 0.5):
+        return None
+    data = volume.data
+    if interpolation == "nearest":
+        index = tuple(np.clip(np.rint(ijk).astype(int), 0, shape - 1))
+        return float(data[index])
+    lower = np.clip(np.floor(ijk).astype(int), 0, shape - 1)
+    upper = np.clip(lower + 1, 0, shape - 1)
+    frac = np.clip(ijk - lower, 0.0, 1.0)
+    frac = np.where(upper == lower, 0.0, frac)
+    block = np.asarray(
+        data[lower[0]: upper[0] + 1, lower[1]: upper[1] + 1, lower[2]: upper[2] + 1], dtype=np.float64
+    )
+    for axis in range(3):
+        if block.shape[axis] == 2:
+            w = frac[axis]
+            block = np.take(block, 0, axis=axis) * (1 - w) + np.take(block, 1, axis=axis) * w
+            block = np.expand_dims(block, axis)
+    return float(block.reshape(-1)[0])
+
+
+# -- plane sampling internals ----------------------------------------------------------------
+
+def _field_of_view_mask(to_voxel: np.ndarray, shape: tuple[int, ...], plane_shape: tuple[int, int]) -> np.ndarray:
+    """Pixels whose centre maps inside [-0.5, n-0.5] on every axis, solved row by row.
+
+    Each axis' voxel coordinate is affine in (row, col), so for every row the valid columns
+    form one interval; intersecting the three intervals is O(rows), not O(pixels) arithmetic.
+    """
+    rows, cols = plane_shape
+    corners = np.array([[0, 0], [0, cols - 1], [rows - 1, 0], [rows - 1, cols - 1]], dtype=np.float64)
+    corner_voxels = corners @ to_voxel[:3, :2].T + to_voxel[:3, 3]
+    if np.all(corner_voxels >= -0.5) and np.all(corner_voxels <= np.array(shape[:3]) - 0.5):
+        return np.ones(plane_shape, dtype=bool)  # the plane and the grid are convex
+    r = np.arange(rows, dtype=np.float64)
+    lo = np.full(rows, -np.inf)
+    hi = np.full(rows, np.inf)
+    eps = 1e-9
+    for axis in range(3):
+        a_row, a_col, offset = to_voxel[axis, 0], to_voxel[axis, 1], to_voxel[axis, 3]
+        low_bound, high_bound = -0.5 - eps, shape[axis] - 0.5 + eps
+        base = offset + a_row * r
+        if abs(a_col) < 1e-12:
+            ok = (base >= low_bound) & (base <= high_bound)
+            hi = np.where(ok, hi, -np.inf)
+            continue
+        c1 = (low_bound - base) / a_col
+        c2 = (high_bound - base) / a_col
+        lo = np.maximum(lo, np.minimum(c1, c2))
+        hi = np.minimum(hi, np.maximum(c1, c2))
+    c = np.arange(cols, dtype=np.float64)
+    return (c[None, :] >= lo[:, None]) & (c[None, :] <= hi[:, None])
+
+
+def _slice_directly(data: np.ndarray, to_voxel: np.ndarray, plane_shape: tuple[int, int]) -> np.ndarray | None:
+    """Plain array slicing when the plane's pixels are voxel centres of this grid, else None."""
+    row_vec, col_vec, offset = to_voxel[:3, 0], to_voxel[:3, 1], to_voxel[:3, 3]
+    row_axis = int(np.argmax(np.abs(row_vec)))
+    col_axis = int(np.argmax(np.abs(col_vec)))
+    if row_axis == col_axis:
+        return None
+    normal_axis = 3 - row_axis - col_axis
+    unit_row = np.zeros(3)
+    unit_row[row_axis] = np.sign(row_vec[row_axis])
+    unit_col = np.zeros(3)
+    unit_col[col_axis] = np.sign(col_vec[col_axis])
+    if np.abs(row_vec - unit_row).max() > GRID_TOLERANCE_VOX or np.abs(col_vec - unit_col).max() > GRID_TOLERANCE_VOX:
+        return None
+    rounded = np.rint(offset)
+    if np.abs(offset - rounded).max() > GRID_TOLERANCE_VOX:
+        return None
+    k = int(rounded[normal_axis])
+    if not 0 <= k < data.shape[normal_axis]:
+        return None
+    rows, cols = plane_shape
+    row_idx = int(rounded[row_axis]) + int(unit_row[row_axis]) * np.arange(rows)
+    col_idx = int(rounded[col_axis]) + int(unit_col[col_axis]) * np.arange(cols)
+    slab = np.take(data, k, axis=normal_axis)  # remaining axes keep their order
+    if row_axis > col_axis:
+        slab = slab.T
+    r_ok = (row_idx >= 0) & (row_idx < data.shape[row_axis])
+    c_ok = (col_idx >= 0) & (col_idx < data.shape[col_axis])
+    if r_ok.all() and c_ok.all():
+        return np.ascontiguousarray(slab[_as_slice(row_idx), :][:, _as_slice(col_idx)])
+    out = np.zeros(plane_shape, dtype=data.dtype)
+    if r_ok.any() and c_ok.any():
+        out[np.ix_(r_ok, c_ok)] = slab[_as_slice(row_idx[r_ok]), :][:, _as_slice(col_idx[c_ok])]
+    return out
+
+
+def _as_slice(indices: np.ndarray) -> slice:
+    """A basic slice for a run of consecutive indices stepping by +1 or -1."""
+    start = int(indices[0])
+    if len(indices) == 1:
+        return slice(start, start + 1)
+    step = int(indices[1] - indices[0])
+    stop = int(indices[-1]) + step
+    return slice(start, stop if stop >= 0 else None, step)
+
+
+def _interpolate(data: np.ndarray, to_voxel: np.ndarray, plane_shape: tuple[int, int], interpolation: str) -> np.ndarray:
+    """Sample exactly at a sparse set of rows and columns, then fill the pixels in between.
+
+    Along a plane axis that runs parallel to one of the image's voxel axes, the samples sit
+    where the plane crosses that image's voxel centres: between two such crossings trilinear
+    interpolation is linear (and nearest is a step at the midpoint), so the fill reproduces
+    exact trilinear / nearest sampling at every pixel while computing only as many 3-D samples
+    as the image has voxels in the plane. Along an oblique axis samples are spaced at most
+    MAX_SAMPLE_STEP_VOX voxels apart.
+    """
+    rows, cols = plane_shape
+    row_positions = _axis_positions(to_voxel, 0, rows, data.shape, plane_shape)
+    col_positions = _axis_positions(to_voxel, 1, cols, data.shape, plane_shape)
+    rr = row_positions[:, None]
+    cc = col_positions[None, :]
+    coords = [to_voxel[axis, 0] * rr + to_voxel[axis, 1] * cc + to_voxel[axis, 3] for axis in range(3)]
+
+    # Read only the block of voxels the plane passes through (cheap on memory maps).
+    starts, stops = [], []
+    for axis in range(3):
+        low = int(np.floor(coords[axis].min())) - 1
+        high = int(np.ceil(coords[axis].max())) + 2
+        starts.append(int(np.clip(low, 0, data.shape[axis] - 1)))
+        stops.append(int(np.clip(high, starts[-1] + 1, data.shape[axis])))
+    block = np.asarray(data[starts[0]:stops[0], starts[1]:stops[1], starts[2]:stops[2]])
+    stacked = np.stack([coords[axis] - starts[axis] for axis in range(3)]).astype(np.float32)
+    order = 1 if interpolation == "linear" else 0
+    if order == 1 and block.dtype not in (np.float32, np.float64):
+        block = block.astype(np.float32)
+    samples = ndimage.map_coordinates(block, stacked, order=order, mode="nearest", prefilter=False)
+    if np.array_equal(row_positions, np.arange(rows)) and np.array_equal(col_positions, np.arange(cols)):
+        return samples
+    if interpolation == "nearest":
+        return samples[np.ix_(_nearest_index(row_positions, rows), _nearest_index(col_positions, cols))]
+    samples = samples.astype(np.float32, copy=False)
+    filled_rows = _linear_weights(row_positions, rows) @ samples
+    return np.ascontiguousarray((_linear_weights(col_positions, cols) @ filled_rows.T).T, dtype=np.float32)
+
+
+def _axis_positions(to_voxel: np.ndarray, plane_axis: int, n: int, volume_shape: tuple[int, ...], plane_shape: tuple[int, int]) -> np.ndarray:
+    """Pixel positions (ascending, may lie outside 0..n-1) at which to take exact samples."""
+    step = to_voxel[:3, plane_axis]
+    main = int(np.argmax(np.abs(step)))
+    others = [a for a in range(3) if a != main]
+    drift = np.abs(step[others]).max() * max(plane_shape)
+    if drift <= GRID_TOLERANCE_VOX and abs(step[main]) > 0:
+        # Parallel to voxel axis `main`: sample where the plane crosses its voxel centres.
+        ends = np.array([0.0, n - 1.0]) * step[main] + to_voxel[main, 3]
+        first = max(0, int(np.floor(ends.min() + GRID_TOLERANCE_VOX)))
+        last = min(volume_shape[main] - 1, int(np.ceil(ends.max() - GRID_TOLERANCE_VOX)))
+        if last >= first and (last - first + 1) < n:
+            centres = np.arange(first, last + 1, dtype=np.float64)
+            return np.sort((centres - to_voxel[main, 3]) / step[main])
+    voxels_per_pixel = float(np.linalg.norm(step))
+    k = 1 if voxels_per_pixel <= 0 else max(1, int(MAX_SAMPLE_STEP_VOX / voxels_per_pixel))
+    positions = np.arange(0, n, k, dtype=np.float64)
+    if positions[-1] != n - 1:
+        positions = np.append(positions, n - 1.0)
+    return positions
+
+
+def _linear_weights(positions: np.ndarray, n: int) -> sparse.csr_matrix:
+    """Sparse (n, len(positions)) matrix interpolating samples at ``positions`` to 0..n-1."""
+    targets = np.arange(n, dtype=np.float64)
+    if len(positions) == 1:
+        ones = np.ones(n, dtype=np.float32)
+        return sparse.csr_matrix((ones, (np.arange(n), np.zeros(n, dtype=int))), shape=(n, 1))
+    upper = np.clip(np.searchsorted(positions, targets, side="right"), 1, len(positions) - 1)
+    lower = upper - 1
+    span = positions[upper] - positions[lower]
+    w_upper = np.where(span > 0, (targets - positions[lower]) / np.where(span > 0, span, 1), 0.0)
+    w_upper = np.clip(w_upper, 0.0, 1.0)
+    data = np.concatenate([1.0 - w_upper, w_upper]).astype(np.float32)
+    row_index = np.concatenate([np.arange(n), np.arange(n)])
+    col_index = np.concatenate([lower, upper])
+    return sparse.csr_matrix((data, (row_index, col_index)), shape=(n, len(positions)))
+
+
+def _nearest_index(positions: np.ndarray, n: int) -> np.ndarray:
+    targets = np.arange(n, dtype=np.float64)
+    upper = np.clip(np.searchsorted(positions, targets), 0, len(positions) - 1)
+    lower = np.clip(upper - 1, 0, len(positions) - 1)
+    choose_lower = np.abs(targets - positions[lower]) <= np.abs(positions[upper] - targets)
+    return np.where(choose_lower, lower, upper)
+
+
+# -- label maps between grids ----------------------------------------------------------------
+
+def same_grid(a: Volume, b: Volume) -> bool:
+    """True when two volumes share shape and voxel centres (within GRID_TOLERANCE_VOX)."""
+    if a.shape != b.shape:
+        return False
+    corners = np.array([[i, j, k] for i in (0, a.shape[0] - 1) for j in (0, a.shape[1] - 1) for k in (0, a.shape[2] - 1)])
+    mapped = b.world_to_voxel_points(a.voxel_to_world_points(corners))
+    return bool(np.abs(mapped - corners).max() <= GRID_TOLERANCE_VOX)
+
+
+def map_labels_to_grid(labels: Volume, target: Volume) -> np.ndarray:
+    """The label map resampled onto ``target``'s grid (nearest neighbour through world space).
+
+    Quantification measures each image on its own grid (PRODUCT.md §3): the *region* moves,
+    never the image. Only target voxels inside the box the labelled voxels occupy are computed,
+    so a small region on a large grid is cheap. Target voxels outside the label map are 0.
+    """
+    out = np.zeros(target.shape, dtype=np.int32)
+    if same_grid(labels, target):
+        out[...] = labels.data
+        return out
+    box = labels_box_on_grid(labels, target)
+    if box is None:
+        return out
+    out[box] = _lookup_labels(labels, target, box)
+    return out
+
+
+def labels_box_on_grid(labels: Volume, target: Volume) -> tuple[slice, slice, slice] | None:
+    """Slices of ``target``'s grid covering every labelled (non-zero) voxel of ``labels``."""
+    data = np.asarray(labels.data)
+    nonzero_axes = [np.flatnonzero(np.any(data != 0, axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
+    if any(len(idx) == 0 for idx in nonzero_axes):
+        return None
+    low = np.array([idx[0] for idx in nonzero_axes]) - 0.5
+    high = np.array([idx[-1] for idx in nonzero_axes]) + 0.5
+    corners = np.array([[x, y, z] for x in (low[0], high[0]) for y in (low[1], high[1]) for z in (low[2], high[2])])
+    in_target = target.world_to_voxel_points(labels.voxel_to_world_points(corners))
+    start = np.clip(np.floor(in_target.min(axis=0)).astype(int) - 1, 0, np.array(target.shape))
+    stop = np.clip(np.ceil(in_target.max(axis=0)).astype(int) + 2, 0, np.array(target.shape))
+    if np.any(stop <= start):
+        return None
+    return tuple(slice(int(a), int(b)) for a, b in zip(start, stop))  # type: ignore[return-value]
+
+
+def _lookup_labels(labels: Volume, target: Volume, box: tuple[slice, slice, slice]) -> np.ndarray:
+    """Nearest label at each target voxel centre of ``box``, one k-slab at a time."""
+    to_labels = labels.world_to_voxel @ target.voxel_to_world
+    data = np.asarray(labels.data)
+    shape = np.array(data.shape)
+    i = np.arange(box[0].start, box[0].stop, dtype=np.float64)
+    j = np.arange(box[1].start, box[1].stop, dtype=np.float64)
+    result = np.zeros((len(i), len(j), box[2].stop - box[2].start), dtype=np.int32)
+    ii, jj = np.meshgrid(i, j, indexing="ij")
+    for out_k, k in enumerate(range(box[2].start, box[2].stop)):
+        index = []
+        valid = np.ones(ii.shape, dtype=bool)
+        for axis in range(3):
+            coord = to_labels[axis, 0] * ii + to_labels[axis, 1] * jj + (to_labels[axis, 2] * k + to_labels[axis, 3])
+            rounded = np.rint(coord).astype(np.int64)
+            valid &= (rounded >= 0) & (rounded < shape[axis])
+            index.append(np.clip(rounded, 0, shape[axis] - 1))
+        result[:, :, out_k] = np.where(valid, data[index[0], index[1], index[2]], 0)
+    return result
