@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, sparse
+from scipy import ndimage
 
 from viewer.core.volume import Volume
 
@@ -289,7 +289,10 @@ def _slice_directly(data: np.ndarray, to_voxel: np.ndarray, plane_shape: tuple[i
     rows, cols = plane_shape
     row_idx = int(rounded[row_axis]) + int(unit_row[row_axis]) * np.arange(rows)
     col_idx = int(rounded[col_axis]) + int(unit_col[col_axis]) * np.arange(cols)
-    slab = np.take(data, k, axis=normal_axis)  # remaining axes keep their order
+    # Basic indexing gives a strided view (np.take would read a whole memory-mapped file).
+    index: list[slice | int] = [slice(None)] * 3
+    index[normal_axis] = k
+    slab = data[tuple(index)]  # remaining axes keep their order
     if row_axis > col_axis:
         slab = slab.T
     r_ok = (row_idx >= 0) & (row_idx < data.shape[row_axis])
@@ -325,30 +328,40 @@ def _interpolate(data: np.ndarray, to_voxel: np.ndarray, plane_shape: tuple[int,
     rows, cols = plane_shape
     row_positions = _axis_positions(to_voxel, 0, rows, data.shape, plane_shape)
     col_positions = _axis_positions(to_voxel, 1, cols, data.shape, plane_shape)
-    rr = row_positions[:, None]
-    cc = col_positions[None, :]
-    coords = [to_voxel[axis, 0] * rr + to_voxel[axis, 1] * cc + to_voxel[axis, 3] for axis in range(3)]
+    rr = row_positions.astype(np.float32)[:, None]
+    cc = col_positions.astype(np.float32)[None, :]
+    m = to_voxel.astype(np.float32)
 
     # Read only the block of voxels the plane passes through (cheap on memory maps).
-    starts, stops = [], []
-    for axis in range(3):
-        low = int(np.floor(coords[axis].min())) - 1
-        high = int(np.ceil(coords[axis].max())) + 2
-        starts.append(int(np.clip(low, 0, data.shape[axis] - 1)))
-        stops.append(int(np.clip(high, starts[-1] + 1, data.shape[axis])))
+    corner_rows = np.array([row_positions[0], row_positions[0], row_positions[-1], row_positions[-1]])
+    corner_cols = np.array([col_positions[0], col_positions[-1], col_positions[0], col_positions[-1]])
+    corners = to_voxel[:3, 0:1] * corner_rows + to_voxel[:3, 1:2] * corner_cols + to_voxel[:3, 3:4]
+    starts = np.clip(np.floor(corners.min(axis=1)).astype(int) - 1, 0, np.array(data.shape) - 1)
+    stops = np.maximum(np.clip(np.ceil(corners.max(axis=1)).astype(int) + 2, 0, np.array(data.shape)), starts + 1)
     block = np.asarray(data[starts[0]:stops[0], starts[1]:stops[1], starts[2]:stops[2]])
-    stacked = np.stack([coords[axis] - starts[axis] for axis in range(3)]).astype(np.float32)
     order = 1 if interpolation == "linear" else 0
-    if order == 1 and block.dtype not in (np.float32, np.float64):
-        block = block.astype(np.float32)
-    samples = ndimage.map_coordinates(block, stacked, order=order, mode="nearest", prefilter=False)
-    if np.array_equal(row_positions, np.arange(rows)) and np.array_equal(col_positions, np.arange(cols)):
+    # ndimage walks a contiguous copy several times faster than a strided view.
+    block = np.ascontiguousarray(block, dtype=np.float32 if order == 1 else block.dtype)
+    coords = np.empty((3, len(row_positions), len(col_positions)), dtype=np.float32)
+    for axis in range(3):
+        np.add(m[axis, 0] * rr, m[axis, 1] * cc + (m[axis, 3] - np.float32(starts[axis])), out=coords[axis])
+    samples = ndimage.map_coordinates(block, coords, order=order, mode="nearest", prefilter=False)
+    if len(row_positions) == rows and len(col_positions) == cols and np.array_equal(row_positions, np.arange(rows)) \
+            and np.array_equal(col_positions, np.arange(cols)):
         return samples
     if interpolation == "nearest":
         return samples[np.ix_(_nearest_index(row_positions, rows), _nearest_index(col_positions, cols))]
-    samples = samples.astype(np.float32, copy=False)
-    filled_rows = _linear_weights(row_positions, rows) @ samples
-    return np.ascontiguousarray((_linear_weights(col_positions, cols) @ filled_rows.T).T, dtype=np.float32)
+    lower_r, weight_r = _linear_weights(row_positions, rows)
+    lower_c, weight_c = _linear_weights(col_positions, cols)
+    # Separable linear fill: columns first on the small sample grid, then whole-row blends
+    # (gathering rows copies contiguous memory; gathering columns of a big array does not).
+    upper_r = np.minimum(lower_r + 1, len(row_positions) - 1)
+    upper_c = np.minimum(lower_c + 1, len(col_positions) - 1)
+    by_cols = samples[:, lower_c] * (1 - weight_c)[None, :] + samples[:, upper_c] * weight_c[None, :]
+    out = by_cols[lower_r]
+    out *= (1 - weight_r)[:, None]
+    out += by_cols[upper_r] * weight_r[:, None]
+    return out
 
 
 def _axis_positions(to_voxel: np.ndarray, plane_axis: int, n: int, volume_shape: tuple[int, ...], plane_shape: tuple[int, int]) -> np.ndarray:
@@ -373,21 +386,19 @@ def _axis_positions(to_voxel: np.ndarray, plane_axis: int, n: int, volume_shape:
     return positions
 
 
-def _linear_weights(positions: np.ndarray, n: int) -> sparse.csr_matrix:
-    """Sparse (n, len(positions)) matrix interpolating samples at ``positions`` to 0..n-1."""
+def _linear_weights(positions: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """For pixels 0..n-1: index of the sample at or before each, and the weight of the next.
+
+    Pixels before the first or after the last sample take that sample's value (weight 0/1),
+    which matches the clamped ("nearest") edge of trilinear sampling.
+    """
     targets = np.arange(n, dtype=np.float64)
     if len(positions) == 1:
-        ones = np.ones(n, dtype=np.float32)
-        return sparse.csr_matrix((ones, (np.arange(n), np.zeros(n, dtype=int))), shape=(n, 1))
-    upper = np.clip(np.searchsorted(positions, targets, side="right"), 1, len(positions) - 1)
-    lower = upper - 1
-    span = positions[upper] - positions[lower]
-    w_upper = np.where(span > 0, (targets - positions[lower]) / np.where(span > 0, span, 1), 0.0)
-    w_upper = np.clip(w_upper, 0.0, 1.0)
-    data = np.concatenate([1.0 - w_upper, w_upper]).astype(np.float32)
-    row_index = np.concatenate([np.arange(n), np.arange(n)])
-    col_index = np.concatenate([lower, upper])
-    return sparse.csr_matrix((data, (row_index, col_index)), shape=(n, len(positions)))
+        return np.zeros(n, dtype=np.intp), np.zeros(n, dtype=np.float32)
+    lower = np.clip(np.searchsorted(positions, targets, side="right") - 1, 0, len(positions) - 2)
+    span = positions[lower + 1] - positions[lower]
+    weight = np.clip((targets - positions[lower]) / span, 0.0, 1.0)
+    return lower.astype(np.intp), weight.astype(np.float32)
 
 
 def _nearest_index(positions: np.ndarray, n: int) -> np.ndarray:
