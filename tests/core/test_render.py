@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.core.phantoms import MARKER_WORLD, blob_function, centered_affine, rotation, voxelise, world_grid
-from viewer.core.display import DisplayProps, colormap_lut, default_display, region_color
+from viewer.core.display import colormap_lut, default_display, region_color
 from viewer.core.render import Layer, fuse_plane, refine_plane
 from viewer.core.spaces import display_plane
 from viewer.core.volume import Volume

@@ -36,7 +36,7 @@ ROLE_COLORMAP: Mapping[str, str] = {
 ROLE_OPACITY: Mapping[str, float] = {
     "anatomical": 1.0,
     "fluorine": 0.9,
-    "pet": 0.5,
+    "pet": 0.4,
     "spio": 0.7,
     "gd": 0.7,
     "sodium": 0.45,
@@ -46,11 +46,12 @@ ROLE_OPACITY: Mapping[str, float] = {
 }
 
 #: Default visible windows tied to the physiology of PRODUCT.md §3: only abnormal values show.
-#: ADC below 620·10⁻⁶ mm²/s (core), Tmax above 6 s (hypoperfused), TSC from 50 mM (penumbra).
+#: ADC below 620·10⁻⁶ mm²/s (core), Tmax above 6 s (hypoperfused), TSC 50–100 mM (penumbra
+#: and core, not CSF).
 ROLE_VISIBLE_RANGE: Mapping[str, tuple[float, float]] = {
     "adc": (100.0, 620.0),
     "tmax": (6.0, np.inf),
-    "sodium": (50.0, np.inf),
+    "sodium": (50.0, 100.0),  # penumbra and core; CSF (≈ 140 mM) stays hidden
 }
 
 #: Colour (RGB 0-255) of reserved region names; other labels take PALETTE colours.
@@ -141,7 +142,8 @@ def default_display(volume: Volume, exclude: np.ndarray | None = None) -> Displa
         return DisplayProps(colormap, (low, high), (low, np.inf), opacity)
     if role == "pet":
         high = float(np.percentile(_subsample(finite), 99.9))
-        return DisplayProps(colormap, (0.0, max(high, 1e-6)), (0.1 * high, np.inf), opacity)
+        # Uptake from 30 % of the top level shows; lower background uptake leaves anatomy clear.
+        return DisplayProps(colormap, (0.0, max(high, 1e-6)), (0.3 * high, np.inf), opacity)
     visible = ROLE_VISIBLE_RANGE.get(role, (-np.inf, np.inf))
     low, high = np.percentile(_subsample(finite), [1.0, 99.5])
     if role == "adc":

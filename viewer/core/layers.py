@@ -21,15 +21,26 @@ CALIBRATION_REGIONS = ("reference", "background")
 
 
 def calibration_mask(volumes: Mapping[str, Volume], timepoint: Timepoint, target: Volume) -> np.ndarray | None:
-    """Voxels of ``target`` inside the reference tube or background regions, if there are any."""
+    """Voxels of ``target`` in the reference tube or background regions, if there are any.
+
+    On the ¹⁹F map the drawn reference region is usually a core inside the tube, so the mask
+    grows to every connected component of above-noise signal that touches it: the whole tube,
+    which is the brightest object in the image and holds no cells.
+    """
     regions = volumes.get("regions")
     if regions is None:
         return None
     labels = [label for label, name in timepoint.region_names.items() if name in CALIBRATION_REGIONS]
     if not labels:
         return None
-    mapped = map_labels_to_grid(regions, target)
-    return np.isin(mapped, labels)
+    mask = np.isin(map_labels_to_grid(regions, target), labels)
+    if target.role == "fluorine" and mask.any():
+        data = np.nan_to_num(np.asarray(target.data, dtype=np.float32))
+        threshold = default_display(target).levels[0]
+        components, _ = ndimage.label(data > threshold)
+        touching = np.unique(components[mask & (components > 0)])
+        mask |= np.isin(components, touching[touching > 0])
+    return mask
 
 
 def build_layers(volumes: Mapping[str, Volume], timepoint: Timepoint) -> list[Layer]:
@@ -55,10 +66,10 @@ def default_focus(volumes: Mapping[str, Volume], timepoint: Timepoint) -> np.nda
     if fluorine is None:
         return volumes["anatomical"].center_world()
     data = np.nan_to_num(np.asarray(fluorine.data, dtype=np.float32))
-    smoothed = ndimage.uniform_filter(data, size=3)
     exclude = calibration_mask(volumes, timepoint, fluorine)
     if exclude is not None:
-        smoothed[ndimage.binary_dilation(exclude, iterations=2)] = -np.inf
+        data[exclude] = 0.0
+    smoothed = ndimage.uniform_filter(data, size=3)
     index = np.unravel_index(int(np.argmax(smoothed)), smoothed.shape)
     return fluorine.voxel_to_world_points(np.array(index, dtype=float))
 

@@ -34,6 +34,9 @@ from viewer.core.volume import ROLE_QUANTITY, Volume
 
 #: Longest side, in pixels, of the image area of a rendered view.
 RENDER_IMAGE_PIXELS = 560
+#: Width (inches at 100 dpi) given to each colour bar and to the region legend.
+BAR_SPACING_IN = 1.05
+LEGEND_WIDTH_IN = 2.3
 
 
 @dataclass
@@ -47,7 +50,7 @@ class Layer:
     @property
     def title(self) -> str:
         quantity = ROLE_QUANTITY[self.volume.role]
-        return f"{quantity} ({self.volume.units})"
+        return f"{quantity}\n({self.volume.units})"
 
 
 @dataclass
@@ -171,7 +174,7 @@ def render_figure(
 
     dpi = 100
     rows, cols = plane.shape
-    bar_width = 0.95 * len(colorbar_layers) + (1.6 if region_layers else 0.0)
+    bar_width = BAR_SPACING_IN * len(colorbar_layers) + (LEGEND_WIDTH_IN if region_layers else 0.0)
     width_in = cols / dpi + 0.4 + bar_width
     height_in = rows / dpi + 0.7
     figure = Figure(figsize=(width_in, height_in), dpi=dpi, facecolor="black")
@@ -193,7 +196,7 @@ def render_figure(
     left = (0.2 + cols / dpi + 0.25) / width_in
     for layer in colorbar_layers:
         _draw_colorbar(figure, layer, left, width_in, height_in, rows / dpi)
-        left += 0.95 / width_in
+        left += BAR_SPACING_IN / width_in
     if region_layers:
         _draw_region_legend(figure, region_layers[0], fused, left, width_in, height_in)
     return figure

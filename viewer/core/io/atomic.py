@@ -9,10 +9,11 @@ untouched.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 
 @contextmanager
@@ -51,3 +52,41 @@ def write_bytes_atomic(target: str | Path, payload: bytes) -> Path:
 def write_text_atomic(target: str | Path, text: str) -> Path:
     """Write UTF-8 text atomically."""
     return write_bytes_atomic(target, text.encode("utf-8"))
+
+
+def write_folder_atomically(
+    folder: str | Path,
+    write: Callable[[Path], None],
+    check_target: Callable[[Path], None] | None = None,
+) -> Path:
+    """Build a folder in a temporary sibling, then rename it into place.
+
+    ``write`` fills the temporary folder. ``check_target`` (called before and again after the
+    build) refuses a target that must not be replaced. An existing target is moved aside and
+    deleted only after the new folder is in place; on failure it is put back and the temporary
+    folder removed, so a reader never sees a half-written folder.
+    """
+    folder = Path(folder)
+    if check_target is not None:
+        check_target(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    old: Path | None = None
+    try:
+        write(tmp)
+        if check_target is not None:
+            check_target(folder)
+        if folder.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".old", dir=folder.parent))
+            os.replace(folder, old / folder.name)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and (old / folder.name).exists() and not folder.exists():
+            os.replace(old / folder.name, folder)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return folder

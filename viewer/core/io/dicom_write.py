@@ -26,15 +26,11 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import (
@@ -48,7 +44,12 @@ from pydicom.uid import (
 )
 
 from viewer.core.errors import file_error
-from viewer.core.io.pet_suv import PHILIPS_PET_CREATOR, PHILIPS_SUV_SCALE_OFFSET, suv_scale_factor
+from viewer.core.io.atomic import write_folder_atomically
+from viewer.core.io.pet_suv import (
+    PHILIPS_PET_CREATOR,
+    PHILIPS_SUV_SCALE_OFFSET,
+    suv_scale_factor,
+)
 from viewer.core.volume import Volume
 
 #: Half-life of fluorine-18 (s), the default radionuclide.
@@ -170,7 +171,7 @@ def write_dicom_series(
             _set_pixels(ds, values, unsigned, slope)
             _save(ds, tmp / names[k])
 
-    _write_folder_atomically(folder, overwrite, write_all)
+    write_folder_atomically(folder, write_all, lambda target: _check_target(target, overwrite))
     return [folder / name for name in names]
 
 
@@ -331,33 +332,6 @@ def _check_target(folder: Path, overwrite: bool) -> None:
         raise file_error(folder, "cannot write DICOM: exists and is not a folder")
     if folder.is_dir() and any(folder.iterdir()) and not overwrite:
         raise file_error(folder, "cannot write DICOM: the folder exists and is not empty")
-
-
-def _write_folder_atomically(folder: Path, overwrite: bool, write: Callable[[Path], None]) -> None:
-    """Write into a temporary sibling folder, then rename it to ``folder``.
-
-    An existing target (empty, or any with ``overwrite``) is moved aside first and deleted only
-    after the new folder is in place; on failure it is put back and the temporary removed.
-    """
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-    old: Path | None = None
-    try:
-        write(tmp)
-        _check_target(folder, overwrite)
-        if folder.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".old", dir=folder.parent))
-            os.replace(folder, old / folder.name)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and (old / folder.name).exists() and not folder.exists():
-            os.replace(old / folder.name, folder)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 __all__ = ["PetTags", "write_dicom_series", "F18_HALF_LIFE_S"]
