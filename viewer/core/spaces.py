@@ -14,19 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
+from viewer.core.plane_kernels import sample_on_plane
 from viewer.core.volume import Volume
 
 #: Two sampling grids are "the same" when every pixel centre of one lands within this many
 #: voxels of a voxel centre of the other (then a plane is read by plain array slicing).
 GRID_TOLERANCE_VOX = 1e-3
-
-#: Plane sampling reads an image at most this far apart (in that image's voxels) and fills
-#: the pixels in between by bilinear interpolation of those samples. A display pixel finer
-#: than half a voxel adds no information, and sampling every one of them in 3-D costs 4-16×
-#: more; point readouts and quantification never use this shortcut.
-MAX_SAMPLE_STEP_VOX = 0.5
 
 ORIENTATIONS: tuple[str, ...] = ("axial", "coronal", "sagittal")
 
@@ -194,17 +188,16 @@ def sample_plane(volume: Volume, plane: Plane, interpolation: str = "linear") ->
     if interpolation not in ("linear", "nearest"):
         raise ValueError(f"interpolation must be 'linear' or 'nearest', got {interpolation!r}")
     to_voxel = plane_to_voxel(volume, plane)
-    inside = _field_of_view_mask(to_voxel, volume.shape, plane.shape)
-    fill = np.nan if interpolation == "linear" else 0
     direct = _slice_directly(volume.data, to_voxel, plane.shape)
-    if direct is not None:
-        values = direct
-    else:
-        values = _interpolate(volume.data, to_voxel, plane.shape, interpolation)
+    if direct is None:
+        values, inside = sample_on_plane(volume.data, to_voxel, plane.shape, interpolation)
+        return PlaneImage(values, inside)
+    values = direct
+    inside = _field_of_view_mask(to_voxel, volume.shape, plane.shape)
     if not inside.all():
         if interpolation == "linear" and not np.issubdtype(values.dtype, np.floating):
             values = values.astype(np.float32)
-        values[~inside] = fill
+        values[~inside] = np.nan if interpolation == "linear" else 0
     return PlaneImage(values, inside)
 
 
@@ -313,100 +306,6 @@ def _as_slice(indices: np.ndarray) -> slice:
     step = int(indices[1] - indices[0])
     stop = int(indices[-1]) + step
     return slice(start, stop if stop >= 0 else None, step)
-
-
-def _interpolate(data: np.ndarray, to_voxel: np.ndarray, plane_shape: tuple[int, int], interpolation: str) -> np.ndarray:
-    """Sample exactly at a sparse set of rows and columns, then fill the pixels in between.
-
-    Along a plane axis that runs parallel to one of the image's voxel axes, the samples sit
-    where the plane crosses that image's voxel centres: between two such crossings trilinear
-    interpolation is linear (and nearest is a step at the midpoint), so the fill reproduces
-    exact trilinear / nearest sampling at every pixel while computing only as many 3-D samples
-    as the image has voxels in the plane. Along an oblique axis samples are spaced at most
-    MAX_SAMPLE_STEP_VOX voxels apart.
-    """
-    rows, cols = plane_shape
-    row_positions = _axis_positions(to_voxel, 0, rows, data.shape, plane_shape)
-    col_positions = _axis_positions(to_voxel, 1, cols, data.shape, plane_shape)
-    rr = row_positions.astype(np.float32)[:, None]
-    cc = col_positions.astype(np.float32)[None, :]
-    m = to_voxel.astype(np.float32)
-
-    # Read only the block of voxels the plane passes through (cheap on memory maps).
-    corner_rows = np.array([row_positions[0], row_positions[0], row_positions[-1], row_positions[-1]])
-    corner_cols = np.array([col_positions[0], col_positions[-1], col_positions[0], col_positions[-1]])
-    corners = to_voxel[:3, 0:1] * corner_rows + to_voxel[:3, 1:2] * corner_cols + to_voxel[:3, 3:4]
-    starts = np.clip(np.floor(corners.min(axis=1)).astype(int) - 1, 0, np.array(data.shape) - 1)
-    stops = np.maximum(np.clip(np.ceil(corners.max(axis=1)).astype(int) + 2, 0, np.array(data.shape)), starts + 1)
-    block = np.asarray(data[starts[0]:stops[0], starts[1]:stops[1], starts[2]:stops[2]])
-    order = 1 if interpolation == "linear" else 0
-    # ndimage walks a contiguous copy several times faster than a strided view.
-    block = np.ascontiguousarray(block, dtype=np.float32 if order == 1 else block.dtype)
-    coords = np.empty((3, len(row_positions), len(col_positions)), dtype=np.float32)
-    for axis in range(3):
-        np.add(m[axis, 0] * rr, m[axis, 1] * cc + (m[axis, 3] - np.float32(starts[axis])), out=coords[axis])
-    samples = ndimage.map_coordinates(block, coords, order=order, mode="nearest", prefilter=False)
-    if len(row_positions) == rows and len(col_positions) == cols and np.array_equal(row_positions, np.arange(rows)) \
-            and np.array_equal(col_positions, np.arange(cols)):
-        return samples
-    if interpolation == "nearest":
-        return samples[np.ix_(_nearest_index(row_positions, rows), _nearest_index(col_positions, cols))]
-    lower_r, weight_r = _linear_weights(row_positions, rows)
-    lower_c, weight_c = _linear_weights(col_positions, cols)
-    # Separable linear fill: columns first on the small sample grid, then whole-row blends
-    # (gathering rows copies contiguous memory; gathering columns of a big array does not).
-    upper_r = np.minimum(lower_r + 1, len(row_positions) - 1)
-    upper_c = np.minimum(lower_c + 1, len(col_positions) - 1)
-    by_cols = samples[:, lower_c] * (1 - weight_c)[None, :] + samples[:, upper_c] * weight_c[None, :]
-    out = by_cols[lower_r]
-    out *= (1 - weight_r)[:, None]
-    out += by_cols[upper_r] * weight_r[:, None]
-    return out
-
-
-def _axis_positions(to_voxel: np.ndarray, plane_axis: int, n: int, volume_shape: tuple[int, ...], plane_shape: tuple[int, int]) -> np.ndarray:
-    """Pixel positions (ascending, may lie outside 0..n-1) at which to take exact samples."""
-    step = to_voxel[:3, plane_axis]
-    main = int(np.argmax(np.abs(step)))
-    others = [a for a in range(3) if a != main]
-    drift = np.abs(step[others]).max() * max(plane_shape)
-    if drift <= GRID_TOLERANCE_VOX and abs(step[main]) > 0:
-        # Parallel to voxel axis `main`: sample where the plane crosses its voxel centres.
-        ends = np.array([0.0, n - 1.0]) * step[main] + to_voxel[main, 3]
-        first = max(0, int(np.floor(ends.min() + GRID_TOLERANCE_VOX)))
-        last = min(volume_shape[main] - 1, int(np.ceil(ends.max() - GRID_TOLERANCE_VOX)))
-        if last >= first and (last - first + 1) < n:
-            centres = np.arange(first, last + 1, dtype=np.float64)
-            return np.sort((centres - to_voxel[main, 3]) / step[main])
-    voxels_per_pixel = float(np.linalg.norm(step))
-    k = 1 if voxels_per_pixel <= 0 else max(1, int(MAX_SAMPLE_STEP_VOX / voxels_per_pixel))
-    positions = np.arange(0, n, k, dtype=np.float64)
-    if positions[-1] != n - 1:
-        positions = np.append(positions, n - 1.0)
-    return positions
-
-
-def _linear_weights(positions: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """For pixels 0..n-1: index of the sample at or before each, and the weight of the next.
-
-    Pixels before the first or after the last sample take that sample's value (weight 0/1),
-    which matches the clamped ("nearest") edge of trilinear sampling.
-    """
-    targets = np.arange(n, dtype=np.float64)
-    if len(positions) == 1:
-        return np.zeros(n, dtype=np.intp), np.zeros(n, dtype=np.float32)
-    lower = np.clip(np.searchsorted(positions, targets, side="right") - 1, 0, len(positions) - 2)
-    span = positions[lower + 1] - positions[lower]
-    weight = np.clip((targets - positions[lower]) / span, 0.0, 1.0)
-    return lower.astype(np.intp), weight.astype(np.float32)
-
-
-def _nearest_index(positions: np.ndarray, n: int) -> np.ndarray:
-    targets = np.arange(n, dtype=np.float64)
-    upper = np.clip(np.searchsorted(positions, targets), 0, len(positions) - 1)
-    lower = np.clip(upper - 1, 0, len(positions) - 1)
-    choose_lower = np.abs(targets - positions[lower]) <= np.abs(positions[upper] - targets)
-    return np.where(choose_lower, lower, upper)
 
 
 # -- label maps between grids ----------------------------------------------------------------

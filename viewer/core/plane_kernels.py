@@ -1,0 +1,109 @@
+"""Compiled per-pixel sampling of a 3-D grid on an oblique plane (numba).
+
+Why numba: sampling a 512×512 plane through a rotated overlay touches every pixel with
+trilinear interpolation. ``scipy.ndimage.map_coordinates`` costs ≈ 60 ns per pixel (≈ 16 ms
+per layer) and holds the GIL; this kernel costs ≈ 5 ns per pixel on two cores and is exact. The kernels
+are compiled on first use and cached on disk (``cache=True``). Rows run in parallel on all
+cores; numba's default threading layer must not be entered by two Python threads at once, so
+calls are serialised by a lock (the GIL is released while a kernel runs).
+
+Coordinates: ``to_voxel`` maps plane pixel ``(row, col, 0, 1)`` to the volume's voxel
+coordinates. A pixel whose voxel coordinate lies outside ``[-0.5, n - 0.5]`` on any axis gets
+``fill``; inside, coordinates are clamped to ``[0, n - 1]`` (the edge half-voxel repeats the
+edge voxel, matching ``mode="nearest"``).
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+
+import numpy as np
+
+#: Serialises kernel launches: numba's workqueue threading layer is not re-entrant.
+_LAUNCH_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=None)
+def _compiled():
+    """Compile (or load from cache) the kernels; imported lazily so start-up does not pay."""
+    import numba
+
+    @numba.njit(cache=True, nogil=True, parallel=True)
+    def trilinear(data, m, rows, cols, fill, out, inside):  # pragma: no cover - compiled
+        nx, ny, nz = data.shape
+        for r in numba.prange(rows):
+            x = m[0, 0] * r + m[0, 3]
+            y = m[1, 0] * r + m[1, 3]
+            z = m[2, 0] * r + m[2, 3]
+            for c in range(cols):
+                if x < -0.5 or y < -0.5 or z < -0.5 or x > nx - 0.5 or y > ny - 0.5 or z > nz - 0.5:
+                    out[r, c] = fill
+                    inside[r, c] = False
+                else:
+                    inside[r, c] = True
+                    cx = min(max(x, 0.0), nx - 1.0)
+                    cy = min(max(y, 0.0), ny - 1.0)
+                    cz = min(max(z, 0.0), nz - 1.0)
+                    i = min(int(cx), max(nx - 2, 0))
+                    j = min(int(cy), max(ny - 2, 0))
+                    k = min(int(cz), max(nz - 2, 0))
+                    fx = cx - i
+                    fy = cy - j
+                    fz = cz - k
+                    i1 = min(i + 1, nx - 1)
+                    j1 = min(j + 1, ny - 1)
+                    k1 = min(k + 1, nz - 1)
+                    c00 = data[i, j, k] * (1.0 - fz) + data[i, j, k1] * fz
+                    c01 = data[i, j1, k] * (1.0 - fz) + data[i, j1, k1] * fz
+                    c10 = data[i1, j, k] * (1.0 - fz) + data[i1, j, k1] * fz
+                    c11 = data[i1, j1, k] * (1.0 - fz) + data[i1, j1, k1] * fz
+                    out[r, c] = (c00 * (1.0 - fy) + c01 * fy) * (1.0 - fx) + (c10 * (1.0 - fy) + c11 * fy) * fx
+                x += m[0, 1]
+                y += m[1, 1]
+                z += m[2, 1]
+
+    @numba.njit(cache=True, nogil=True, parallel=True)
+    def nearest(data, m, rows, cols, fill, out, inside):  # pragma: no cover - compiled
+        nx, ny, nz = data.shape
+        for r in numba.prange(rows):
+            x = m[0, 0] * r + m[0, 3]
+            y = m[1, 0] * r + m[1, 3]
+            z = m[2, 0] * r + m[2, 3]
+            for c in range(cols):
+                if x < -0.5 or y < -0.5 or z < -0.5 or x > nx - 0.5 or y > ny - 0.5 or z > nz - 0.5:
+                    out[r, c] = fill
+                    inside[r, c] = False
+                else:
+                    inside[r, c] = True
+                    i = min(max(int(np.rint(x)), 0), nx - 1)
+                    j = min(max(int(np.rint(y)), 0), ny - 1)
+                    k = min(max(int(np.rint(z)), 0), nz - 1)
+                    out[r, c] = data[i, j, k]
+                x += m[0, 1]
+                y += m[1, 1]
+                z += m[2, 1]
+
+    return trilinear, nearest
+
+
+def sample_on_plane(data: np.ndarray, to_voxel: np.ndarray, shape: tuple[int, int], interpolation: str) -> tuple[np.ndarray, np.ndarray]:
+    """Exact samples of ``data`` at every pixel of a plane, and where the pixel is inside the grid.
+
+    Returns:
+        values: float32 (trilinear, NaN outside) or the data's dtype (nearest, 0 outside).
+        inside: bool, True where the pixel centre lies within the grid's voxel extent.
+    """
+    trilinear, nearest = _compiled()
+    rows, cols = int(shape[0]), int(shape[1])
+    matrix = np.ascontiguousarray(to_voxel, dtype=np.float64)
+    inside = np.empty((rows, cols), dtype=np.bool_)
+    if interpolation == "linear":
+        values = np.empty((rows, cols), dtype=np.float32)
+        with _LAUNCH_LOCK:
+            trilinear(data, matrix, rows, cols, np.float32(np.nan), values, inside)
+    else:
+        values = np.empty((rows, cols), dtype=data.dtype)
+        with _LAUNCH_LOCK:
+            nearest(data, matrix, rows, cols, data.dtype.type(0), values, inside)
+    return values, inside
