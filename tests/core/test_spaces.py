@@ -264,3 +264,34 @@ def test_memory_mapped_oblique_overlay_samples_like_in_memory(tmp_path):
     np.testing.assert_allclose(
         sample_plane(mapped, plane).values, sample_plane(Volume.from_array(data, affine, role="pet"), plane).values, atol=1e-5
     )
+
+
+def test_region_mask_on_grid_matches_full_mapping():
+    from viewer.core.spaces import region_mask_on_grid
+
+    label_shape = (60, 60, 60)
+    label_affine = centered_affine(label_shape, (1, 1, 1), (0, 0, 0))
+    distance = np.linalg.norm(world_grid(label_shape, label_affine) - MARKER_WORLD, axis=-1)
+    labels = np.where(distance < 7, 2, np.where(distance < 12, 1, 0)).astype(np.int16)
+    label_volume = Volume.from_array(labels, label_affine, role="regions")
+    shape, affine = grid_variants()["rotated_two_axes"]
+    target = Volume.from_array(np.zeros(shape, np.float32), affine, role="fluorine")
+    full = map_labels_to_grid(label_volume, target)
+    for label in (1, 2):
+        box, mask = region_mask_on_grid(label_volume, label, target)
+        expected = np.zeros(shape, bool)
+        expected[box] = mask
+        np.testing.assert_array_equal(expected, full == label)
+    assert region_mask_on_grid(label_volume, 9, target) is None
+
+
+def test_resample_to_grid_reproduces_linear_field():
+    from viewer.core.spaces import resample_to_grid
+
+    shape, affine = grid_variants()["rotated_two_axes"]
+    source = voxelise(linear_function, shape, affine, role="adc", dtype=np.float64)
+    target_shape = (20, 22, 18)
+    target_affine = centered_affine(target_shape, (1.5, 1.5, 2.0), (1, 2, 3))
+    target = Volume.from_array(np.zeros(target_shape, np.uint8), target_affine)
+    values = resample_to_grid(source, target)
+    np.testing.assert_allclose(values, linear_function(world_grid(target_shape, target_affine)), atol=5e-3)

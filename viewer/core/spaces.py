@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from viewer.core.plane_kernels import sample_on_plane
+from viewer.core.plane_kernels import lookup_labels, sample_on_plane
 from viewer.core.volume import Volume
 
 #: Two sampling grids are "the same" when every pixel centre of one lands within this many
@@ -337,14 +337,14 @@ def map_labels_to_grid(labels: Volume, target: Volume) -> np.ndarray:
     return out
 
 
-def labels_box_on_grid(labels: Volume, target: Volume) -> tuple[slice, slice, slice] | None:
-    """Slices of ``target``'s grid covering every labelled (non-zero) voxel of ``labels``."""
+def labels_box_on_grid(labels: Volume, target: Volume, only: int | None = None) -> tuple[slice, slice, slice] | None:
+    """Slices of ``target``'s grid covering every labelled voxel (or those of label ``only``)."""
     data = np.asarray(labels.data)
-    nonzero_axes = [np.flatnonzero(np.any(data != 0, axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
-    if any(len(idx) == 0 for idx in nonzero_axes):
+    source_box = _label_box(data != 0 if only is None else data == only)
+    if source_box is None:
         return None
-    low = np.array([idx[0] for idx in nonzero_axes]) - 0.5
-    high = np.array([idx[-1] for idx in nonzero_axes]) + 0.5
+    low = np.array([b.start for b in source_box]) - 0.5
+    high = np.array([b.stop - 1 for b in source_box]) + 0.5
     corners = np.array([[x, y, z] for x in (low[0], high[0]) for y in (low[1], high[1]) for z in (low[2], high[2])])
     in_target = target.world_to_voxel_points(labels.voxel_to_world_points(corners))
     start = np.clip(np.floor(in_target.min(axis=0)).astype(int) - 1, 0, np.array(target.shape))
@@ -355,21 +355,56 @@ def labels_box_on_grid(labels: Volume, target: Volume) -> tuple[slice, slice, sl
 
 
 def _lookup_labels(labels: Volume, target: Volume, box: tuple[slice, slice, slice]) -> np.ndarray:
-    """Nearest label at each target voxel centre of ``box``, one k-slab at a time."""
+    """Nearest label at each target voxel centre of ``box`` (compiled; ≈ 2 ns per voxel)."""
     to_labels = labels.world_to_voxel @ target.voxel_to_world
+    start = tuple(b.start for b in box)
+    shape = tuple(b.stop - b.start for b in box)
+    return lookup_labels(np.asarray(labels.data), to_labels, start, shape)
+
+
+def region_mask_on_grid(labels: Volume, label: int, target: Volume) -> tuple[tuple[slice, slice, slice], np.ndarray] | None:
+    """Where one region lies on ``target``'s grid: a box of the grid and the mask inside it.
+
+    Cheap for incremental recomputation: only the box around that label's voxels is mapped.
+    Returns None when the region has no voxel on the target grid.
+    """
     data = np.asarray(labels.data)
-    shape = np.array(data.shape)
-    i = np.arange(box[0].start, box[0].stop, dtype=np.float64)
-    j = np.arange(box[1].start, box[1].stop, dtype=np.float64)
-    result = np.zeros((len(i), len(j), box[2].stop - box[2].start), dtype=np.int32)
-    ii, jj = np.meshgrid(i, j, indexing="ij")
-    for out_k, k in enumerate(range(box[2].start, box[2].stop)):
-        index = []
-        valid = np.ones(ii.shape, dtype=bool)
-        for axis in range(3):
-            coord = to_labels[axis, 0] * ii + to_labels[axis, 1] * jj + (to_labels[axis, 2] * k + to_labels[axis, 3])
-            rounded = np.rint(coord).astype(np.int64)
-            valid &= (rounded >= 0) & (rounded < shape[axis])
-            index.append(np.clip(rounded, 0, shape[axis] - 1))
-        result[:, :, out_k] = np.where(valid, data[index[0], index[1], index[2]], 0)
-    return result
+    if same_grid(labels, target):
+        box = _label_box(data == label)
+        if box is None:
+            return None
+        return box, data[box] == label
+    box = labels_box_on_grid(labels, target, only=label)
+    if box is None:
+        return None
+    mask = _lookup_labels(labels, target, box) == label
+    if not mask.any():
+        return None
+    return box, mask
+
+
+def resample_to_grid(volume: Volume, target: Volume, interpolation: str = "linear") -> np.ndarray:
+    """``volume`` sampled at every voxel centre of ``target`` (slice by slice with the plane kernels).
+
+    For building a *new* label map on an editable grid (the automatic core/penumbra proposal);
+    never used to measure an image, which is always quantified on its own grid.
+    """
+    out = np.empty(target.shape, dtype=np.float32 if interpolation == "linear" else volume.data.dtype)
+    for k in range(target.shape[2]):
+        pixel_to_world = np.eye(4)
+        pixel_to_world[:3, 0] = target.voxel_to_world[:3, 0]
+        pixel_to_world[:3, 1] = target.voxel_to_world[:3, 1]
+        normal = np.cross(pixel_to_world[:3, 1], pixel_to_world[:3, 0])
+        pixel_to_world[:3, 2] = normal / np.linalg.norm(normal)
+        pixel_to_world[:3, 3] = target.voxel_to_world_points(np.array([0.0, 0.0, float(k)]))
+        plane = Plane(pixel_to_world, (target.shape[0], target.shape[1]))
+        out[:, :, k] = sample_plane(volume, plane, interpolation).values
+    return out
+
+
+def _label_box(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
+    """Tight box around the True voxels of a mask."""
+    extents = [np.flatnonzero(np.any(mask, axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
+    if any(len(e) == 0 for e in extents):
+        return None
+    return tuple(slice(int(e[0]), int(e[-1]) + 1) for e in extents)  # type: ignore[return-value]
