@@ -48,6 +48,7 @@ test: $(VENV)/.installed system-packages
 
 benchmark: $(VENV)/.installed $(DEMO)/study.toml
 	$(PY) benchmarks/bench_load_and_sample.py --study $(DEMO)
+	$(PY) benchmarks/bench_stats.py --study $(DEMO)
 
 clean:
 	rm -rf $(VENV) .demo build dist *.egg-info

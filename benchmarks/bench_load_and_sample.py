@@ -18,21 +18,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from scipy import ndimage
 
+from timing import median_ms  # benchmarks/ is on sys.path when run as a script
 from viewer.core.io.nifti import load_nifti, save_nifti
 from viewer.core.io.study import load_study, load_timepoint
 from viewer.core.spaces import display_plane, sample_plane
 from viewer.core.volume import Volume
 
-
-def median_ms(function, runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        function()
-        times.append((time.perf_counter() - start) * 1000.0)
-    return statistics.median(times)
 
 
 def sample_view(layers: list[Volume], orientation: str, point: np.ndarray) -> None:

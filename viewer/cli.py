@@ -1,4 +1,4 @@
-"""Command line: ``viewer demo``, ``viewer render`` (PRODUCT.md §7).
+"""Command line: ``viewer demo``, ``viewer stats``, ``viewer render`` (PRODUCT.md §7).
 
 Every failure prints exactly one line ``error: …`` on stderr and exits with status 2; outputs
 are written to a temporary file and renamed, so a failed command leaves nothing behind.
@@ -36,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="random seed of the simulation (default 7)")
     demo.add_argument("--overwrite", action="store_true", help="replace an existing demo folder")
 
+    stats = commands.add_parser("stats", help="per-region numbers of every timepoint (PRODUCT.md §3)")
+    stats.add_argument("study", type=Path, help="study.toml or a folder holding one")
+    stats.add_argument("--timepoint", metavar="LABEL", help="only this timepoint")
+    stats.add_argument("--format", choices=("json", "csv"), default="json")
+    stats.add_argument("-o", "--output", type=Path, help="write to this file instead of standard output")
+
     render = commands.add_parser("render", help="render one view of a study to PNG")
     render.add_argument("study", type=Path, help="study.toml, a folder holding one, a NIfTI file or a DICOM folder")
     render.add_argument("--view", choices=("axial", "coronal", "sagittal"), default="axial")
@@ -52,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command is None:
             raise ViewerError("no command given; try 'viewer --help'")
-        handler = {"demo": _cmd_demo, "render": _cmd_render}[args.command]
+        handler = {"demo": _cmd_demo, "render": _cmd_render, "stats": _cmd_stats}[args.command]
         return handler(args)
     except ViewerError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -72,6 +78,24 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     manifest = write_demo_study(args.out, seed=args.seed, overwrite=args.overwrite)
     print(manifest)
+    return 0
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from viewer.core.io.atomic import write_text_atomic
+    from viewer.core.io.study import open_path
+    from viewer.core.quant.stats import compute_study_stats
+
+    if args.output is not None and args.output.is_dir():
+        raise ViewerError(f"{args.output}: is a folder, expected a file name")
+    study = open_path(args.study)
+    stats = compute_study_stats(study, args.timepoint)
+    text = stats.to_json() if args.format == "json" else stats.to_csv()
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        write_text_atomic(args.output, text)
+        print(args.output)
     return 0
 
 

@@ -143,7 +143,7 @@ TISSUE = {
     "suv": {"gm": 6.0, "wm": 2.5, "csf": 0.3, "core": 3.0},
     "tsc": {"gm": 40.0, "wm": 35.0, "csf": 140.0, "core": 82.0, "penumbra": 55.0},
     "adc": {"gm": 850.0, "wm": 720.0, "csf": 3000.0, "core": 450.0},
-    "tmax": {"brain": 1.0, "core": 10.0, "penumbra": 8.0},
+    "tmax": {"brain": 1.0, "core": 12.0, "penumbra": 11.0},
 }
 PET_FWHM_MM = 5.0
 PET_LESION_FWHM_MM = 3.0
@@ -648,7 +648,12 @@ def _build(root: Path, seed: int) -> None:
     pet_rim = sample_linear(_smooth(regions.rim, PET_LESION_FWHM_MM), anat_affine, grids["pet"])
 
     tsc = TISSUE["tsc"]
-    tsc_design = tsc["gm"] * anatomy.gm + tsc["wm"] * anatomy.wm + tsc["csf"] * anatomy.csf
+    # Tissue voxels carry the tissue TSC (GM/WM mix); only CSF spaces (GM+WM < 0.4) carry CSF's
+    # 140 mM, so healthy cortex with some CSF partial volume stays below the 50 mM penumbra cut.
+    tissue = anatomy.gm + anatomy.wm
+    tissue_tsc = (tsc["gm"] * anatomy.gm + tsc["wm"] * anatomy.wm) / np.maximum(tissue, 1e-6)
+    tsc_design = np.where(anatomy.csf_mask, tsc["csf"], np.where(anatomy.brain, tissue_tsc, 0.0)).astype(np.float32)
+    del tissue, tissue_tsc
     tsc_design[core] = tsc["core"]
     tsc_design[pen] = tsc["penumbra"]
     tsc_clean, noise_scale["sodium"] = _brain_map(tsc_design, anatomy, TSC_FWHM_MM, grids["sodium"])
@@ -906,10 +911,12 @@ def _assumptions(grids: dict[str, Grid]) -> list[str]:
         "inflamed rim (4 mm around the core) SUV 8.0 / 8.8 / 7.5 at day 1 / 7 / 21 (3 mm FWHM); 5 % multiplicative "
         "noise; 2x2x3 mm grid. Day 7 is a DICOM series in Bq/mL (F-18, 250 MBq at 09:12, scan 10:05, 68 kg, "
         "1.68 m, female); days 1 and 21 are NIfTI in SUV.",
-        "Sodium (TSC): GM 40, WM 35, CSF 140, core 76, penumbra 55 mM (core >= 70 and penumbra in [50, 70) as "
-        "in PRODUCT.md §3), 4 mm FWHM, 4 mm grid, noise 2.5 mM.",
+        "Sodium (TSC): tissue = GM/WM-weighted mix of GM 40 and WM 35 mM; CSF spaces (GM+WM < 0.4) 140 mM; "
+        "core 82, penumbra 55 mM (after blurring the core reads about 74 mM: core >= 70 and penumbra in "
+        "[50, 70) as in PRODUCT.md §3), 4 mm FWHM, 4 mm grid, noise 2.5 mM.",
         "ADC: GM 850, WM 720, CSF 3000, core 450 x 1e-6 mm2/s (penumbra normal), 2.5 mm FWHM, 2x2x4 mm oblique "
-        "grid, noise 20. Tmax: brain 1 s, core 10 s, penumbra 8 s, 4 mm FWHM, 2x2x5 mm oblique grid, noise 0.25 s.",
+        "grid, noise 20. Tmax: brain 1 s, core 12 s, penumbra 11 s (the 6 s threshold sits at half height of "
+        "the blurred edge), 4 mm FWHM, 2x2x5 mm oblique grid, noise 0.25 s.",
         "Sodium/ADC/Tmax tissue design is the same at every timepoint (new noise each time).",
         "Outside the head (air) every map except 19F is exactly zero (masked, as scanners write parameter maps; "
         "the noise fades out over ~3 mm outside the brain); 19F is pure Rician noise except the tube and the cells.",

@@ -22,11 +22,11 @@ from scipy import ndimage
 
 from viewer.core.display import (
     DisplayProps,
+    apply_window,
     colormap_lut,
     composite_over,
     layer_rgba,
     region_color,
-    apply_window,
 )
 from viewer.core.io.atomic import atomic_path
 from viewer.core.spaces import Plane, PlaneImage, display_plane, sample_plane

@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
-from viewer.core.plane_kernels import lookup_labels, sample_on_plane
+from viewer.core.plane_kernels import sample_on_plane
 from viewer.core.volume import Volume
 
 #: Two sampling grids are "the same" when every pixel centre of one lands within this many
@@ -337,12 +338,16 @@ def map_labels_to_grid(labels: Volume, target: Volume) -> np.ndarray:
     return out
 
 
-def labels_box_on_grid(labels: Volume, target: Volume, only: int | None = None) -> tuple[slice, slice, slice] | None:
-    """Slices of ``target``'s grid covering every labelled voxel (or those of label ``only``)."""
-    data = np.asarray(labels.data)
-    source_box = _label_box(data != 0 if only is None else data == only)
+def labels_box_on_grid(labels: Volume, target: Volume) -> tuple[slice, slice, slice] | None:
+    """Slices of ``target``'s grid covering every labelled (non-zero) voxel of ``labels``."""
+    source_box = label_box(np.asarray(labels.data) != 0)
     if source_box is None:
         return None
+    return _box_on_grid(labels, target, source_box)
+
+
+def _box_on_grid(labels: Volume, target: Volume, source_box: tuple[slice, slice, slice]) -> tuple[slice, slice, slice] | None:
+    """Slices of ``target``'s grid covering a box of the label map's grid."""
     low = np.array([b.start for b in source_box]) - 0.5
     high = np.array([b.stop - 1 for b in source_box]) + 0.5
     corners = np.array([[x, y, z] for x in (low[0], high[0]) for y in (low[1], high[1]) for z in (low[2], high[2])])
@@ -355,26 +360,56 @@ def labels_box_on_grid(labels: Volume, target: Volume, only: int | None = None) 
 
 
 def _lookup_labels(labels: Volume, target: Volume, box: tuple[slice, slice, slice]) -> np.ndarray:
-    """Nearest label at each target voxel centre of ``box`` (compiled; ≈ 2 ns per voxel)."""
+    """Nearest label at each target voxel centre of ``box``, computed slab by slab in numpy.
+
+    (Numpy rather than a compiled kernel: command-line statistics would otherwise pay numba's
+    start-up, which costs more than these lookups.)
+    """
     to_labels = labels.world_to_voxel @ target.voxel_to_world
-    start = tuple(b.start for b in box)
-    shape = tuple(b.stop - b.start for b in box)
-    return lookup_labels(np.asarray(labels.data), to_labels, start, shape)
+    data = np.asarray(labels.data)
+    limits = np.array(data.shape)
+    i = np.arange(box[0].start, box[0].stop, dtype=np.float32)[:, None]
+    j = np.arange(box[1].start, box[1].stop, dtype=np.float32)[None, :]
+    result = np.empty((len(i), j.shape[1], box[2].stop - box[2].start), dtype=np.int32)
+    m = to_labels.astype(np.float32)
+    for out_k, k in enumerate(range(box[2].start, box[2].stop)):
+        valid = np.ones((len(i), j.shape[1]), dtype=bool)
+        index = []
+        for axis in range(3):
+            rounded = np.rint(m[axis, 0] * i + (m[axis, 1] * j + (m[axis, 2] * k + m[axis, 3]))).astype(np.int32)
+            valid &= (rounded >= 0) & (rounded < limits[axis])
+            np.clip(rounded, 0, limits[axis] - 1, out=rounded)
+            index.append(rounded)
+        slab = data[index[0], index[1], index[2]]
+        result[:, :, out_k] = np.where(valid, slab, 0)
+    return result
 
 
-def region_mask_on_grid(labels: Volume, label: int, target: Volume) -> tuple[tuple[slice, slice, slice], np.ndarray] | None:
+def label_boxes(labels: Volume) -> dict[int, tuple[slice, slice, slice]]:
+    """Tight box of every label present in a label map (one pass over the array)."""
+    data = np.asarray(labels.data)
+    boxes = ndimage.find_objects(data)
+    return {index + 1: box for index, box in enumerate(boxes) if box is not None}
+
+
+def region_mask_on_grid(
+    labels: Volume, label: int, target: Volume, source_box: tuple[slice, slice, slice] | None = None
+) -> tuple[tuple[slice, slice, slice], np.ndarray] | None:
     """Where one region lies on ``target``'s grid: a box of the grid and the mask inside it.
 
     Cheap for incremental recomputation: only the box around that label's voxels is mapped.
-    Returns None when the region has no voxel on the target grid.
+    ``source_box`` (the label's box on its own grid, e.g. from :func:`label_boxes`) saves a
+    scan of the whole label map. Returns None when the region has no voxel on the target grid.
     """
     data = np.asarray(labels.data)
-    if same_grid(labels, target):
-        box = _label_box(data == label)
-        if box is None:
+    if source_box is None:
+        source_box = label_box(data == label)
+        if source_box is None:
             return None
-        return box, data[box] == label
-    box = labels_box_on_grid(labels, target, only=label)
+    if same_grid(labels, target):
+        mask = data[source_box] == label
+        return (source_box, mask) if mask.any() else None
+    box = _box_on_grid(labels, target, source_box)
     if box is None:
         return None
     mask = _lookup_labels(labels, target, box) == label
@@ -402,7 +437,7 @@ def resample_to_grid(volume: Volume, target: Volume, interpolation: str = "linea
     return out
 
 
-def _label_box(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
+def label_box(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
     """Tight box around the True voxels of a mask."""
     extents = [np.flatnonzero(np.any(mask, axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
     if any(len(e) == 0 for e in extents):

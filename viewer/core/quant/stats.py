@@ -1,0 +1,353 @@
+"""Assembling the per-region, per-timepoint numbers of PRODUCT.md §3 (`viewer stats`).
+
+:class:`TimepointQuantifier` prepares each modality once per timepoint (noise, calibration,
+SUVpeak map) and then measures any region cheaply, so the window can recompute the one region
+a brush stroke changed. Each image is measured on its own grid with the region mapped onto it
+(:func:`viewer.core.spaces.region_mask_on_grid`). Anything that cannot be computed is None
+with a note saying why — never a default that looks like a measurement.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from viewer.core.io.study import Study, Timepoint, load_timepoint
+from viewer.core.quant.fluorine import FluorineQuantifier
+from viewer.core.quant.measures import REGION_KEYS, TIMEPOINT_KEYS
+from viewer.core.quant.perfusion import MismatchSummary, mismatch_summary, sodium_mean
+from viewer.core.quant.pet import PetQuantifier
+from viewer.core.quant.settings import QuantSettings
+from viewer.core.quant.viability import (
+    cells_from_spio,
+    dead_cells_from_gd,
+    region_sum,
+    released_gd_mol,
+    viability,
+)
+from viewer.core.spaces import label_box, label_boxes, region_mask_on_grid
+from viewer.core.volume import ROLE_QUANTITY, Volume
+
+#: Region names that calibrate the ¹⁹F image instead of holding cells.
+CALIBRATION_NAMES = ("reference", "background")
+
+#: A region whose mapped part on an image is below this share of its volume is reported as
+#: partly outside that image's field of view.
+PARTIAL_COVERAGE_WARNING = 0.9
+
+
+@dataclass
+class RegionStats:
+    """One row of the region table: the schema values plus details for the window and report."""
+
+    values: dict[str, Any]
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> int:
+        return int(self.values["label"])
+
+    @property
+    def name(self) -> str:
+        return str(self.values["name"])
+
+
+@dataclass
+class TimepointStats:
+    """All regions of one timepoint, with the per-timepoint numbers and notes."""
+
+    label: str
+    day: float | None
+    detection_limit_cells_per_mm3: float | None
+    regions: list[RegionStats]
+    notes: list[str]
+    mismatch: MismatchSummary | None = None
+    homing: dict[str, float | None] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def region(self, name: str) -> RegionStats | None:
+        return next((r for r in self.regions if r.name == name), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "day": self.day,
+            "detection_limit_cells_per_mm3": _clean(self.detection_limit_cells_per_mm3),
+            "regions": [{key: _clean(r.values[key]) for key in REGION_KEYS} for r in self.regions],
+        }
+
+
+@dataclass
+class StudyStats:
+    """The result of `viewer stats`: every requested timepoint and the notes."""
+
+    study: str
+    timepoints: list[TimepointStats]
+    notes: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"study": self.study, "timepoints": [t.as_dict() for t in self.timepoints], "notes": list(self.notes)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+    def to_csv(self) -> str:
+        """One row per timepoint × region; timepoint columns prefixed ``timepoint_``."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        timepoint_columns = [f"timepoint_{key}" if key in ("label", "day") else key for key in TIMEPOINT_KEYS]
+        writer.writerow(timepoint_columns + list(REGION_KEYS))
+        for timepoint in self.timepoints:
+            head = [timepoint.label, _csv(timepoint.day), _csv(timepoint.detection_limit_cells_per_mm3)]
+            for region in timepoint.regions:
+                writer.writerow(head + [_csv(region.values[key]) for key in REGION_KEYS])
+        return buffer.getvalue()
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: numpy scalars to Python, NaN/inf to None."""
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    return value
+
+
+def _csv(value: Any) -> str:
+    value = _clean(value)
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+class TimepointQuantifier:
+    """Per-timepoint quantification state; :meth:`region` measures one region on every map."""
+
+    def __init__(self, study: Study, timepoint: Timepoint, volumes: Mapping[str, Volume], settings: QuantSettings | None = None) -> None:
+        self.study = study
+        self.timepoint = timepoint
+        self.volumes = dict(volumes)
+        self.settings = settings or QuantSettings()
+        self.labels: Volume | None = self.volumes.get("regions")
+        self.notes: list[str] = []
+        self._boxes = label_boxes(self.labels) if self.labels is not None else {}
+        self._prepare()
+
+    def _prepare(self) -> None:
+        calibration = self.study.calibration
+        names = dict(self.timepoint.region_names)
+        fluorine = self.volumes.get("fluorine")
+        self.fluorine = FluorineQuantifier(fluorine, self.labels, names, calibration) if fluorine is not None else None
+        pet = self.volumes.get("pet")
+        self.pet = PetQuantifier(pet, self.settings) if pet is not None else None
+        self._total_cells = self.fluorine.total_cells() if self.fluorine is not None else None
+        if self.fluorine is not None:
+            self.notes.extend(self.fluorine.notes)
+            missing = self.fluorine.missing_calibration
+            if missing and self.fluorine.reference_signal is not None:
+                self.notes.append(f"¹⁹F cell counts not computed: [calibration] {', '.join(missing)} not given")
+        else:
+            self.notes.append("no ¹⁹F image: cell counts, density, homing and viability are not computed")
+        if self.labels is None:
+            self.notes.append("no region label map: nothing to measure per region")
+        if "gd" in self.volumes:
+            missing = [k for k in ("gd_r1_per_mM_s", "gd_fmol_per_cell") if getattr(calibration, k) is None]
+            if missing:
+                self.notes.append(f"dead cells not computed: [calibration] {', '.join(missing)} not given")
+        else:
+            self.notes.append("no Gd ΔR1 map: dead and live cells are not computed")
+        if "pet" not in self.volumes:
+            self.notes.append("no PET: SUV measures are not computed")
+        if "sodium" not in self.volumes:
+            self.notes.append("no sodium map: TSC is not computed")
+
+    # -- regions -------------------------------------------------------------------------------
+    def region_labels(self) -> list[int]:
+        """Labels present in the map plus named labels (an empty named region is still listed)."""
+        if self.labels is None:
+            return []
+        return sorted(set(self._boxes) | set(self.timepoint.region_names))
+
+    def labels_changed(self, label: int, edited_box: tuple[slice, slice, slice] | None = None) -> None:
+        """Update the cached extent of ``label`` after the label map was edited.
+
+        With ``edited_box`` (the box an edit touched, on the label grid) the extent grows to
+        include it without scanning the map — exact for painting, conservative for erasing
+        (a box too large only costs time). Without it the map is rescanned.
+        """
+        if self.labels is None:
+            return
+        old = self._boxes.get(label)
+        if edited_box is not None and old is not None:
+            self._boxes[label] = tuple(
+                slice(min(a.start, b.start), max(a.stop, b.stop)) for a, b in zip(old, edited_box)
+            )  # type: ignore[assignment]
+            return
+        box = label_box(np.asarray(self.labels.data) == label)
+        if box is None:
+            self._boxes.pop(label, None)
+        else:
+            self._boxes[label] = box
+
+    def region(self, label: int) -> RegionStats:
+        """Every §3 number of one region (recomputed from the current label map)."""
+        assert self.labels is not None
+        name = self.timepoint.region_name(label)
+        notes: list[str] = []
+        box = self._boxes.get(label)
+        own = region_mask_on_grid(self.labels, label, self.labels, box) if box is not None else None
+        count = int(own[1].sum()) if own is not None else 0
+        volume_ml = count * self.labels.voxel_volume_ml
+        values: dict[str, Any] = {key: None for key in REGION_KEYS}
+        values.update(label=int(label), name=name, volume_ml=volume_ml)
+        details: dict[str, Any] = {}
+        if count == 0:
+            notes.append(f"region '{name}' has no voxels")
+            return RegionStats(values, {"notes": notes})
+        is_calibration = name in CALIBRATION_NAMES
+
+        total_cells = None
+        if self.fluorine is not None and not is_calibration:
+            mapped = self._mapped("fluorine", label, name, volume_ml, notes)
+            if mapped is not None:
+                measures = self.fluorine.measure(*mapped)
+                details["fluorine_signal_sum"] = measures.signal_sum
+                details["fluorine_detected_voxels"] = measures.detected_voxels
+                values["below_detection"] = measures.below_detection
+                if measures.cells is not None:
+                    total_cells = values["fluorine_cells"] = measures.cells
+                    values["cells_per_mm3"] = measures.cells / (volume_ml * 1000.0)
+                    if self._total_cells:
+                        values["homing_fraction"] = measures.cells / self._total_cells
+        calibration = self.study.calibration
+        if total_cells is None and not is_calibration and "spio" in self.volumes and self.fluorine is None:
+            if calibration.fe_pg_per_cell is not None and calibration.spio_r2star_per_mM_s is not None:
+                mapped = self._mapped("spio", label, name, volume_ml, notes)
+                if mapped is not None:
+                    total_cells = cells_from_spio(region_sum(self.volumes["spio"], *mapped), calibration.spio_r2star_per_mM_s, calibration.fe_pg_per_cell)
+                    details["total_cells_source"] = "SPIO"
+            else:
+                notes.append("total cells from SPIO need [calibration] fe_pg_per_cell and spio_r2star_per_mM_s")
+        details["total_cells"] = total_cells
+
+        if "gd" in self.volumes and not is_calibration and calibration.gd_r1_per_mM_s and calibration.gd_fmol_per_cell:
+            mapped = self._mapped("gd", label, name, volume_ml, notes)
+            if mapped is not None:
+                delta_r1 = region_sum(self.volumes["gd"], *mapped)
+                gd_mol = released_gd_mol(delta_r1, calibration.gd_r1_per_mM_s)
+                values["dead_cells"] = dead_cells_from_gd(gd_mol, calibration.gd_fmol_per_cell)
+                details["released_gd_mol"] = gd_mol
+                split = viability(total_cells, values["dead_cells"], calibration.dead_fraction_alert)
+                values.update(live_cells=split.live_cells, dead_fraction=split.dead_fraction, rejection_alert=split.rejection_alert)
+
+        if self.pet is not None:
+            mapped = self._mapped("pet", label, name, volume_ml, notes)
+            if mapped is not None:
+                pet = self.pet.measure(*mapped)
+                values.update(suv_max=pet.suv_max, suv_mean=pet.suv_mean, suv_peak=pet.suv_peak, mtv_ml=pet.mtv_ml, tlg=pet.tlg)
+                details.update(sul_max=pet.sul_max, sul_mean=pet.sul_mean, sul_peak=pet.sul_peak)
+        if "sodium" in self.volumes:
+            mapped = self._mapped("sodium", label, name, volume_ml, notes)
+            if mapped is not None:
+                values["sodium_mean_mM"] = sodium_mean(self.volumes["sodium"], *mapped)
+        details["notes"] = notes
+        return RegionStats(values, details)
+
+    def _mapped(self, role: str, label: int, name: str, volume_ml: float, notes: list[str]):
+        """The region on a map's grid, or None with a note when it lies outside that map."""
+        volume = self.volumes[role]
+        mapped = region_mask_on_grid(self.labels, label, volume, self._boxes.get(label))
+        quantity = ROLE_QUANTITY[role]
+        if mapped is None:
+            notes.append(f"region '{name}' lies outside the {quantity} field of view")
+            return None
+        covered_ml = int(mapped[1].sum()) * volume.voxel_volume_ml
+        if covered_ml < PARTIAL_COVERAGE_WARNING * volume_ml and volume_ml > 27 * volume.voxel_volume_ml:
+            notes.append(f"region '{name}': only {100 * covered_ml / volume_ml:.0f} % lies inside the {quantity} field of view")
+        return mapped
+
+    def compute(self) -> TimepointStats:
+        """Every region of the timepoint, the detection limit, homing and the mismatch summary."""
+        regions = [self.region(label) for label in self.region_labels()]
+        notes = list(self.notes)
+        for region in regions:
+            notes.extend(region.details.get("notes", []))
+        detection_limit = self.fluorine.detection_limit_cells_per_mm3 if self.fluorine is not None else None
+        homing = self._homing(regions)
+        core = next((r for r in regions if r.name == "core"), None)
+        penumbra = next((r for r in regions if r.name == "penumbra"), None)
+        mismatch = None
+        if core is not None or penumbra is not None:
+            mismatch = mismatch_summary(
+                core.values["volume_ml"] if core else None, penumbra.values["volume_ml"] if penumbra else None, self.settings
+            )
+            notes.append(mismatch.describe())
+        if homing:
+            notes.append(
+                "homing: " + ", ".join(f"{100 * share:.0f} % {place}" for place, share in homing.items())
+                + " of the ¹⁹F-counted cells"
+            )
+        notes.append("predictions: no prediction model is configured")
+        details = {}
+        if self.fluorine is not None:
+            details.update(
+                fluorine_sigma=self.fluorine.sigma, fluorine_sigma_source=self.fluorine.sigma_source,
+                reference_signal=self.fluorine.reference_signal, total_cells=self._total_cells,
+            )
+            notes.append(f"¹⁹F noise σ = {self.fluorine.sigma:.4g} a.u. from the {self.fluorine.sigma_source}")
+        return TimepointStats(self.timepoint.label, self.timepoint.day, detection_limit, regions,
+                              _unique(notes), mismatch, homing, details)
+
+    def _homing(self, regions: list[RegionStats]) -> dict[str, float | None]:
+        """Share of all ¹⁹F-counted cells in penumbra, in core and elsewhere."""
+        if not self._total_cells:
+            return {}
+        shares = {name: 0.0 for name in ("penumbra", "core")}
+        for region in regions:
+            if region.name in shares and region.values["fluorine_cells"] is not None:
+                shares[region.name] += region.values["fluorine_cells"] / self._total_cells
+        shares["elsewhere"] = max(0.0, 1.0 - shares["penumbra"] - shares["core"])
+        return shares
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for item in items:
+        seen.setdefault(item, None)
+    return list(seen)
+
+
+def compute_study_stats(study: Study, timepoint_label: str | None = None, settings: QuantSettings | None = None) -> StudyStats:
+    """Load and quantify the study's timepoints (or one of them)."""
+    timepoints = [study.timepoint(timepoint_label)] if timepoint_label else list(study.timepoints)
+    results: list[TimepointStats] = []
+    notes: list[str] = []
+    for timepoint in timepoints:
+        stats = TimepointQuantifier(study, timepoint, load_timepoint(study, timepoint), settings).compute()
+        results.append(stats)
+        notes.extend(f"{timepoint.label}: {note}" for note in stats.notes)
+    return StudyStats(study.id, results, _unique(notes))
+
+
+def time_course(stats: StudyStats, key: str) -> dict[str, list[tuple[float | None, Any]]]:
+    """A measure per region name across timepoints: {name: [(day, value), ...]} in study order."""
+    course: dict[str, list[tuple[float | None, Any]]] = {}
+    for timepoint in stats.timepoints:
+        for region in timepoint.regions:
+            course.setdefault(region.name, []).append((timepoint.day, region.values.get(key)))
+    return course
