@@ -102,20 +102,30 @@ def fluorine_image(sigma: float = 1.0, reference_signal: float = 20_000.0, seed:
     return Volume.from_array(magnitude, affine, role="fluorine"), atoms_per_ref_voxel
 
 
-def gd_image(dead_by_region: dict[int, float], sigma: float = 0.0, seed: int = 1) -> Volume:
-    """ΔR1 on a third grid (1.5 mm, rotated about y): released Gd spread uniformly over each ball."""
+def _relaxation_map(mol_by_region: dict[int, float], relaxivity_per_mM_s: float, role: str, sigma: float, seed: int) -> Volume:
+    """ΔR on a third grid (1.5 mm, rotated about y): each ball's agent spread uniformly over it."""
     shape = (60, 60, 36)
     affine = centered_affine(shape, (1.5, 1.5, 1.5), (-1.0, 0.5, 0.0), rotate=rotation("y", -12))
     voxel_l = 1.5**3 * 1e-6
     values = np.zeros(shape)
     for ball in BALLS:
-        dead = dead_by_region.get(ball.region, 0.0)
         fraction = supersampled_fraction(shape, affine, lambda p, b=ball: _inside_ball(p, b))
-        mol = dead * CALIBRATION.gd_fmol_per_cell * 1e-15
-        per_voxel_mol = mol * fraction / fraction.sum()
-        values += CALIBRATION.gd_r1_per_mM_s * per_voxel_mol / voxel_l * 1e3  # ΔR1 = r1 · mM
+        per_voxel_mol = mol_by_region.get(ball.region, 0.0) * fraction / fraction.sum()
+        values += relaxivity_per_mM_s * per_voxel_mol / voxel_l * 1e3  # ΔR = relaxivity · mM
     values += np.random.default_rng(seed).normal(0.0, sigma, shape)
-    return Volume.from_array(values.astype(np.float32), affine, role="gd")
+    return Volume.from_array(values.astype(np.float32), affine, role=role)
+
+
+def gd_image(dead_by_region: dict[int, float], sigma: float = 0.0, seed: int = 1) -> Volume:
+    """ΔR1 (1/s): Gd released by the dead cells of each ball."""
+    mol = {region: dead * CALIBRATION.gd_fmol_per_cell * 1e-15 for region, dead in dead_by_region.items()}
+    return _relaxation_map(mol, CALIBRATION.gd_r1_per_mM_s, "gd", sigma, seed)
+
+
+def spio_image(sigma: float = 0.0, seed: int = 2) -> Volume:
+    """ΔR2* (1/s): the iron of every cell of each ball (fe_pg_per_cell, 55.845 g/mol)."""
+    mol = {ball.region: ball.cells * CALIBRATION.fe_pg_per_cell * 1e-12 / 55.845 for ball in BALLS}
+    return _relaxation_map(mol, CALIBRATION.spio_r2star_per_mM_s, "spio", sigma, seed)
 
 
 def study(timepoint: Timepoint | None = None, calibration: Calibration = CALIBRATION) -> Study:

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.core.quant_phantoms import CALIBRATION, REGION_NAMES, fluorine_image, gd_image, region_labels, study
+from tests.core.quant_phantoms import BALLS, CALIBRATION, REGION_NAMES, fluorine_image, gd_image, region_labels, spio_image, study
 from viewer.cli import main
 from viewer.core.io.study import Timepoint, load_study
 from viewer.core.quant.measures import REGION_KEYS, REGION_MEASURES, TIMEPOINT_KEYS
@@ -195,3 +195,18 @@ def test_region_recompute_after_edit_sees_the_change(phantom):
     quantifier.labels_changed(3)
     after = quantifier.region(3).values
     assert before["fluorine_cells"] > 30_000 and after["volume_ml"] == 0 and after["fluorine_cells"] is None
+
+
+def test_without_fluorine_total_cells_come_from_spio_iron(phantom):
+    """No ¹⁹F: total cells from ΔR2* (iron per cell), so live/dead still split. Tolerance 1 %."""
+    volumes = {k: v for k, v in phantom.items() if k != "fluorine"}
+    volumes["spio"] = spio_image()
+    stats = _quantifier(volumes).compute()
+    row = stats.region("injection site").values
+    injection = next(b for b in BALLS if b.region == 3)
+    assert row["fluorine_cells"] is None
+    assert row["dead_cells"] == pytest.approx(9000, rel=0.01)
+    assert row["live_cells"] == pytest.approx(injection.cells - 9000, rel=0.01)
+    assert row["dead_fraction"] == pytest.approx(9000 / injection.cells, abs=0.005)
+    assert stats.region("injection site").details["total_cells_source"] == "SPIO"
+    assert any("no ¹⁹F image" in n for n in stats.notes)
