@@ -1,0 +1,73 @@
+"""Scene: the window's model, driven without a window."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from viewer.core.io.study import load_study
+from viewer.core.scene import Scene
+
+
+@pytest.fixture(scope="module")
+def scene(demo_manifest):
+    return Scene(load_study(demo_manifest))
+
+
+def test_opens_on_the_strongest_hotspot_with_anatomy_first(scene):
+    roles = [layer.volume.role for layer in scene.layers()]
+    assert roles[0] == "anatomical" and roles[-1] == "regions" and "fluorine" in roles
+    assert scene.readout()[-1][1] == "injection site"
+
+
+def test_cursor_steps_by_whole_voxels_and_clamps(scene):
+    start = scene.cursor.copy()
+    events = []
+    scene.events.connect("cursor", lambda: events.append(1))
+    scene.step_slice("axial", 3)
+    assert scene.cursor[2] == pytest.approx(np.rint(start[2] + 72) - 72 + 3, abs=1e-6)  # 1 mm grid at integer + origin
+    scene.set_cursor((0.0, 0.0, 10_000.0))
+    assert scene.cursor[2] <= scene.anatomy.world_bounds()[1][2]
+    assert len(events) == 2
+    scene.set_cursor(start)
+
+
+def test_display_is_kept_per_role_across_timepoints(scene):
+    scene.set_display("pet", opacity=0.25)
+    scene.set_timepoint(2)
+    assert scene.timepoint.label == "day 21"
+    assert scene.display["pet"].opacity == 0.25
+    assert next(l for l in scene.layers() if l.volume.role == "pet").display.opacity == 0.25
+    scene.set_timepoint(0)
+    with pytest.raises(IndexError):
+        scene.set_timepoint(7)
+
+
+def test_layer_order_and_batched_events(scene):
+    seen = []
+    scene.events.connect("order", lambda: seen.append("order"))
+    with scene.events.batch():
+        scene.move_layer("fluorine", -2)
+        scene.move_layer("fluorine", +1)
+    assert seen == ["order"]
+    roles = [layer.volume.role for layer in scene.layers()]
+    assert roles[0] == "anatomical"
+    scene.move_layer("anatomical", 3)
+    assert [layer.volume.role for layer in scene.layers()][0] == "anatomical"
+
+
+def test_readout_has_every_layer_in_its_units(scene):
+    rows = {name: (value, units) for name, value, units in scene.readout()}
+    assert rows["PET"][1] == "SUV" and rows["ΔR1"][1] == "1/s" and rows["TSC"][1] == "mM"
+    scene.quantifier()
+    rows = {name: (value, units) for name, value, units in scene.readout()}
+    assert rows["¹⁹F cells"][1] == "cells/voxel" and float(rows["¹⁹F cells"][0]) > 0
+    outside = {name: value for name, value, _ in scene.readout((500.0, 0.0, 0.0))}
+    assert outside["PET"] == "outside"
+
+
+def test_planes_follow_the_convention(scene):
+    assert scene.plane("axial").edge_letters()["left"] == "R"
+    scene.set_radiological(False)
+    assert scene.plane("axial").edge_letters()["left"] == "L"
+    scene.set_radiological(True)

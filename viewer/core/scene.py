@@ -1,0 +1,204 @@
+"""Scene: the one source of truth the window shows — study, timepoint, layers, cursor.
+
+No Qt here: widgets observe the scene through :class:`~viewer.core.events.Events` and change it
+through its methods, and tests drive the same methods without a window. Display settings are
+kept per *role* (not per file), so switching timepoints keeps a PET window or a ¹⁹F threshold
+and timepoints stay comparable. Volumes of a timepoint are loaded on first use and kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from viewer.core.display import DisplayProps
+from viewer.core.events import Events
+from viewer.core.io.study import Study, Timepoint, load_timepoint
+from viewer.core.layers import LAYER_ORDER, build_layers, default_focus
+from viewer.core.quant.stats import TimepointQuantifier, TimepointStats
+from viewer.core.render import Layer
+from viewer.core.spaces import ORIENTATIONS, display_plane, Plane, sample_point
+from viewer.core.volume import ROLE_QUANTITY, Volume
+
+
+class Scene:
+    """Evented state of the viewer.
+
+    Events: ``timepoint``, ``cursor``, ``display`` (role=...), ``order``, ``radiological``,
+    ``regions`` (the label map or its names changed), ``stats`` (new numbers are available).
+    """
+
+    def __init__(self, study: Study, timepoint: int = 0, radiological: bool = True) -> None:
+        self.events = Events()
+        self.study = study
+        self._timepoint = 0
+        self._volumes: dict[str, dict[str, Volume]] = {}
+        self._quantifiers: dict[str, TimepointQuantifier] = {}
+        self.display: dict[str, DisplayProps] = {}
+        self.order: list[str] = list(LAYER_ORDER)
+        self.radiological = radiological
+        self._timepoint = self._checked_index(timepoint)
+        self._adopt_display(self.volumes)
+        self.cursor = np.asarray(default_focus(self.volumes, self.timepoint), dtype=float)
+
+    # -- timepoints ---------------------------------------------------------------------------
+    @property
+    def timepoint(self) -> Timepoint:
+        return self.study.timepoints[self._timepoint]
+
+    @property
+    def timepoint_index(self) -> int:
+        return self._timepoint
+
+    def _checked_index(self, index: int) -> int:
+        if not 0 <= index < len(self.study.timepoints):
+            raise IndexError(f"timepoint {index} out of range (0..{len(self.study.timepoints) - 1})")
+        return index
+
+    def volumes_of(self, timepoint: Timepoint) -> dict[str, Volume]:
+        """Every image of a timepoint by role, loaded once."""
+        if timepoint.label not in self._volumes:
+            self._volumes[timepoint.label] = load_timepoint(self.study, timepoint)
+        return self._volumes[timepoint.label]
+
+    @property
+    def volumes(self) -> dict[str, Volume]:
+        return self.volumes_of(self.timepoint)
+
+    def set_timepoint(self, index: int) -> None:
+        """Show another timepoint; the cursor stays at the same world point."""
+        index = self._checked_index(index)
+        if index == self._timepoint:
+            return
+        volumes = self.volumes_of(self.study.timepoints[index])
+        self._timepoint = index
+        self._adopt_display(volumes)
+        self.events.emit("timepoint", index=index)
+
+    def _adopt_display(self, volumes: dict[str, Volume]) -> None:
+        """Give roles seen for the first time their default display (levels from this volume)."""
+        for layer in build_layers(volumes, self.timepoint):
+            self.display.setdefault(layer.volume.role, layer.display)
+
+    # -- layers -------------------------------------------------------------------------------
+    @property
+    def anatomy(self) -> Volume:
+        return self.volumes["anatomical"]
+
+    def layers(self) -> list[Layer]:
+        """The current timepoint's layers in drawing order (anatomy first, always)."""
+        volumes = self.volumes
+        roles = ["anatomical"] + [r for r in self.order if r != "anatomical"]
+        names = dict(self.timepoint.region_names)
+        return [
+            Layer(volumes[role], self.display[role], names if role == "regions" else {})
+            for role in roles if role in volumes
+        ]
+
+    def set_display(self, role: str, **changes: Any) -> None:
+        """Change how one role is shown (colormap, levels, visible_range, opacity, visible)."""
+        if role not in self.display:
+            raise KeyError(f"no layer with role {role!r}")
+        updated = replace(self.display[role], **changes)
+        if updated != self.display[role]:
+            self.display[role] = updated
+            self.events.emit("display", role=role)
+
+    def move_layer(self, role: str, steps: int) -> None:
+        """Move a layer up (+) or down (−) in the drawing order; the anatomy stays at the bottom."""
+        if role == "anatomical" or role not in self.order:
+            return
+        order = [r for r in self.order if r != "anatomical"]
+        index = order.index(role)
+        new_index = int(np.clip(index + steps, 0, len(order) - 1))
+        if new_index == index:
+            return
+        order.insert(new_index, order.pop(index))
+        self.order = ["anatomical", *order]
+        self.events.emit("order")
+
+    # -- cursor and planes ------------------------------------------------------------------------
+    def set_cursor(self, world_xyz: Any) -> None:
+        """Move the linked cursor (world mm), clamped to the anatomy's extent."""
+        low, high = self.anatomy.world_bounds()
+        point = np.clip(np.asarray(world_xyz, dtype=float), low, high)
+        if not np.allclose(point, self.cursor):
+            self.cursor = point
+            self.events.emit("cursor")
+
+    def step_slice(self, orientation: str, steps: int) -> None:
+        """Move the cursor by whole anatomical voxels along a view's normal."""
+        plane = self.plane(orientation)
+        axis = plane.normal_axis
+        assert axis is not None
+        voxel = self.anatomy.world_to_voxel_points(self.cursor)
+        voxel[axis] = np.clip(np.rint(voxel[axis]) + steps, 0, self.anatomy.shape[axis] - 1)
+        self.set_cursor(self.anatomy.voxel_to_world_points(voxel))
+
+    def set_radiological(self, radiological: bool) -> None:
+        if radiological != self.radiological:
+            self.radiological = radiological
+            self.events.emit("radiological")
+
+    def plane(self, orientation: str) -> Plane:
+        """The anatomical slice a view shows through the cursor."""
+        return display_plane(self.anatomy, orientation, self.cursor, self.radiological)
+
+    def planes(self) -> dict[str, Plane]:
+        return {orientation: self.plane(orientation) for orientation in ORIENTATIONS}
+
+    def readout(self, world_xyz: Any | None = None) -> list[tuple[str, str, str]]:
+        """(layer, value, units) at a world point for *every* layer, in drawing order.
+
+        ¹⁹F is shown in cells/voxel when the study is calibrated (S_c / S̄_ref · F_vox / atoms per
+        cell at that voxel's noise-corrected signal); the region shows its name.
+        """
+        point = self.cursor if world_xyz is None else np.asarray(world_xyz, dtype=float)
+        rows: list[tuple[str, str, str]] = []
+        for layer in self.layers():
+            volume = layer.volume
+            role = volume.role
+            nearest = role == "regions"
+            value = sample_point(volume, point, "nearest" if nearest else "linear")
+            quantity = ROLE_QUANTITY[role]
+            if value is None:
+                rows.append((quantity, "outside", ""))
+            elif nearest:
+                label = int(value)
+                rows.append((quantity, "—" if label == 0 else self.timepoint.region_name(label), ""))
+            elif role == "fluorine" and self.fluorine_cells_per_signal() is not None:
+                fluorine = self._quantifiers[self.timepoint.label].fluorine
+                assert fluorine is not None
+                corrected = float(np.sqrt(max(value * value - fluorine.sigma**2, 0.0)))
+                rows.append(("¹⁹F cells", f"{corrected * fluorine.cells_per_signal:.4g}", "cells/voxel"))
+            else:
+                rows.append((quantity, f"{value:.4g}", volume.units))
+        return rows
+
+    # -- quantification ---------------------------------------------------------------------------
+    def quantifier(self, timepoint: Timepoint | None = None) -> TimepointQuantifier:
+        """The timepoint's quantification state (prepared once, then cheap per region)."""
+        timepoint = timepoint or self.timepoint
+        if timepoint.label not in self._quantifiers:
+            self._quantifiers[timepoint.label] = TimepointQuantifier(self.study, timepoint, self.volumes_of(timepoint))
+        return self._quantifiers[timepoint.label]
+
+    def fluorine_cells_per_signal(self) -> float | None:
+        """¹⁹F calibration of the current timepoint, once its quantifier has been prepared.
+
+        Never prepares it here (that takes ~0.1 s): the window prepares it off the GUI thread
+        and the readout shows a.u. until then.
+        """
+        quantifier = self._quantifiers.get(self.timepoint.label)
+        if quantifier is None or quantifier.fluorine is None:
+            return None
+        return quantifier.fluorine.cells_per_signal
+
+    def has_quantifier(self, timepoint: Timepoint | None = None) -> bool:
+        return (timepoint or self.timepoint).label in self._quantifiers
+
+    def stats(self, timepoint: Timepoint | None = None) -> TimepointStats:
+        """Every region's numbers for a timepoint (computed on demand)."""
+        return self.quantifier(timepoint).compute()
