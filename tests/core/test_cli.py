@@ -148,7 +148,8 @@ def test_bad_arguments_exit_2_with_one_line(out_dir, capsys, tmp_path):
     manifest = write_small_study(tmp_path / "s")
     for argv in (["render", manifest], ["render", manifest, "--view", "oblique", "-o", out_dir / "x.png"],
                  ["render", manifest, "--at", "1,2", "-o", out_dir / "x.png"], ["render", manifest, "-o", out_dir / "x.jpg"],
-                 ["render", manifest, "--timepoint", "day 99", "-o", out_dir / "x.png"], []):
+                 ["render", manifest, "--timepoint", "day 99", "-o", out_dir / "x.png"],
+                 ["open", tmp_path / "missing" / "study.toml"]):
         code, _, err = _run(argv, capsys)
         _assert_clean_failure(code, err, out_dir)
 

@@ -193,6 +193,14 @@ def colormap_lut(name: str) -> np.ndarray:
     return lut
 
 
+@lru_cache(maxsize=None)
+def colormap_rgb_float(name: str) -> np.ndarray:
+    """The colormap's RGB as a 256×3 float32 table (for compositing in float)."""
+    table = colormap_lut(name)[:, :3].astype(np.float32)
+    table.setflags(write=False)
+    return table
+
+
 def region_color(label: int, name: str) -> tuple[int, int, int]:
     """Colour of a region: fixed for reserved names, from the palette otherwise."""
     if name in REGION_COLORS:
@@ -207,29 +215,34 @@ def apply_window(values: np.ndarray, levels: tuple[float, float]) -> np.ndarray:
     low, high = float(levels[0]), float(levels[1])
     scale = 255.0 / (high - low) if high > low else 0.0
     scaled = (np.asarray(values, dtype=np.float32) - np.float32(low)) * np.float32(scale)
-    np.nan_to_num(scaled, copy=False, nan=0.0)
-    return np.clip(scaled, 0, 255).astype(np.uint8)
+    np.fmax(scaled, 0.0, out=scaled)  # fmax also turns NaN into 0
+    np.minimum(scaled, 255.0, out=scaled)
+    return scaled.astype(np.uint8)
 
 
-def layer_rgba(values: np.ndarray, inside: np.ndarray, props: DisplayProps) -> np.ndarray:
-    """RGBA (uint8) of one sampled layer: LUT colour, alpha = opacity where visible.
-
-    A pixel is transparent outside the layer's field of view, where the value is not finite,
-    and where it falls outside ``visible_range``.
-    """
-    lut = colormap_lut(props.colormap)
-    rgba = lut[apply_window(values, props.levels)].copy()
+def shown_mask(values: np.ndarray, inside: np.ndarray, props: DisplayProps) -> np.ndarray:
+    """Pixels a layer colours: inside its field of view, finite, and within ``visible_range``."""
     as_float = np.asarray(values, dtype=np.float32)
     low, high = props.visible_range
-    shown = inside & np.isfinite(as_float) & (as_float >= low) & (as_float <= high)
-    rgba[..., 3] = np.where(shown, np.uint8(round(255 * props.opacity)), 0)
-    return rgba
+    shown = inside & np.isfinite(as_float)
+    if np.isfinite(low):
+        shown &= as_float >= low
+    if np.isfinite(high):
+        shown &= as_float <= high
+    return shown
 
 
-def composite_over(base_rgb: np.ndarray, layer: np.ndarray) -> np.ndarray:
-    """Alpha-composite an RGBA layer over an RGB image (both uint8), returning RGB uint8."""
-    alpha = layer[..., 3:4].astype(np.float32) / 255.0
-    if not alpha.any():
-        return base_rgb
-    mixed = base_rgb.astype(np.float32) * (1.0 - alpha) + layer[..., :3].astype(np.float32) * alpha
-    return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+def blend_into(rgb: np.ndarray, mask: np.ndarray, colors: np.ndarray, alpha: float) -> None:
+    """Alpha-blend ``colors`` (N×3, one per True pixel of ``mask``) into float32 ``rgb`` in place.
+
+    Only the covered pixels are touched, so a sparse overlay (a few ¹⁹F hotspots) costs
+    almost nothing however large the view is.
+    """
+    if alpha <= 0:
+        return
+    index = np.flatnonzero(mask)
+    if index.size == 0:
+        return
+    flat = rgb.reshape(-1, 3)
+    current = flat[index]
+    flat[index] = current + (colors.astype(np.float32, copy=False) - current) * np.float32(alpha)

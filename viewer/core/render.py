@@ -18,15 +18,15 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from viewer.core.display import (
     DisplayProps,
     apply_window,
+    blend_into,
     colormap_lut,
-    composite_over,
-    layer_rgba,
+    colormap_rgb_float,
     region_color,
+    shown_mask,
 )
 from viewer.core.io.atomic import atomic_path
 from viewer.core.spaces import Plane, PlaneImage, display_plane, sample_plane
@@ -34,6 +34,8 @@ from viewer.core.volume import ROLE_QUANTITY, Volume
 
 #: Longest side, in pixels, of the image area of a rendered view.
 RENDER_IMAGE_PIXELS = 560
+#: Opacity of a region's fill relative to its outline (the outline carries the region).
+REGION_FILL_OPACITY = 0.18
 #: Width (inches at 100 dpi) given to each colour bar and to the region legend.
 BAR_SPACING_IN = 1.05
 LEGEND_WIDTH_IN = 2.3
@@ -83,47 +85,79 @@ def refine_plane(plane: Plane, pixel_mm: float) -> Plane:
     return Plane(matrix, (rows, cols), plane.orientation, plane.normal_axis, plane.slice_index)
 
 
-def fuse_plane(layers: Sequence[Layer], plane: Plane) -> FusedPlane:
-    """Composite visible layers, first to last, on ``plane``: anatomy, overlays, region outlines.
+def sample_layers(layers: Sequence[Layer], plane: Plane) -> dict[int, PlaneImage]:
+    """Sample every visible layer on ``plane`` (nearest for label maps), keyed by layer index.
 
-    The first layer is the opaque base (grey anatomy). Label maps are drawn as outlines in
-    their region colours over a faint fill, so the anatomy under a region stays readable.
+    Separate from compositing so a display change (window/level, opacity, colormap) can
+    recomposite cached samples without sampling again.
     """
-    rgb = np.zeros((*plane.shape, 3), dtype=np.uint8)
     samples: dict[int, PlaneImage] = {}
     for index, layer in enumerate(layers):
-        if not layer.display.visible:
+        if layer.display.visible:
+            nearest = layer.volume.role == "regions"
+            samples[index] = sample_plane(layer.volume, plane, "nearest" if nearest else "linear")
+    return samples
+
+
+def composite_layers(layers: Sequence[Layer], samples: dict[int, PlaneImage], shape: tuple[int, int]) -> np.ndarray:
+    """Composite sampled layers, first to last: anatomy, overlays, region outlines (RGB uint8).
+
+    The first layer is the opaque base (grey anatomy). Each overlay blends its colour with its
+    opacity into the pixels it shows (inside its field of view, finite, within its visible
+    range); other pixels are not touched. Label maps are drawn as outlines in their region
+    colours over a faint fill, so the anatomy under a region stays readable.
+    """
+    rgb = np.zeros((*shape, 3), dtype=np.float32)
+    for index, layer in enumerate(layers):
+        sampled = samples.get(index)
+        if sampled is None or not layer.display.visible:
             continue
-        is_labels = layer.volume.role == "regions"
-        sampled = sample_plane(layer.volume, plane, "nearest" if is_labels else "linear")
-        samples[index] = sampled
-        if is_labels:
-            rgb = _draw_regions(rgb, sampled.values, layer)
-        elif index == 0:
-            lut = colormap_lut(layer.display.colormap)
-            base = lut[apply_window(sampled.values, layer.display.levels)][..., :3]
-            rgb = np.where(sampled.inside[..., None], base, 0).astype(np.uint8)
-        else:
-            rgb = composite_over(rgb, layer_rgba(sampled.values, sampled.inside, layer.display))
-    return FusedPlane(plane, rgb, samples)
+        if layer.volume.role == "regions":
+            _draw_regions(rgb, sampled.values, layer)
+            continue
+        lut = colormap_rgb_float(layer.display.colormap)
+        if index == 0:
+            rgb = np.take(lut, apply_window(sampled.values, layer.display.levels), axis=0)
+            if not sampled.inside.all():
+                rgb[~sampled.inside] = 0
+            continue
+        shown = shown_mask(sampled.values, sampled.inside, layer.display)
+        if shown.any():
+            colors = np.take(lut, apply_window(sampled.values[shown], layer.display.levels), axis=0)
+            blend_into(rgb, shown, colors, layer.display.opacity)
+    return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
 
 
-def _draw_regions(rgb: np.ndarray, labels: np.ndarray, layer: Layer) -> np.ndarray:
-    """Faint fill plus a solid outline for every label present in the plane."""
-    out = rgb
+def fuse_plane(layers: Sequence[Layer], plane: Plane) -> FusedPlane:
+    """Sample and composite every visible layer on ``plane`` (what a view shows)."""
+    samples = sample_layers(layers, plane)
+    return FusedPlane(plane, composite_layers(layers, samples, plane.shape), samples)
+
+
+def _draw_regions(rgb: np.ndarray, labels: np.ndarray, layer: Layer) -> None:
+    """Faint fill plus a solid 1-pixel outline for every label, blended into ``rgb`` in place.
+
+    A pixel is on the outline when a 4-neighbour has a different label (or lies outside).
+    """
+    present = labels > 0
+    if not present.any():
+        return
+    edge = np.zeros(labels.shape, dtype=bool)
+    edge[1:, :] |= labels[1:, :] != labels[:-1, :]
+    edge[:-1, :] |= labels[:-1, :] != labels[1:, :]
+    edge[:, 1:] |= labels[:, 1:] != labels[:, :-1]
+    edge[:, :-1] |= labels[:, :-1] != labels[:, 1:]
+    edge[[0, -1], :] = True
+    edge[:, [0, -1]] = True
+    edge &= present
+    fill = present & ~edge
+    top = int(labels.max())
+    palette = np.zeros((top + 1, 3), dtype=np.float32)
+    for label in np.unique(labels[present]):
+        palette[label] = region_color(int(label), layer.region_names.get(int(label), ""))
     opacity = layer.display.opacity
-    for label in np.unique(labels):
-        if label == 0:
-            continue
-        mask = labels == label
-        color = np.array(region_color(int(label), layer.region_names.get(int(label), "")), dtype=np.uint8)
-        fill = np.zeros((*labels.shape, 4), dtype=np.uint8)
-        fill[mask, :3] = color
-        fill[mask, 3] = int(round(255 * 0.18 * opacity))
-        edge = mask & ~ndimage.binary_erosion(mask, border_value=0)
-        fill[edge, 3] = int(round(255 * opacity))
-        out = composite_over(out, fill)
-    return out
+    blend_into(rgb, fill, palette[labels[fill]], REGION_FILL_OPACITY * opacity)
+    blend_into(rgb, edge, palette[labels[edge]], opacity)
 
 
 # -- decorated output ----------------------------------------------------------------------------

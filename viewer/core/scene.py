@@ -8,6 +8,7 @@ and timepoints stay comparable. Volumes of a timepoint are loaded on first use a
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from typing import Any
 
@@ -19,7 +20,7 @@ from viewer.core.io.study import Study, Timepoint, load_timepoint
 from viewer.core.layers import LAYER_ORDER, build_layers, default_focus
 from viewer.core.quant.stats import TimepointQuantifier, TimepointStats
 from viewer.core.render import Layer
-from viewer.core.spaces import ORIENTATIONS, display_plane, Plane, sample_point
+from viewer.core.spaces import ORIENTATIONS, Plane, display_plane, sample_point
 from viewer.core.volume import ROLE_QUANTITY, Volume
 
 
@@ -33,6 +34,8 @@ class Scene:
     def __init__(self, study: Study, timepoint: int = 0, radiological: bool = True) -> None:
         self.events = Events()
         self.study = study
+        # Loading and quantification may run in worker threads: guard the caches.
+        self._lock = threading.RLock()
         self._timepoint = 0
         self._volumes: dict[str, dict[str, Volume]] = {}
         self._quantifiers: dict[str, TimepointQuantifier] = {}
@@ -59,9 +62,10 @@ class Scene:
 
     def volumes_of(self, timepoint: Timepoint) -> dict[str, Volume]:
         """Every image of a timepoint by role, loaded once."""
-        if timepoint.label not in self._volumes:
-            self._volumes[timepoint.label] = load_timepoint(self.study, timepoint)
-        return self._volumes[timepoint.label]
+        with self._lock:
+            if timepoint.label not in self._volumes:
+                self._volumes[timepoint.label] = load_timepoint(self.study, timepoint)
+            return self._volumes[timepoint.label]
 
     @property
     def volumes(self) -> dict[str, Volume]:
@@ -181,9 +185,10 @@ class Scene:
     def quantifier(self, timepoint: Timepoint | None = None) -> TimepointQuantifier:
         """The timepoint's quantification state (prepared once, then cheap per region)."""
         timepoint = timepoint or self.timepoint
-        if timepoint.label not in self._quantifiers:
-            self._quantifiers[timepoint.label] = TimepointQuantifier(self.study, timepoint, self.volumes_of(timepoint))
-        return self._quantifiers[timepoint.label]
+        with self._lock:
+            if timepoint.label not in self._quantifiers:
+                self._quantifiers[timepoint.label] = TimepointQuantifier(self.study, timepoint, self.volumes_of(timepoint))
+            return self._quantifiers[timepoint.label]
 
     def fluorine_cells_per_signal(self) -> float | None:
         """¹⁹F calibration of the current timepoint, once its quantifier has been prepared.

@@ -131,8 +131,12 @@ class Volume:
     # -- geometry ----------------------------------------------------------------------------
     @property
     def world_to_voxel(self) -> np.ndarray:
-        """Inverse of :attr:`voxel_to_world` (computed each call; the affine is small)."""
-        return np.linalg.inv(self.voxel_to_world)
+        """Inverse of :attr:`voxel_to_world` (cached; recomputed if the affine is replaced)."""
+        cached = self.__dict__.get("_inverse")
+        if cached is None or cached[0] is not self.voxel_to_world:
+            cached = (self.voxel_to_world, np.linalg.inv(self.voxel_to_world))
+            self.__dict__["_inverse"] = cached
+        return cached[1]
 
     @property
     def spacing_mm(self) -> np.ndarray:
