@@ -1,4 +1,5 @@
-"""Command line: ``viewer demo``, ``viewer stats``, ``viewer render`` (PRODUCT.md §7).
+"""Command line: the window (``viewer``, ``viewer open``, ``viewer --demo``), ``viewer demo``,
+``viewer stats``, ``viewer render`` (PRODUCT.md §7).
 
 Every failure prints exactly one line ``error: …`` on stderr and exits with status 2; outputs
 are written to a temporary file and renamed, so a failed command leaves nothing behind.
@@ -29,7 +30,11 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="viewer", description="Cell-therapy imaging viewer.")
     parser.add_argument("--version", action="version", version=f"viewer {__version__}")
+    parser.add_argument("--demo", action="store_true", help="open the window on the demo study (written on first use)")
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    open_ = commands.add_parser("open", help="open the window on a study, NIfTI file or DICOM folder")
+    open_.add_argument("paths", nargs="+", type=Path, help="study.toml, a folder, a NIfTI file or a DICOM folder")
 
     demo = commands.add_parser("demo", help="write the demo study (real anatomy, simulated overlays, truth.json)")
     demo.add_argument("--out", required=True, type=Path, help="folder to create")
@@ -57,8 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command is None:
-            raise ViewerError("no command given; try 'viewer --help'")
-        handler = {"demo": _cmd_demo, "render": _cmd_render, "stats": _cmd_stats}[args.command]
+            return _cmd_gui(args)
+        handler = {"demo": _cmd_demo, "render": _cmd_render, "stats": _cmd_stats, "open": _cmd_gui}[args.command]
         return handler(args)
     except ViewerError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -71,6 +76,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: unexpected {type(exc).__name__}: {exc} (set VIEWER_DEBUG=1 for details)", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _cmd_gui(args: argparse.Namespace) -> int:
+    from viewer.ui.app import ensure_demo, run_gui
+
+    paths = list(getattr(args, "paths", []) or [])
+    for path in paths:
+        if not Path(path).exists():
+            raise ViewerError(f"{path}: file not found")
+    if getattr(args, "demo", False):
+        paths = [ensure_demo()]
+    return run_gui(paths)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

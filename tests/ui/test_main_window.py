@@ -1,0 +1,189 @@
+"""The main window driven with pytest-qt (offscreen): model state *and* grabbed pixels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6 import QtCore, QtGui, QtWidgets
+from PySide6.QtTest import QTest
+
+from viewer.ui.main_window import MainWindow
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat)
+
+
+@pytest.fixture
+def window(qtbot, settings, demo_manifest):
+    win = MainWindow(settings=settings)
+    qtbot.addWidget(win)
+    win.resize(1500, 900)
+    win.show()
+    drawn: set[str] = set()
+    win.frame_drawn.connect(drawn.add)
+    assert win.open(demo_manifest)
+    qtbot.waitUntil(lambda: len(drawn) == 3, timeout=20_000)
+    yield win
+    win.jobs.wait()
+
+
+def _wait_redraw(qtbot, win, orientation: str = "axial") -> None:
+    with qtbot.waitSignal(win.frame_drawn, timeout=10_000, check_params_cb=lambda o: o == orientation):
+        pass
+
+
+def _pixel(view, world) -> tuple[int, int, int]:
+    """Colour the user sees at a world point of a view (grabbed from the widget)."""
+    point = view.view_position_of(np.asarray(world, float))
+    image = view.graphics.grab().toImage()
+    color = QtGui.QColor(image.pixel(int(point.x()), int(point.y())))
+    return color.red(), color.green(), color.blue()
+
+
+def _shown_rgb(view, world) -> np.ndarray:
+    row, col, _ = view.plane.world_to_pixel(np.asarray(world, float))
+    return view.image.image[int(round(row)), int(round(col))].astype(int)
+
+
+def _warm(rgb) -> bool:
+    """A hot-colormap colour (red/orange/yellow), not grey anatomy nor a cyan/green overlay."""
+    r, g, b = (int(v) for v in rgb)
+    return r > 180 and r - b > 80 and r >= g
+
+
+def _warm_pixels(view, world, radius_mm: float = 6.0) -> np.ndarray:
+    """(row, col) of hot-coloured pixels of the shown image within ``radius_mm`` of a point."""
+    image = view.image.image.astype(int)
+    row, col, _ = view.plane.world_to_pixel(np.asarray(world, float))
+    rows, cols = np.indices(image.shape[:2])
+    near = np.hypot((rows - row) * view.plane.row_step_mm, (cols - col) * view.plane.col_step_mm) <= radius_mm
+    r, g, b = image[..., 0], image[..., 1], image[..., 2]
+    warm = (r > 180) & (r - b > 80) & (r >= g)
+    return np.argwhere(near & warm)
+
+
+def test_opens_on_the_hotspot_with_hot_colour_on_the_patients_right(window):
+    scene = window.scene
+    axial = window.ortho.views["axial"]
+    assert scene.readout()[-1][1] == "injection site"
+    warm = _warm_pixels(axial, scene.cursor)
+    assert len(warm) > 10
+    # radiological: the hotspot in the right hemisphere (x > 0) is drawn on the left half
+    assert warm[:, 1].mean() < axial.plane.shape[1] / 2
+    x = axial.view_position_of(scene.cursor).x()
+    assert x < axial.graphics.width() / 2
+    # what the widget itself shows there (grabbed pixels), at one of the hot pixels
+    row, col = warm[len(warm) // 2]
+    world = axial.plane.pixel_to_world_points(np.array([row]), np.array([col]))[0]
+    assert _warm(_pixel(axial, world))
+    assert axial._letters["left"].text() == "R" and axial._letters["top"].text() == "A"
+
+
+def test_wheel_scrolls_slices_and_click_moves_the_cursor(window, qtbot):
+    scene = window.scene
+    axial = window.ortho.views["axial"]
+    slice0 = scene.plane("axial").slice_index
+    viewport = axial.graphics.viewport()
+    center = QtCore.QPointF(viewport.width() / 2, viewport.height() / 2)
+    wheel = QtGui.QWheelEvent(center, viewport.mapToGlobal(center), QtCore.QPoint(), QtCore.QPoint(0, 120),
+                              QtCore.Qt.MouseButton.NoButton, QtCore.Qt.KeyboardModifier.NoModifier,
+                              QtCore.Qt.ScrollPhase.NoScrollPhase, False)
+    QtWidgets.QApplication.sendEvent(viewport, wheel)
+    assert scene.plane("axial").slice_index == slice0 + 1  # one notch up = one slice superior
+    _wait_redraw(qtbot, window, "axial")
+    target = scene.cursor + np.array([-40.0, -20.0, 0.0])
+    position = axial.view_position_of(target)
+    QTest.mouseClick(viewport, QtCore.Qt.MouseButton.LeftButton, QtCore.Qt.KeyboardModifier.NoModifier, position)
+    assert scene.cursor[:2] == pytest.approx(target[:2], abs=1.5)
+    for name, view in window.ortho.views.items():
+        assert view.plane is not None
+    qtbot.waitUntil(lambda: window.ortho.views["sagittal"].plane.slice_index
+                    == window.scene.plane("sagittal").slice_index, timeout=10_000)
+
+
+def test_hiding_the_fluorine_layer_removes_its_colour(window, qtbot):
+    scene = window.scene
+    axial = window.ortho.views["axial"]
+    assert len(_warm_pixels(axial, scene.cursor)) > 10
+    scene.set_display("fluorine", visible=False)
+    _wait_redraw(qtbot, window)
+    assert len(_warm_pixels(axial, scene.cursor)) == 0
+    scene.set_display("fluorine", visible=True)
+    _wait_redraw(qtbot, window)
+    assert len(_warm_pixels(axial, scene.cursor)) > 10
+
+
+def test_right_drag_changes_window_level_of_the_anatomy(window, qtbot):
+    scene = window.scene
+    before = scene.display["anatomical"].levels
+    axial = window.ortho.views["axial"]
+    far = scene.cursor + np.array([-30.0, 30.0, 0.0])  # anatomy only, no overlay there
+    shown_before = _shown_rgb(axial, far)
+    axial.window_level_requested.emit(0.0, 0.3)  # drag up: raise the level
+    _wait_redraw(qtbot, window)
+    after = scene.display["anatomical"].levels
+    assert after[0] > before[0] and after[1] > before[1]
+    assert _shown_rgb(axial, far).sum() < shown_before.sum()  # a higher level darkens tissue
+
+
+def test_switching_timepoint_redraws_and_keeps_the_cursor(window, qtbot):
+    scene = window.scene
+    cursor = scene.cursor.copy()
+    before = window.ortho.views["axial"].image.image.copy()
+    scene.set_timepoint(2)
+    _wait_redraw(qtbot, window)
+    assert scene.cursor == pytest.approx(cursor)
+    assert not np.array_equal(before, window.ortho.views["axial"].image.image)
+
+
+def test_radiological_toggle_flips_letters_and_is_remembered(window, qtbot, settings):
+    window.radiological_action.trigger()
+    _wait_redraw(qtbot, window)
+    assert window.ortho.views["axial"]._letters["left"].text() == "L"
+    assert settings.value("view/radiological") == "false"
+
+
+def test_layouts_switch_with_number_keys_and_are_remembered(window, settings):
+    QTest.keyClick(window, QtCore.Qt.Key.Key_2)
+    assert window.ortho.layout_name == "1+2"
+    assert settings.value("view/layout") == "1+2"
+    QTest.keyClick(window, QtCore.Qt.Key.Key_1)
+    assert window.ortho.layout_name == "1x3"
+
+
+def test_errors_show_a_dialog_and_the_app_keeps_running(window, tmp_path):
+    assert not window.open(tmp_path / "nope" / "study.toml")
+    assert "file not found" in window.last_error
+    assert window.scene is not None and window.ortho.views["axial"].plane is not None
+
+
+def test_drop_of_a_study_opens_it(window, demo_manifest, qtbot):
+    mime = QtCore.QMimeData()
+    mime.setUrls([QtCore.QUrl.fromLocalFile(str(demo_manifest))])
+    old_scene = window.scene
+    event = QtGui.QDropEvent(QtCore.QPointF(10, 10), QtCore.Qt.DropAction.CopyAction, mime,
+                             QtCore.Qt.MouseButton.LeftButton, QtCore.Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)
+    assert window.scene is not old_scene
+    assert str(demo_manifest.resolve()) in window.recent_studies()
+
+
+def test_screenshot_of_window_and_view(window, tmp_path):
+    path = window.save_screenshot(tmp_path / "window.png")
+    image = QtGui.QImage(str(path))
+    assert image.width() > 800
+    colors = {image.pixel(x, y) for x in range(0, image.width(), 7) for y in range(0, image.height(), 7)}
+    assert len(colors) > 200
+    view_path = window.save_screenshot(tmp_path / "axial.png", "axial")
+    assert QtGui.QImage(str(view_path)).width() < image.width()
+
+
+def test_region_panel_receives_the_statistics(window, qtbot):
+    qtbot.waitUntil(lambda: bool(window._stats), timeout=30_000)
+    assert set(window._stats) == {"day 1", "day 7", "day 21"}
+    day1 = window._stats["day 1"]
+    assert day1.region("injection site").values["fluorine_cells"] > 50_000

@@ -1,0 +1,93 @@
+"""Starting the desktop application (``viewer``, ``viewer open …``, ``viewer --demo``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from viewer.core.errors import ViewerError
+
+
+def demo_folder() -> Path:
+    """Where ``viewer --demo`` keeps its demo study (XDG data folder)."""
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "cell-therapy-viewer" / "demo-study"
+
+
+def ensure_demo() -> Path:
+    """The demo study's manifest, written on first use."""
+    from viewer.core.demo import write_demo_study
+
+    folder = demo_folder()
+    manifest = folder / "study.toml"
+    if not manifest.exists():
+        write_demo_study(folder, overwrite=folder.exists())
+    return manifest
+
+
+def _check_display() -> None:
+    """Refuse early, with one line, when no screen is available (instead of Qt aborting)."""
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if sys.platform.startswith("linux") and not platform and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        raise ViewerError("no display available: set DISPLAY (e.g. run under xvfb-run) or QT_QPA_PLATFORM=offscreen")
+
+
+def run_gui(paths: Sequence[str | os.PathLike[str]] = ()) -> int:
+    """Open the window on ``paths`` (the first that opens) and run the event loop.
+
+    ``VIEWER_STARTUP_PROBE=FILE`` writes the seconds from process start to the first drawn
+    frame of every view into FILE and quits (used by the start-up benchmark); with
+    ``VIEWER_STARTUP_SCREENSHOT=PNG`` it also saves the window as drawn (smoke tests).
+    """
+    _check_display()
+    from PySide6 import QtWidgets
+
+    from viewer.ui.main_window import MainWindow
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    app.setApplicationName("Cell-therapy viewer")
+    window = MainWindow()
+    probe = os.environ.get("VIEWER_STARTUP_PROBE")
+    if probe:
+        _install_startup_probe(window, app, Path(probe))
+    window.show()
+    for path in paths:
+        if window.open(path):
+            break
+    return app.exec()
+
+
+def _install_startup_probe(window, app, target: Path) -> None:
+    """Record the time to the first frame of all three views, then quit."""
+    drawn: set[str] = set()
+
+    screenshot = os.environ.get("VIEWER_STARTUP_SCREENSHOT")
+
+    def on_frame(orientation: str) -> None:
+        drawn.add(orientation)
+        if len(drawn) == 3:
+            window.frame_drawn.disconnect(on_frame)
+            app.processEvents()  # let the views paint what they were given
+            elapsed = _process_start_seconds()
+            if screenshot:
+                window.save_screenshot(screenshot)
+            target.write_text(f"{elapsed:.3f}\n")
+            app.quit()
+
+    window.frame_drawn.connect(on_frame)
+
+
+def _process_start_seconds() -> float:
+    """Seconds since this process started (Linux /proc; falls back to interpreter start)."""
+    try:
+        ticks = os.sysconf("SC_CLK_TCK")
+        with open("/proc/self/stat") as handle:
+            start_ticks = int(handle.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as handle:
+            uptime = float(handle.read().split()[0])
+        return uptime - start_ticks / ticks
+    except (OSError, ValueError, IndexError):
+        return time.process_time()

@@ -1,0 +1,439 @@
+"""The main window: opens studies, wires the Scene to the views and panels, keeps preferences.
+
+The window is the controller of PRODUCT.md §5: it owns the Scene of the open study, turns the
+views' requests (click, wheel, right-drag) into Scene changes, and redraws from Scene events.
+Slicing and statistics run in worker threads (`viewer.ui.workers`); stale results are dropped.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from viewer import __version__
+from viewer.core.errors import ViewerError
+from viewer.core.io.study import open_path
+from viewer.core.scene import Scene
+from viewer.core.spaces import ORIENTATIONS, Plane
+from viewer.ui.ortho import LAYOUTS, OrthoViews
+from viewer.ui.workers import Jobs, slice_job
+
+ORGANIZATION = "cell-therapy-viewer"
+APPLICATION = "viewer"
+MAX_RECENT = 8
+
+
+def default_settings() -> QtCore.QSettings:
+    """User preferences in an INI file in the platform's configuration folder."""
+    return QtCore.QSettings(QtCore.QSettings.Format.IniFormat, QtCore.QSettings.Scope.UserScope, ORGANIZATION, APPLICATION)
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    """The application window.
+
+    Signals:
+        frame_drawn(str): a view showed a new image (orientation) — tests and start-up timing.
+        stats_ready(): the region statistics of the current timepoint arrived.
+    """
+
+    frame_drawn = QtCore.Signal(str)
+    stats_ready = QtCore.Signal()
+
+    def __init__(self, settings: QtCore.QSettings | None = None) -> None:
+        super().__init__()
+        self.settings = settings or default_settings()
+        self.scene: Scene | None = None
+        self.jobs = Jobs(parent=self)
+        self.jobs.finished.connect(self._on_job_finished)
+        self.jobs.failed.connect(self._on_job_failed)
+        self.last_error: str | None = None
+        self._samples: dict[str, tuple[tuple, dict]] = {}
+        self._shown_key: dict[str, tuple] = {}
+        self._stats: dict[str, Any] = {}
+        self.layer_panel: QtWidgets.QWidget | None = None
+        self.region_panel: QtWidgets.QWidget | None = None
+        self.setWindowTitle("Cell-therapy viewer")
+        self.setAcceptDrops(True)
+        self.resize(1500, 900)
+        self.ortho = OrthoViews(self._make_volume_view)
+        self.setCentralWidget(self.ortho)
+        self.readout = QtWidgets.QLabel("Open a study (File ▸ Open study…, or drop a study.toml here)")
+        self.readout.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        self.readout.setAlignment(QtCore.Qt.AlignmentFlag.AlignTop | QtCore.Qt.AlignmentFlag.AlignLeft)
+        self.readout.setWordWrap(True)
+        self._side = QtWidgets.QTabWidget()
+        self._side_dock = QtWidgets.QDockWidget("Study", self)
+        self._side_dock.setObjectName("study-dock")
+        side = QtWidgets.QWidget()
+        side_layout = QtWidgets.QVBoxLayout(side)
+        cursor_box = QtWidgets.QGroupBox("Cursor")
+        QtWidgets.QVBoxLayout(cursor_box).addWidget(self.readout)
+        side_layout.addWidget(cursor_box)
+        side_layout.addWidget(self._side, 1)
+        self._side_dock.setWidget(side)
+        self.addDockWidget(QtCore.Qt.DockWidgetArea.RightDockWidgetArea, self._side_dock)
+        self._side_dock.setMinimumWidth(560)
+        for orientation, view in self.ortho.views.items():
+            view.cursor_requested.connect(self._on_cursor_requested)
+            view.slice_step_requested.connect(lambda steps, o=orientation: self._on_slice_step(o, steps))
+            view.window_level_requested.connect(self._on_window_level)
+        self._build_menus()
+        self._restore_preferences()
+        self.statusBar().showMessage("Ready")
+
+    # -- menus and preferences ------------------------------------------------------------------
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        self._action(file_menu, "&Open study…", self._choose_study, QtGui.QKeySequence.StandardKey.Open)
+        self._action(file_menu, "Open &image (NIfTI)…", self._choose_image)
+        self._action(file_menu, "Open &DICOM folder…", self._choose_dicom_folder)
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        file_menu.addSeparator()
+        self._action(file_menu, "Save &screenshot of the window…", lambda: self._choose_screenshot(None))
+        shots = file_menu.addMenu("Save screenshot of a &view")
+        for orientation in ORIENTATIONS:
+            self._action(shots, orientation.capitalize() + "…", lambda o=orientation: self._choose_screenshot(o))
+        file_menu.addSeparator()
+        self._action(file_menu, "&Quit", self.close, QtGui.QKeySequence.StandardKey.Quit)
+
+        view_menu = self.menuBar().addMenu("&View")
+        names = {"1x3": "1 × 3", "1+2": "One large + two small", "2x2": "2 × 2 with 3D"}
+        for index, layout in enumerate(LAYOUTS, start=1):
+            self._action(view_menu, f"Layout {names[layout]}", lambda n=layout: self.set_layout(n), QtGui.QKeySequence(str(index)))
+        view_menu.addSeparator()
+        self.radiological_action = self._action(view_menu, "&Radiological convention", self._toggle_radiological)
+        self.radiological_action.setCheckable(True)
+        self.radiological_action.setChecked(True)
+        self._action(view_menu, "&Reset view", self.reset_views, QtGui.QKeySequence("R"))
+        help_menu = self.menuBar().addMenu("&Help")
+        self._action(help_menu, "&About", self._about)
+
+    def _action(self, menu: QtWidgets.QMenu, text: str, slot, shortcut: Any = None) -> QtGui.QAction:
+        action = QtGui.QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(shortcut)
+            action.setShortcutContext(QtCore.Qt.ShortcutContext.WindowShortcut)
+        action.triggered.connect(lambda checked=False: slot())
+        menu.addAction(action)
+        self.addAction(action)
+        return action
+
+    def _restore_preferences(self) -> None:
+        layout = str(self.settings.value("view/layout", "1x3"))
+        if layout in LAYOUTS and layout != "2x2":  # the 3D view is never built at start-up
+            self.ortho.set_layout(layout)
+        radiological = str(self.settings.value("view/radiological", "true")).lower() != "false"
+        self.radiological_action.setChecked(radiological)
+        self._refresh_recent_menu()
+
+    def _remember(self, key: str, value: Any) -> None:
+        self.settings.setValue(key, value)
+        self.settings.sync()
+
+    def recent_studies(self) -> list[str]:
+        value = self.settings.value("recent/studies", [])
+        if isinstance(value, str):
+            value = [value]
+        return [str(v) for v in (value or [])]
+
+    def _add_recent(self, path: Path) -> None:
+        entries = [str(path)] + [p for p in self.recent_studies() if p != str(path)]
+        self._remember("recent/studies", entries[:MAX_RECENT])
+        self._refresh_recent_menu()
+
+    def _refresh_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for entry in self.recent_studies():
+            action = self.recent_menu.addAction(entry)
+            action.triggered.connect(lambda checked=False, p=entry: self.open(p))
+        self.recent_menu.setEnabled(bool(self.recent_studies()))
+
+    # -- opening -------------------------------------------------------------------------------
+    def open(self, path: str | os.PathLike[str]) -> bool:
+        """Open a study, a NIfTI file or a DICOM folder; errors become a dialog, not a crash."""
+        try:
+            study = open_path(Path(path))
+            scene = Scene(study, radiological=self.radiological_action.isChecked())
+        except ViewerError as exc:
+            self.show_error(str(exc))
+            return False
+        self._set_scene(scene)
+        self._add_recent(Path(path).resolve())
+        return True
+
+    def show_error(self, message: str) -> None:
+        """The same one-line message the command line prints, in a dialog; the app keeps running."""
+        self.last_error = message
+        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Critical, "Cannot open", message, parent=self)
+        box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        self.statusBar().showMessage(f"error: {message}", 10_000)
+
+    def _choose_study(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open study", "", "Study manifest (study.toml);;All files (*)")
+        if path:
+            self.open(path)
+
+    def _choose_image(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open image", "", "NIfTI (*.nii *.nii.gz);;All files (*)")
+        if path:
+            self.open(path)
+
+    def _choose_dicom_folder(self) -> None:
+        path = QtWidgets.QFileDialog.getExistingDirectory(self, "Open DICOM series folder")
+        if path:
+            self.open(path)
+
+    def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:  # noqa: N802
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QtGui.QDropEvent) -> None:  # noqa: N802
+        urls = [u for u in event.mimeData().urls() if u.isLocalFile()]
+        if urls:
+            event.acceptProposedAction()
+            self.open(urls[0].toLocalFile())
+
+    # -- scene wiring -------------------------------------------------------------------------------
+    def _set_scene(self, scene: Scene) -> None:
+        self.scene = scene
+        self._samples.clear()
+        self._shown_key.clear()
+        self._stats.clear()
+        self._apply_remembered_colormaps(scene)
+        scene.events.connect("cursor", self._on_cursor)
+        scene.events.connect("display", self._on_display)
+        scene.events.connect("order", self.refresh_all)
+        scene.events.connect("timepoint", self._on_timepoint)
+        scene.events.connect("radiological", self.refresh_all)
+        self._install_panels(scene)
+        title = scene.study.id if scene.study.manifest else scene.study.timepoints[0].label
+        self.setWindowTitle(f"{title} — Cell-therapy viewer")
+        self.refresh_all()
+        self._request_stats()
+
+    def _install_panels(self, scene: Scene) -> None:
+        from viewer.ui.colorbar import ColorBarStack
+        from viewer.ui.layer_panel import LayerPanel
+        from viewer.ui.region_panel import RegionPanel
+
+        while self._side.count():
+            widget = self._side.widget(0)
+            self._side.removeTab(0)
+            widget.deleteLater()
+        self.layer_panel = LayerPanel(scene)
+        self.region_panel = RegionPanel(scene)
+        self.region_panel.region_activated.connect(self._go_to_region)
+        self._side.addTab(self.region_panel, "Regions")
+        self._side.addTab(self.layer_panel, "Layers")
+        for view in self.ortho.views.values():
+            view.set_colorbars(ColorBarStack(scene))
+        if self.ortho.volume_view is not None:
+            self.ortho.volume_view.deleteLater()
+            self.ortho.volume_view = None
+            if self.ortho.layout_name == "2x2":
+                self.ortho.set_layout("2x2")
+
+    def _apply_remembered_colormaps(self, scene: Scene) -> None:
+        for role in list(scene.display):
+            colormap = self.settings.value(f"colormap/{role}")
+            if colormap:
+                try:
+                    scene.set_display(role, colormap=str(colormap))
+                except ValueError:
+                    continue
+
+    def _make_volume_view(self) -> QtWidgets.QWidget:
+        if self.scene is None:
+            placeholder = QtWidgets.QLabel("3D view: open a study first")
+            placeholder.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+            return placeholder
+        from viewer.ui.volume_view import VolumeView
+
+        return VolumeView(self.scene)
+
+    # -- requests from the views -------------------------------------------------------------------
+    def _on_cursor_requested(self, world: np.ndarray) -> None:
+        if self.scene is not None:
+            self.scene.set_cursor(world)
+
+    def _on_slice_step(self, orientation: str, steps: int) -> None:
+        if self.scene is not None:
+            self.scene.step_slice(orientation, steps)
+
+    def _on_window_level(self, d_width: float, d_center: float) -> None:
+        """Right-drag: horizontal changes the window width, vertical the level (centre)."""
+        if self.scene is None:
+            return
+        low, high = self.scene.display["anatomical"].levels
+        width = max(high - low, 1e-6)
+        center = (low + high) / 2 + d_center * width
+        width = max(width * (1.0 + d_width), 1e-6)
+        self.scene.set_display("anatomical", levels=(center - width / 2, center + width / 2))
+
+    def _go_to_region(self, label: int) -> None:
+        if self.scene is None:
+            return
+        from viewer.core.spaces import label_box
+
+        labels = self.scene.volumes.get("regions")
+        if labels is None:
+            return
+        box = label_box(np.asarray(labels.data) == label)
+        if box is not None:
+            center = np.array([(b.start + b.stop - 1) / 2 for b in box])
+            self.scene.set_cursor(labels.voxel_to_world_points(center))
+
+    def set_layout(self, name: str) -> None:
+        self.ortho.set_layout(name)
+        self._remember("view/layout", name)
+
+    def reset_views(self) -> None:
+        for view in self.ortho.views.values():
+            view.reset_view()
+        if self.ortho.volume_view is not None and hasattr(self.ortho.volume_view, "reset_camera"):
+            self.ortho.volume_view.reset_camera()
+
+    def _toggle_radiological(self) -> None:
+        radiological = self.radiological_action.isChecked()
+        self._remember("view/radiological", "true" if radiological else "false")
+        if self.scene is not None:
+            self.scene.set_radiological(radiological)
+
+    # -- scene events → redraw ------------------------------------------------------------------------
+    def _plane_key(self, plane: Plane) -> tuple:
+        assert self.scene is not None
+        return (self.scene.timepoint.label, plane.orientation, plane.slice_index, self.scene.radiological,
+                tuple(self.scene.order))
+
+    def refresh_all(self) -> None:
+        """Resample every view (new timepoint, order, convention or study)."""
+        self._samples.clear()
+        for orientation in ORIENTATIONS:
+            self._refresh(orientation)
+        self._update_readout()
+
+    def _refresh(self, orientation: str, resample: bool = True) -> None:
+        """Ask a worker for a view's image; only the newest request per view is drawn."""
+        assert self.scene is not None
+        plane = self.scene.plane(orientation)
+        key = self._plane_key(plane)
+        layers = self.scene.layers()
+        cached = self._samples.get(orientation)
+        samples = cached[1] if (not resample and cached is not None and cached[0] == key) else None
+        job = slice_job(layers, plane, samples)
+        self._shown_key[orientation] = key
+        self.jobs.submit(f"slice:{orientation}", job)
+
+    def _on_cursor(self) -> None:
+        assert self.scene is not None
+        for orientation, view in self.ortho.views.items():
+            key = self._plane_key(self.scene.plane(orientation))
+            if key != self._shown_key.get(orientation):
+                self._refresh(orientation)
+            view.set_crosshair(self.scene.cursor)
+        self._update_readout()
+
+    def _on_display(self, role: str) -> None:
+        """A display change recomposites cached samples; showing a hidden layer resamples."""
+        assert self.scene is not None
+        visible_now = self.scene.display[role].visible
+        for orientation in ORIENTATIONS:
+            cached = self._samples.get(orientation)
+            index = next((i for i, layer in enumerate(self.scene.layers()) if layer.volume.role == role), None)
+            needs_samples = visible_now and cached is not None and index not in cached[1]
+            self._refresh(orientation, resample=needs_samples)
+        self._remember(f"colormap/{role}", self.scene.display[role].colormap)
+
+    def _on_timepoint(self, index: int) -> None:
+        self.refresh_all()
+        self._show_current_stats()
+
+    def _on_job_finished(self, key: str, generation: int, result: object) -> None:
+        if key.startswith("slice:"):
+            orientation = key.split(":", 1)[1]
+            plane, rgb, samples = result  # type: ignore[misc]
+            self._samples[orientation] = (self._plane_key(plane), samples)
+            self._show(orientation, plane, rgb)
+        elif key == "stats":
+            self._stats = dict(result)  # type: ignore[arg-type]
+            self._show_current_stats()
+
+    def _on_job_failed(self, key: str, generation: int, message: str) -> None:
+        self.show_error(f"{key}: {message}")
+
+    def _show(self, orientation: str, plane: Plane, rgb: np.ndarray) -> None:
+        assert self.scene is not None
+        view = self.ortho.views[orientation]
+        anatomy = self.scene.anatomy
+        axis = plane.normal_axis if plane.normal_axis is not None else 0
+        index = (plane.slice_index or 0) + 1
+        x, y, z = self.scene.cursor
+        info = f"{orientation} {index}/{anatomy.shape[axis]}\n({x:.1f}, {y:.1f}, {z:.1f}) mm"
+        view.show_image(plane, rgb, info)
+        view.set_crosshair(self.scene.cursor)
+        self.frame_drawn.emit(orientation)
+
+    def _update_readout(self) -> None:
+        if self.scene is None:
+            return
+        x, y, z = self.scene.cursor
+        rows = [f"<b>({x:.1f}, {y:.1f}, {z:.1f}) mm</b> &nbsp; {self.scene.timepoint.label}"]
+        for name, value, units in self.scene.readout():
+            rows.append(f"{name}: <b>{value}</b> {units}".rstrip())
+        self.readout.setText("<br>".join(rows))
+        self.statusBar().showMessage(f"({x:.1f}, {y:.1f}, {z:.1f}) mm")
+
+    # -- statistics -----------------------------------------------------------------------------------
+    def _request_stats(self) -> None:
+        """Quantify every timepoint in a worker (the region table and the time course)."""
+        scene = self.scene
+        assert scene is not None
+
+        def compute():
+            return {tp.label: scene.stats(tp) for tp in scene.study.timepoints}
+
+        self.jobs.submit("stats", compute)
+
+    def _show_current_stats(self) -> None:
+        if self.scene is None or not self._stats or self.region_panel is None:
+            return
+        current = self._stats.get(self.scene.timepoint.label)
+        if current is not None:
+            self.region_panel.show_time_course(list(self._stats.values()))
+            self.region_panel.show_stats(current)
+            self._update_readout()
+            self.stats_ready.emit()
+
+    # -- screenshots and about -------------------------------------------------------------------------
+    def save_screenshot(self, path: str | os.PathLike[str], orientation: str | None = None) -> Path:
+        """Save the window (or one view) as PNG, atomically."""
+        from viewer.core.io.atomic import atomic_path
+
+        widget: QtWidgets.QWidget = self if orientation is None else self.ortho.views[orientation]
+        image = widget.grab()
+        target = Path(path)
+        with atomic_path(target, suffix=".png") as tmp:
+            if not image.save(str(tmp), "PNG"):
+                raise ViewerError(f"{target}: could not write the PNG")
+        return target
+
+    def _choose_screenshot(self, orientation: str | None) -> None:
+        name = "window" if orientation is None else orientation
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save screenshot", f"{name}.png", "PNG image (*.png)")
+        if path:
+            try:
+                self.save_screenshot(path, orientation)
+            except ViewerError as exc:
+                self.show_error(str(exc))
+
+    def _about(self) -> None:
+        QtWidgets.QMessageBox.about(
+            self, "About",
+            f"Cell-therapy imaging viewer {__version__}\n\nFuses ¹⁹F MRI, SPIO/Gd, PET and sodium maps on anatomy.\n"
+            "Research software — not for clinical decisions.",
+        )

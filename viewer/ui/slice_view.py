@@ -1,0 +1,207 @@
+"""One orthogonal slice view: the fused plane from the core, crosshair, letters, scale bar.
+
+Radiology mouse habits (PRODUCT.md §5): wheel = slice, ctrl+wheel = zoom, right-drag =
+window/level of the anatomy, middle-drag = pan, left-click/drag = move the linked cursor.
+
+Coordinates: the view's scene units are millimetres of the plane (x = column · pixel width,
+y = row · pixel height, y down), so anisotropic pixels show with the right aspect. The image
+is one RGB ImageItem composited by the core (`viewer.core.render`), the same pixels the PDF
+report and `viewer render` produce; pyqtgraph only places and zooms it (explicit, fixed
+levels — never auto-levels).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from viewer.core.spaces import Plane
+
+#: Window/level sensitivity: a full-width drag changes the window by this many times its range.
+WINDOW_DRAG_GAIN = 2.0
+
+
+class SliceViewBox(pg.ViewBox):
+    """A ViewBox with the radiology mouse mapping instead of pyqtgraph's defaults."""
+
+    def __init__(self, view: "SliceView") -> None:
+        super().__init__(invertY=True, lockAspect=True, enableMenu=False)
+        self._view = view
+
+    def wheelEvent(self, ev, axis=None):  # noqa: N802 (Qt naming)
+        if ev.modifiers() & QtCore.Qt.KeyboardModifier.ControlModifier:
+            super().wheelEvent(ev, axis)
+            return
+        delta = ev.delta() if hasattr(ev, "delta") else ev.angleDelta().y()
+        steps = 1 if delta > 0 else -1
+        self._view.slice_step_requested.emit(steps)
+        ev.accept()
+
+    def mouseClickEvent(self, ev):  # noqa: N802
+        if ev.button() == QtCore.Qt.MouseButton.LeftButton:
+            self._view.point_clicked(self.mapSceneToView(ev.scenePos()))
+            ev.accept()
+        else:
+            ev.ignore()
+
+    def mouseDragEvent(self, ev, axis=None):  # noqa: N802
+        button = ev.button()
+        if button == QtCore.Qt.MouseButton.MiddleButton:
+            delta = self.mapSceneToView(ev.lastScenePos()) - self.mapSceneToView(ev.scenePos())
+            self.translateBy(x=delta.x(), y=delta.y())
+            ev.accept()
+        elif button == QtCore.Qt.MouseButton.RightButton:
+            step = ev.scenePos() - ev.lastScenePos()
+            width = max(1.0, self.screenGeometry().width()) if self.screenGeometry() is not None else 500.0
+            self._view.window_level_requested.emit(step.x() / width * WINDOW_DRAG_GAIN, -step.y() / width * WINDOW_DRAG_GAIN)
+            ev.accept()
+        elif button == QtCore.Qt.MouseButton.LeftButton:
+            self._view.point_clicked(self.mapSceneToView(ev.scenePos()))
+            ev.accept()
+        else:
+            ev.ignore()
+
+
+class SliceView(QtWidgets.QWidget):
+    """Shows one orientation; emits requests, never changes the scene itself.
+
+    Signals:
+        cursor_requested(object): world mm (numpy 3-vector) the user clicked.
+        slice_step_requested(int): ±1 per wheel notch or Page Up/Down.
+        window_level_requested(float, float): fractional (width, centre) changes from a right-drag.
+    """
+
+    cursor_requested = QtCore.Signal(object)
+    slice_step_requested = QtCore.Signal(int)
+    window_level_requested = QtCore.Signal(float, float)
+
+    def __init__(self, orientation: str, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.orientation = orientation
+        self.plane: Plane | None = None
+        self._fitted_key: tuple | None = None
+        self.graphics = pg.GraphicsView(background="k")
+        self.view_box = SliceViewBox(self)
+        self.graphics.setCentralItem(self.view_box)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.view_box.addItem(self.image)
+        pen = pg.mkPen((80, 220, 80, 200), width=1)
+        self.vline = pg.InfiniteLine(angle=90, movable=False, pen=pen)
+        self.hline = pg.InfiniteLine(angle=0, movable=False, pen=pen)
+        self.view_box.addItem(self.vline, ignoreBounds=True)
+        self.view_box.addItem(self.hline, ignoreBounds=True)
+        self.scale_bar = pg.ScaleBar(size=20, suffix="mm")
+        self.scale_bar.setParentItem(self.view_box)
+        self.scale_bar.anchor((0, 1), (0, 1), offset=(40, -16))
+        self._layout = QtWidgets.QHBoxLayout(self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
+        self._layout.setSpacing(0)
+        self._layout.addWidget(self.graphics, 1)
+        self.colorbars: QtWidgets.QWidget | None = None
+        self._letters = {edge: self._overlay_label(bold=True) for edge in ("left", "right", "top", "bottom")}
+        self.info = self._overlay_label(bold=False)
+        self.setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)
+        self.setMinimumSize(160, 160)
+
+    def _overlay_label(self, bold: bool) -> QtWidgets.QLabel:
+        label = QtWidgets.QLabel(self.graphics)
+        label.setAttribute(QtCore.Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        weight = "bold" if bold else "normal"
+        size = 14 if bold else 11
+        label.setStyleSheet(f"color: #ffd24d; font-weight: {weight}; font-size: {size}px; background: transparent;")
+        label.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight if not bold else QtCore.Qt.AlignmentFlag.AlignCenter)
+        return label
+
+    def set_colorbars(self, widget: QtWidgets.QWidget) -> None:
+        """Put the colour bars (with units) of the visible overlays beside this view."""
+        if self.colorbars is not None:
+            self._layout.removeWidget(self.colorbars)
+            self.colorbars.deleteLater()
+        self.colorbars = widget
+        self._layout.addWidget(widget, 0)
+
+    # -- content ------------------------------------------------------------------------------
+    def show_image(self, plane: Plane, rgb: np.ndarray, info: str) -> None:
+        """Display a fused RGB plane (rows × cols × 3 uint8) with its geometry and caption."""
+        self.plane = plane
+        self.image.setImage(rgb, autoLevels=False, levels=(0, 255))
+        transform = QtGui.QTransform.fromScale(plane.col_step_mm, plane.row_step_mm)
+        self.image.setTransform(transform)
+        key = (plane.shape, round(plane.col_step_mm, 6), round(plane.row_step_mm, 6), plane.orientation)
+        if key != self._fitted_key:
+            self._fitted_key = key
+            self.reset_view()
+        self._set_letters(plane)
+        self.info.setText(info)
+        self._place_overlays()
+
+    def set_crosshair(self, world_xyz: np.ndarray) -> None:
+        """Draw the linked cursor where it crosses this plane."""
+        if self.plane is None:
+            return
+        row, col, _ = self.plane.world_to_pixel(np.asarray(world_xyz, dtype=float))
+        self.vline.setPos((col + 0.5) * self.plane.col_step_mm)
+        self.hline.setPos((row + 0.5) * self.plane.row_step_mm)
+
+    def reset_view(self) -> None:
+        """Fit the whole plane in the view (the `R` key)."""
+        if self.plane is None:
+            return
+        width = self.plane.shape[1] * self.plane.col_step_mm
+        height = self.plane.shape[0] * self.plane.row_step_mm
+        self.view_box.setRange(QtCore.QRectF(0, 0, width, height), padding=0.02)
+
+    def world_at(self, view_point: QtCore.QPointF) -> np.ndarray | None:
+        """World mm under a point in view (mm) coordinates."""
+        if self.plane is None:
+            return None
+        col = view_point.x() / self.plane.col_step_mm - 0.5
+        row = view_point.y() / self.plane.row_step_mm - 0.5
+        return self.plane.pixel_to_world_points(np.array([row]), np.array([col]))[0]
+
+    def point_clicked(self, view_point: QtCore.QPointF) -> None:
+        world = self.world_at(view_point)
+        if world is not None:
+            self.cursor_requested.emit(world)
+
+    def view_position_of(self, world_xyz: np.ndarray) -> QtCore.QPointF:
+        """Widget pixel position of a world point (for tests and tools)."""
+        assert self.plane is not None
+        row, col, _ = self.plane.world_to_pixel(np.asarray(world_xyz, dtype=float))
+        scene_point = self.view_box.mapViewToScene(
+            QtCore.QPointF((col + 0.5) * self.plane.col_step_mm, (row + 0.5) * self.plane.row_step_mm)
+        )
+        return self.graphics.mapFromScene(scene_point)
+
+    # -- overlays -----------------------------------------------------------------------------
+    def _set_letters(self, plane: Plane) -> None:
+        for edge, letter in plane.edge_letters().items():
+            self._letters[edge].setText(letter)
+            self._letters[edge].adjustSize()
+
+    def _place_overlays(self) -> None:
+        width, height = self.graphics.width(), self.graphics.height()
+        margin = 6
+        left, right = self._letters["left"], self._letters["right"]
+        top, bottom = self._letters["top"], self._letters["bottom"]
+        left.move(margin, (height - left.height()) // 2)
+        right.move(width - right.width() - margin, (height - right.height()) // 2)
+        top.move((width - top.width()) // 2, margin)
+        bottom.move((width - bottom.width()) // 2, height - bottom.height() - margin)
+        self.info.adjustSize()
+        # bottom-right: the top edge holds the orientation letter, the bottom-left the scale bar
+        self.info.move(width - self.info.width() - margin, height - self.info.height() - margin - 18)
+
+    def resizeEvent(self, event: QtGui.QResizeEvent) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._place_overlays()
+
+    def keyPressEvent(self, event: QtGui.QKeyEvent) -> None:  # noqa: N802
+        key = event.key()
+        if key in (QtCore.Qt.Key.Key_PageUp, QtCore.Qt.Key.Key_Up):
+            self.slice_step_requested.emit(1)
+        elif key in (QtCore.Qt.Key.Key_PageDown, QtCore.Qt.Key.Key_Down):
+            self.slice_step_requested.emit(-1)
+        else:
+            super().keyPressEvent(event)
