@@ -36,12 +36,18 @@ system-packages:
 $(DEMO)/study.toml: | $(VENV)/.installed
 	$(VIEWER) demo --out $(DEMO)
 
-# Until the window exists, `make demo` renders the demo's three views to PNG and prints their paths.
+# `make demo` opens the window on the demo study. Without a screen (no DISPLAY), it renders
+# the demo's three views to PNG instead and prints their paths.
 demo: $(VENV)/.installed $(DEMO)/study.toml
-	@mkdir -p $(VIEWS)
-	@for view in axial coronal sagittal; do \
-		$(VIEWER) render $(DEMO) --view $$view --timepoint "day 7" -o $(VIEWS)/day7-$$view.png || exit 2; \
-	done
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then \
+		$(VIEWER) open $(DEMO); \
+	else \
+		echo "no display: rendering the demo's views to $(VIEWS)/ instead of opening the window"; \
+		mkdir -p $(VIEWS); \
+		for view in axial coronal sagittal; do \
+			$(VIEWER) render $(DEMO) --view $$view --timepoint "day 7" -o $(VIEWS)/day7-$$view.png || exit 2; \
+		done; \
+	fi
 
 test: $(VENV)/.installed system-packages
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest

@@ -359,8 +359,8 @@ class MainWindow(QtWidgets.QMainWindow):
             plane, rgb, samples = result  # type: ignore[misc]
             self._samples[orientation] = (self._plane_key(plane), samples)
             self._show(orientation, plane, rgb)
-        elif key == "stats":
-            self._stats = dict(result)  # type: ignore[arg-type]
+        elif key.startswith("stats:"):
+            self._stats[key.split(":", 1)[1]] = result
             self._show_current_stats()
 
     def _on_job_failed(self, key: str, generation: int, message: str) -> None:
@@ -390,21 +390,21 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # -- statistics -----------------------------------------------------------------------------------
     def _request_stats(self) -> None:
-        """Quantify every timepoint in a worker (the region table and the time course)."""
+        """Quantify every timepoint in workers, the one on screen first (table, time course)."""
         scene = self.scene
         assert scene is not None
-
-        def compute():
-            return {tp.label: scene.stats(tp) for tp in scene.study.timepoints}
-
-        self.jobs.submit("stats", compute)
+        timepoints = sorted(scene.study.timepoints, key=lambda tp: tp is not scene.timepoint)
+        for timepoint in timepoints:
+            self.jobs.submit(f"stats:{timepoint.label}", lambda tp=timepoint: scene.stats(tp))
 
     def _show_current_stats(self) -> None:
         if self.scene is None or not self._stats or self.region_panel is None:
             return
         current = self._stats.get(self.scene.timepoint.label)
         if current is not None:
-            self.region_panel.show_time_course(list(self._stats.values()))
+            order = [tp.label for tp in self.scene.study.timepoints]
+            ready = [self._stats[label] for label in order if label in self._stats]
+            self.region_panel.show_time_course(ready)
             self.region_panel.show_stats(current)
             self._update_readout()
             self.stats_ready.emit()

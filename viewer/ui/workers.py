@@ -57,12 +57,20 @@ class Jobs(QtCore.QObject):
                 result = function()
             except Exception as exc:  # reported to the GUI, which shows it
                 detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-                self._bridge.failed.emit(key, generation, detail)
+                self._emit(self._bridge.failed, key, generation, detail)
                 return
-            self._bridge.done.emit(key, generation, result)
+            self._emit(self._bridge.done, key, generation, result)
 
         self.pool.start(run)
         return generation
+
+    @staticmethod
+    def _emit(signal, *args) -> None:
+        """Deliver a result unless the window it was for has been closed meanwhile."""
+        try:
+            signal.emit(*args)
+        except RuntimeError:  # "Signal source has been deleted": nobody is waiting any more
+            pass
 
     def is_current(self, key: str, generation: int) -> bool:
         with self._lock:

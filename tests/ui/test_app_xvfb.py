@@ -1,0 +1,64 @@
+"""The real application in a real X window (Xvfb + Qt's xcb platform), started as a user would."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = [pytest.mark.xvfb, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_display() -> int:
+    for number in range(90, 140):
+        if not Path(f"/tmp/.X11-unix/X{number}").exists() and not Path(f"/tmp/.X{number}-lock").exists():
+            return number
+    raise RuntimeError("no free X display number")
+
+
+@pytest.fixture
+def xvfb():
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed (make test installs it)")
+    number = _free_display()
+    server = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", "1920x1080x24", "-nolisten", "tcp"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not Path(f"/tmp/.X11-unix/X{number}").exists():
+        if time.monotonic() > deadline or server.poll() is not None:
+            server.kill()
+            pytest.fail("Xvfb did not start")
+        time.sleep(0.05)
+    try:
+        yield f":{number}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_real_window_under_xvfb_shows_anatomy_and_overlays(xvfb, demo_manifest, tmp_path):
+    probe = tmp_path / "startup.txt"
+    shot = tmp_path / "window.png"
+    env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}
+    env.update(DISPLAY=xvfb, QT_QPA_PLATFORM="xcb", VIEWER_STARTUP_PROBE=str(probe), VIEWER_STARTUP_SCREENSHOT=str(shot),
+               XDG_CONFIG_HOME=str(tmp_path / "config"))
+    result = subprocess.run([sys.executable, "-m", "viewer", "open", str(demo_manifest)], env=env, cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert float(probe.read_text()) > 0
+    image = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    assert image.shape[1] >= 1000
+    r, g, b = image[..., 0], image[..., 1], image[..., 2]
+    grey = (np.abs(r - g) < 12) & (np.abs(g - b) < 12) & (r > 60) & (r < 230)
+    hot = (r > 200) & (r - b > 100) & (g > 60) & (g < 200)
+    assert grey.sum() > 5_000, "no anatomy visible"
+    assert hot.sum() > 30, "no hot (19F/PET) overlay colour visible"
+    assert len(np.unique(image.reshape(-1, 3)[::37], axis=0)) > 300, "screenshot looks blank"
