@@ -34,8 +34,10 @@ class Scene:
     def __init__(self, study: Study, timepoint: int = 0, radiological: bool = True) -> None:
         self.events = Events()
         self.study = study
-        # Loading and quantification may run in worker threads: guard the caches.
-        self._lock = threading.RLock()
+        # Loading and quantification may run in worker threads. One lock per timepoint and
+        # cache, held only while that entry is built: reading a ready entry never waits.
+        self._locks_guard = threading.Lock()
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._timepoint = 0
         self._volumes: dict[str, dict[str, Volume]] = {}
         self._quantifiers: dict[str, TimepointQuantifier] = {}
@@ -62,10 +64,17 @@ class Scene:
 
     def volumes_of(self, timepoint: Timepoint) -> dict[str, Volume]:
         """Every image of a timepoint by role, loaded once."""
-        with self._lock:
+        volumes = self._volumes.get(timepoint.label)
+        if volumes is not None:
+            return volumes
+        with self._lock_for("volumes", timepoint.label):
             if timepoint.label not in self._volumes:
                 self._volumes[timepoint.label] = load_timepoint(self.study, timepoint)
-            return self._volumes[timepoint.label]
+        return self._volumes[timepoint.label]
+
+    def _lock_for(self, cache: str, label: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault((cache, label), threading.Lock())
 
     @property
     def volumes(self) -> dict[str, Volume]:
@@ -185,10 +194,14 @@ class Scene:
     def quantifier(self, timepoint: Timepoint | None = None) -> TimepointQuantifier:
         """The timepoint's quantification state (prepared once, then cheap per region)."""
         timepoint = timepoint or self.timepoint
-        with self._lock:
+        quantifier = self._quantifiers.get(timepoint.label)
+        if quantifier is not None:
+            return quantifier
+        volumes = self.volumes_of(timepoint)
+        with self._lock_for("quantifier", timepoint.label):
             if timepoint.label not in self._quantifiers:
-                self._quantifiers[timepoint.label] = TimepointQuantifier(self.study, timepoint, self.volumes_of(timepoint))
-            return self._quantifiers[timepoint.label]
+                self._quantifiers[timepoint.label] = TimepointQuantifier(self.study, timepoint, volumes)
+        return self._quantifiers[timepoint.label]
 
     def fluorine_cells_per_signal(self) -> float | None:
         """¹⁹F calibration of the current timepoint, once its quantifier has been prepared.

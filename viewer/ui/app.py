@@ -18,12 +18,12 @@ def demo_folder() -> Path:
 
 
 def ensure_demo() -> Path:
-    """The demo study's manifest, written on first use."""
-    from viewer.core.demo import write_demo_study
-
+    """The demo study's manifest, written on first use (the generator is imported only then)."""
     folder = demo_folder()
     manifest = folder / "study.toml"
     if not manifest.exists():
+        from viewer.core.demo import write_demo_study
+
         write_demo_study(folder, overwrite=folder.exists())
     return manifest
 

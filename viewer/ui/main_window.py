@@ -54,6 +54,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._samples: dict[str, tuple[tuple, dict]] = {}
         self._shown_key: dict[str, tuple] = {}
         self._stats: dict[str, Any] = {}
+        self._stats_requested = False
         self.layer_panel: QtWidgets.QWidget | None = None
         self.region_panel: QtWidgets.QWidget | None = None
         self.setWindowTitle("Cell-therapy viewer")
@@ -213,8 +214,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._install_panels(scene)
         title = scene.study.id if scene.study.manifest else scene.study.timepoints[0].label
         self.setWindowTitle(f"{title} — Cell-therapy viewer")
+        self._stats_requested = False
         self.refresh_all()
-        self._request_stats()
 
     def _install_panels(self, scene: Scene) -> None:
         from viewer.ui.colorbar import ColorBarStack
@@ -377,6 +378,10 @@ class MainWindow(QtWidgets.QMainWindow):
         view.show_image(plane, rgb, info)
         view.set_crosshair(self.scene.cursor)
         self.frame_drawn.emit(orientation)
+        if not self._stats_requested and all(v.plane is not None for v in self.ortho.views.values()):
+            # statistics start once the first frames are up, so they do not delay them
+            self._stats_requested = True
+            self._request_stats()
 
     def _update_readout(self) -> None:
         if self.scene is None:
