@@ -87,6 +87,12 @@ def _compiled():
     return trilinear, nearest
 
 
+def warm_up() -> None:
+    """Load (or compile) the kernels now, e.g. from a background thread at start-up."""
+    sample_on_plane(np.zeros((2, 2, 2), np.float32), np.eye(4), (2, 2), "linear")
+    sample_on_plane(np.zeros((2, 2, 2), np.uint8), np.eye(4), (2, 2), "nearest")
+
+
 def sample_on_plane(data: np.ndarray, to_voxel: np.ndarray, shape: tuple[int, int], interpolation: str) -> tuple[np.ndarray, np.ndarray]:
     """Exact samples of ``data`` at every pixel of a plane, and where the pixel is inside the grid.
 

@@ -47,6 +47,12 @@ def run_gui(paths: Sequence[str | os.PathLike[str]] = ()) -> int:
 
     from viewer.ui.main_window import MainWindow
 
+    import threading
+
+    from viewer.core.plane_kernels import warm_up
+
+    # numba's import and kernel cache take ~0.6 s: load them while Qt builds the window
+    threading.Thread(target=warm_up, name="warm-up kernels", daemon=True).start()
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     app.setApplicationName("Cell-therapy viewer")
     window = MainWindow()
