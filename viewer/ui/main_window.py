@@ -421,11 +421,28 @@ class MainWindow(QtWidgets.QMainWindow):
 
         widget: QtWidgets.QWidget = self if orientation is None else self.ortho.views[orientation]
         image = widget.grab()
+        if orientation is None:
+            self._paint_3d_frame(image)
         target = Path(path)
         with atomic_path(target, suffix=".png") as tmp:
             if not image.save(str(tmp), "PNG"):
                 raise ViewerError(f"{target}: could not write the PNG")
         return target
+
+    def _paint_3d_frame(self, image: QtGui.QPixmap) -> None:
+        """Qt cannot grab a native OpenGL child window: paint VTK's own frame in its place."""
+        view = self.ortho.volume_view
+        vtk_widget = getattr(view, "vtk_widget", None)
+        if view is None or vtk_widget is None or not view.isVisible():
+            return
+        frame = np.ascontiguousarray(view.grab_frame())
+        height, width = frame.shape[:2]
+        picture = QtGui.QImage(frame.data, width, height, 3 * width, QtGui.QImage.Format.Format_RGB888).copy()
+        origin = vtk_widget.mapTo(self, QtCore.QPoint(0, 0))
+        painter = QtGui.QPainter(image)
+        target = QtCore.QRectF(origin.x(), origin.y(), vtk_widget.width(), vtk_widget.height())
+        painter.drawImage(target, picture)
+        painter.end()
 
     def _choose_screenshot(self, orientation: str | None) -> None:
         name = "window" if orientation is None else orientation
