@@ -71,3 +71,22 @@ def test_planes_follow_the_convention(scene):
     scene.set_radiological(False)
     assert scene.plane("axial").edge_letters()["left"] == "L"
     scene.set_radiological(True)
+
+
+def test_editing_regions_updates_numbers_and_emits_events(demo_manifest):
+    scene = Scene(load_study(demo_manifest))
+    before = scene.stats().region("penumbra").values["volume_ml"]
+    editable = scene.editable()
+    heard = []
+    scene.events.connect("regions", lambda **info: heard.append(info))
+    data = editable.data
+    box = tuple(slice(0, n) for n in data.shape)
+    erase = data == editable.table.label_of("penumbra")
+    editable.paint_mask("erase penumbra", box, erase, 0)
+    assert heard and 2 in heard[-1]["labels"]
+    assert scene.quantifier().region(2).values["volume_ml"] == 0
+    editable.undo()
+    assert scene.quantifier().region(2).values["volume_ml"] == pytest.approx(before)
+    editable.rename(2, "tissue at risk")
+    assert scene.stats().region("tissue at risk") is not None
+    assert any(layer.region_names.get(2) == "tissue at risk" for layer in scene.layers())

@@ -14,11 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from viewer.core.display import DisplayProps
+from viewer.core.display import DisplayProps, default_display
 from viewer.core.events import Events
 from viewer.core.io.study import Study, Timepoint, load_timepoint
 from viewer.core.layers import LAYER_ORDER, build_layers, default_focus
 from viewer.core.quant.stats import TimepointQuantifier, TimepointStats
+from viewer.core.regions import EditableLabels, LabelTable
 from viewer.core.render import Layer
 from viewer.core.spaces import ORIENTATIONS, Plane, display_plane, sample_point
 from viewer.core.volume import ROLE_QUANTITY, Volume
@@ -41,6 +42,7 @@ class Scene:
         self._timepoint = 0
         self._volumes: dict[str, dict[str, Volume]] = {}
         self._quantifiers: dict[str, TimepointQuantifier] = {}
+        self._editables: dict[str, EditableLabels] = {}
         self.display: dict[str, DisplayProps] = {}
         self.order: list[str] = list(LAYER_ORDER)
         self.radiological = radiological
@@ -100,11 +102,17 @@ class Scene:
     def anatomy(self) -> Volume:
         return self.volumes["anatomical"]
 
+    def region_names(self, timepoint: Timepoint | None = None) -> dict[int, str]:
+        """Current names of the labels: the label table while editing, else the manifest's."""
+        timepoint = timepoint or self.timepoint
+        editable = self._editables.get(timepoint.label)
+        return editable.table.names if editable is not None else dict(timepoint.region_names)
+
     def layers(self) -> list[Layer]:
         """The current timepoint's layers in drawing order (anatomy first, always)."""
         volumes = self.volumes
         roles = ["anatomical"] + [r for r in self.order if r != "anatomical"]
-        names = dict(self.timepoint.region_names)
+        names = self.region_names()
         return [
             Layer(volumes[role], self.display[role], names if role == "regions" else {})
             for role in roles if role in volumes
@@ -180,7 +188,8 @@ class Scene:
                 rows.append((quantity, "outside", ""))
             elif nearest:
                 label = int(value)
-                rows.append((quantity, "—" if label == 0 else self.timepoint.region_name(label), ""))
+                names = self.region_names()
+                rows.append((quantity, "—" if label == 0 else names.get(label, f"label {label}"), ""))
             elif role == "fluorine" and self.fluorine_cells_per_signal() is not None:
                 fluorine = self._quantifiers[self.timepoint.label].fluorine
                 assert fluorine is not None
@@ -189,6 +198,47 @@ class Scene:
             else:
                 rows.append((quantity, f"{value:.4g}", volume.units))
         return rows
+
+    # -- editing regions ----------------------------------------------------------------------------
+    def editable(self, timepoint: Timepoint | None = None) -> EditableLabels:
+        """The editable label map of a timepoint (an empty one on the anatomical grid if none).
+
+        Edits notify the scene: the quantifier forgets the touched regions' extents and a
+        ``regions`` event (labels=..., box=...) lets views and the region table refresh.
+        """
+        timepoint = timepoint or self.timepoint
+        editable = self._editables.get(timepoint.label)
+        if editable is not None:
+            return editable
+        volumes = self.volumes_of(timepoint)
+        if "regions" not in volumes:
+            anatomy = volumes["anatomical"]
+            volumes["regions"] = Volume.from_array(
+                np.zeros(anatomy.shape, np.uint8), anatomy.voxel_to_world, role="regions", name=f"{timepoint.label} regions"
+            )
+            self.display.setdefault("regions", default_display(volumes["regions"]))
+        editable = EditableLabels(volumes["regions"], LabelTable.from_names(dict(timepoint.region_names)))
+        editable.add_listener(lambda labels, box, tp=timepoint: self._on_labels_edited(tp, labels, box))
+        self._editables[timepoint.label] = editable
+        return editable
+
+    def has_editable(self, timepoint: Timepoint | None = None) -> bool:
+        return (timepoint or self.timepoint).label in self._editables
+
+    def editables(self) -> dict[str, EditableLabels]:
+        return dict(self._editables)
+
+    def _on_labels_edited(self, timepoint: Timepoint, labels: set[int], box) -> None:
+        editable = self._editables[timepoint.label]
+        quantifier = self._quantifiers.get(timepoint.label)
+        if quantifier is not None:
+            if quantifier.labels is not editable.labels:
+                quantifier.labels = editable.labels
+            if quantifier.region_names != editable.table.names:
+                quantifier.names_changed(editable.table.names)
+            for label in labels:
+                quantifier.labels_changed(label, box)
+        self.events.emit("regions", timepoint=timepoint.label, labels=frozenset(labels), box=box)
 
     # -- quantification ---------------------------------------------------------------------------
     def quantifier(self, timepoint: Timepoint | None = None) -> TimepointQuantifier:
@@ -200,7 +250,11 @@ class Scene:
         volumes = self.volumes_of(timepoint)
         with self._lock_for("quantifier", timepoint.label):
             if timepoint.label not in self._quantifiers:
-                self._quantifiers[timepoint.label] = TimepointQuantifier(self.study, timepoint, volumes)
+                quantifier = TimepointQuantifier(self.study, timepoint, volumes)
+                editable = self._editables.get(timepoint.label)
+                if editable is not None and editable.table.names != quantifier.region_names:
+                    quantifier.names_changed(editable.table.names)
+                self._quantifiers[timepoint.label] = quantifier
         return self._quantifiers[timepoint.label]
 
     def fluorine_cells_per_signal(self) -> float | None:

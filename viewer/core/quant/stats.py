@@ -144,13 +144,15 @@ class TimepointQuantifier:
         self.volumes = dict(volumes)
         self.settings = settings or QuantSettings()
         self.labels: Volume | None = self.volumes.get("regions")
+        #: label → name; starts from the manifest, follows the label table while editing
+        self.region_names: dict[int, str] = dict(timepoint.region_names)
         self.notes: list[str] = []
         self._boxes = label_boxes(self.labels) if self.labels is not None else {}
         self._prepare()
 
     def _prepare(self) -> None:
         calibration = self.study.calibration
-        names = dict(self.timepoint.region_names)
+        names = dict(self.region_names)
         fluorine = self.volumes.get("fluorine")
         self.fluorine = FluorineQuantifier(fluorine, self.labels, names, calibration) if fluorine is not None else None
         pet = self.volumes.get("pet")
@@ -181,7 +183,18 @@ class TimepointQuantifier:
         """Labels present in the map plus named labels (an empty named region is still listed)."""
         if self.labels is None:
             return []
-        return sorted(set(self._boxes) | set(self.timepoint.region_names))
+        return sorted(set(self._boxes) | set(self.region_names))
+
+    def names_changed(self, names: dict[int, str]) -> None:
+        """Follow a renamed/added/deleted label table. Renaming the reference or background
+        region changes the ¹⁹F calibration, so the modalities are prepared again."""
+        calibration = {"reference", "background"}
+        old = {label for label, name in self.region_names.items() if name in calibration}
+        new = {label for label, name in names.items() if name in calibration}
+        self.region_names = dict(names)
+        if old != new or any(self.region_names.get(l) != names.get(l) for l in old | new):
+            self.notes = []
+            self._prepare()
 
     def labels_changed(self, label: int, edited_box: tuple[slice, slice, slice] | None = None) -> None:
         """Update the cached extent of ``label`` after the label map was edited.
@@ -192,6 +205,9 @@ class TimepointQuantifier:
         """
         if self.labels is None:
             return
+        if self.region_names.get(label) in ("reference", "background"):
+            self.notes = []
+            self._prepare()  # the ¹⁹F noise or calibration region itself changed
         old = self._boxes.get(label)
         if edited_box is not None and old is not None:
             self._boxes[label] = tuple(
@@ -207,7 +223,7 @@ class TimepointQuantifier:
     def region(self, label: int) -> RegionStats:
         """Every §3 number of one region (recomputed from the current label map)."""
         assert self.labels is not None
-        name = self.timepoint.region_name(label)
+        name = self.region_names.get(int(label), f"label {int(label)}")
         notes: list[str] = []
         box = self._boxes.get(label)
         own = region_mask_on_grid(self.labels, label, self.labels, box) if box is not None else None
