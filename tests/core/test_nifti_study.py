@@ -102,7 +102,7 @@ def test_small_study_loads_with_resolved_paths_and_defaults(tmp_path):
     assert study.calibration.gd_fmol_per_cell is None
     volumes = load_timepoint(study, timepoint)
     assert list(volumes) == ["anatomical", "fluorine", "pet", "regions"]
-    assert volumes["regions"].data.dtype == np.int32
+    assert volumes["regions"].data.dtype == np.int16  # integer label maps keep their stored type
     assert volumes["pet"].units == "SUV"
     assert open_path(tmp_path / "s").id == "small-001"
 

@@ -75,3 +75,20 @@ def test_history_is_bounded():
         mask[index, 0, 0] = True
         edits.paint_mask(f"dot {index}", (slice(0, 40), slice(0, 40), slice(0, 20)), mask, 2)
     assert len(edits.history()) == 5 and edits.history()[0] == "dot 3"
+
+
+def test_squash_merges_a_live_stroke_into_one_undo_step():
+    edits = _labels()
+    original = edits.data.copy()
+    for index in range(4):
+        mask = np.zeros((40, 40, 20), bool)
+        mask[10 + index * 3: 14 + index * 3, 20:24, 5] = True
+        edits.paint_mask("segment", (slice(0, 40), slice(0, 40), slice(0, 20)), mask, 2)
+    painted = edits.data.copy()
+    merged = edits.squash(4, "brush stroke")
+    assert edits.history()[-1] == "brush stroke" and len(edits.history()) == 1
+    assert merged.box == (slice(10, 23), slice(20, 24), slice(5, 6))
+    edits.undo()
+    np.testing.assert_array_equal(edits.data, original)
+    edits.redo()
+    np.testing.assert_array_equal(edits.data, painted)

@@ -210,3 +210,19 @@ def test_without_fluorine_total_cells_come_from_spio_iron(phantom):
     assert row["dead_fraction"] == pytest.approx(9000 / injection.cells, abs=0.005)
     assert stats.region("injection site").details["total_cells_source"] == "SPIO"
     assert any("no ¹⁹F image" in n for n in stats.notes)
+
+
+def test_recompute_after_an_edit_matches_a_full_compute(phantom):
+    labels = np.array(phantom["regions"].data)
+    regions = Volume.from_array(labels, phantom["regions"].voxel_to_world, role="regions")
+    quantifier = _quantifier({**phantom, "regions": regions})
+    stats = quantifier.compute()
+    moved = (labels == 1)
+    labels[moved] = 2  # merge the core into the penumbra
+    quantifier.labels_changed(1)
+    quantifier.labels_changed(2)
+    updated = quantifier.recompute(stats, {1, 2})
+    full = quantifier.compute()
+    for region in full.regions:
+        assert updated.region(region.name).values == region.values
+    assert updated.region("core").values["volume_ml"] == 0

@@ -7,28 +7,8 @@ import pytest
 from PySide6 import QtCore, QtGui, QtWidgets
 from PySide6.QtTest import QTest
 
-from viewer.ui.main_window import MainWindow
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-@pytest.fixture
-def settings(tmp_path):
-    return QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat)
-
-
-@pytest.fixture
-def window(qtbot, settings, demo_manifest):
-    win = MainWindow(settings=settings)
-    qtbot.addWidget(win)
-    win.resize(1500, 900)
-    win.show()
-    drawn: set[str] = set()
-    win.frame_drawn.connect(drawn.add)
-    assert win.open(demo_manifest)
-    qtbot.waitUntil(lambda: len(drawn) == 3, timeout=20_000)
-    yield win
-    win.jobs.wait()
 
 
 def _wait_redraw(qtbot, win, orientation: str = "axial") -> None:

@@ -262,6 +262,28 @@ class EditableLabels:
             self.table = table
         self._notify(edit.touched_labels(), edit.box)
 
+    def squash(self, count: int, description: str) -> Edit | None:
+        """Merge the last ``count`` edits into one undo step (a brush stroke painted live, one
+        mouse-move at a time, is undone as a whole). The data is not changed."""
+        count = min(count, len(self._undo))
+        if count <= 1:
+            return self._undo[-1] if count == 1 else None
+        edits = self._undo[-count:]
+        if any(e.box is None for e in edits):
+            return None  # table edits are kept as their own steps
+        starts = np.min([[b.start for b in e.box] for e in edits], axis=0)  # type: ignore[union-attr]
+        stops = np.max([[b.stop for b in e.box] for e in edits], axis=0)  # type: ignore[union-attr]
+        union = tuple(slice(int(a), int(b)) for a, b in zip(starts, stops))
+        after = self.data[union].copy()
+        before = after.copy()
+        for edit in reversed(edits):
+            local = tuple(slice(b.start - u.start, b.stop - u.start) for b, u in zip(edit.box, union))  # type: ignore[union-attr]
+            before[local] = edit.before
+        merged = Edit(description, union, before, after)  # type: ignore[arg-type]
+        del self._undo[-count:]
+        self._undo.append(merged)
+        return merged
+
     def history_nbytes(self) -> int:
         """Bytes held by undo and redo history."""
         return sum(e.nbytes for e in (*self._undo, *self._redo))

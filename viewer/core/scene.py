@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,9 +20,22 @@ from viewer.core.events import Events
 from viewer.core.io.study import Study, Timepoint, load_timepoint
 from viewer.core.layers import LAYER_ORDER, build_layers, default_focus
 from viewer.core.quant.stats import TimepointQuantifier, TimepointStats
+from viewer.core.recovery import (
+    RecoveryInfo,
+    RecoveryJournal,
+    find_recoverable,
+    recover,
+)
 from viewer.core.regions import EditableLabels, LabelTable
 from viewer.core.render import Layer
-from viewer.core.spaces import ORIENTATIONS, Plane, display_plane, sample_point
+from viewer.core.spaces import (
+    ORIENTATIONS,
+    Plane,
+    display_plane,
+    map_labels_to_grid,
+    same_grid,
+    sample_point,
+)
 from viewer.core.volume import ROLE_QUANTITY, Volume
 
 
@@ -32,9 +46,12 @@ class Scene:
     ``regions`` (the label map or its names changed), ``stats`` (new numbers are available).
     """
 
-    def __init__(self, study: Study, timepoint: int = 0, radiological: bool = True) -> None:
+    def __init__(self, study: Study, timepoint: int = 0, radiological: bool = True,
+                 recovery_folder: Path | None = None) -> None:
         self.events = Events()
         self.study = study
+        #: where region edits are journaled for crash recovery (None: not journaled)
+        self.recovery_folder = recovery_folder
         # Loading and quantification may run in worker threads. One lock per timepoint and
         # cache, held only while that entry is built: reading a ready entry never waits.
         self._locks_guard = threading.Lock()
@@ -211,16 +228,78 @@ class Scene:
         if editable is not None:
             return editable
         volumes = self.volumes_of(timepoint)
+        anatomy = volumes["anatomical"]
+        if "regions" in volumes and not same_grid(volumes["regions"], anatomy):
+            # regions are edited on the anatomical grid, the grid the views and tools use
+            source = volumes["regions"]
+            mapped = map_labels_to_grid(source, anatomy)
+            dtype = np.uint8 if mapped.max() < 256 else np.uint16
+            volumes["regions"] = Volume.from_array(mapped.astype(dtype), anatomy.voxel_to_world, role="regions",
+                                                   name=source.name, source=source.source)
         if "regions" not in volumes:
-            anatomy = volumes["anatomical"]
             volumes["regions"] = Volume.from_array(
                 np.zeros(anatomy.shape, np.uint8), anatomy.voxel_to_world, role="regions", name=f"{timepoint.label} regions"
             )
             self.display.setdefault("regions", default_display(volumes["regions"]))
         editable = EditableLabels(volumes["regions"], LabelTable.from_names(dict(timepoint.region_names)))
+        if self.recovery_folder is not None:
+            source = volumes["regions"].source
+            key = str(source) if source is not None else f"new regions of {timepoint.label}"
+            journal = RecoveryJournal(self.recovery_folder, self.study.id, timepoint.label, key)
+            editable = journal.attach(editable)
         editable.add_listener(lambda labels, box, tp=timepoint: self._on_labels_edited(tp, labels, box))
         self._editables[timepoint.label] = editable
         return editable
+
+    def carry_regions(self, source: Timepoint | None = None) -> int:
+        """Copy the regions of one timepoint to every other timepoint (world space → each
+        timepoint's own label grid, nearest neighbour), one undoable edit per timepoint.
+
+        The label table is copied too. Returns how many timepoints changed.
+        """
+        source = source or self.timepoint
+        origin = self.editable(source)
+        changed = 0
+        for timepoint in self.study.timepoints:
+            if timepoint.label == source.label:
+                continue
+            target = self.editable(timepoint)
+            mapped = map_labels_to_grid(origin.labels, target.labels).astype(target.data.dtype, copy=False)
+            box = tuple(slice(0, n) for n in target.data.shape)
+            edit = target.apply_voxels(f"regions from {source.label}", box, mapped, respect_locks=False)
+            table_edit = target.set_table(f"label table from {source.label}", origin.table)
+            changed += int(edit is not None or table_edit is not None)
+        return changed
+
+    def recoverable(self) -> list[RecoveryInfo]:
+        """Journals of this study left by a session that ended without saving."""
+        if self.recovery_folder is None:
+            return []
+        labels = {tp.label for tp in self.study.timepoints}
+        return [info for info in find_recoverable(self.recovery_folder)
+                if info.study_id == self.study.id and info.timepoint_label in labels]
+
+    def recover(self, info: RecoveryInfo) -> int:
+        """Replay a journal onto this session's map of the same timepoint; returns the edits replayed."""
+        timepoint = self.study.timepoint(info.timepoint_label)
+        editable = self.editable(timepoint)
+        count = recover(info, editable)
+        self.events.emit("regions", timepoint=timepoint.label, labels=frozenset(editable.table.names), box=None)
+        return count
+
+    def flush_journals(self) -> None:
+        """Write journaled edits to disk now (the window calls this on a timer)."""
+        for editable in self._editables.values():
+            journal = getattr(editable, "journal", None)
+            if journal is not None:
+                journal.flush()
+
+    def discard_journals(self) -> None:
+        """The user chose to throw the unsaved edits away: drop their journals too."""
+        for editable in self._editables.values():
+            journal = getattr(editable, "journal", None)
+            if journal is not None:
+                journal.clear()
 
     def has_editable(self, timepoint: Timepoint | None = None) -> bool:
         return (timepoint or self.timepoint).label in self._editables
@@ -233,7 +312,7 @@ class Scene:
         quantifier = self._quantifiers.get(timepoint.label)
         if quantifier is not None:
             if quantifier.labels is not editable.labels:
-                quantifier.labels = editable.labels
+                quantifier.set_labels(editable.labels)
             if quantifier.region_names != editable.table.names:
                 quantifier.names_changed(editable.table.names)
             for label in labels:

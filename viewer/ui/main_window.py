@@ -25,6 +25,17 @@ from viewer.ui.workers import Jobs, slice_job
 ORGANIZATION = "cell-therapy-viewer"
 APPLICATION = "viewer"
 MAX_RECENT = 8
+#: Journaled region edits are also forced to disk on this timer (each edit is written at once).
+AUTOSAVE_INTERVAL_MS = 30_000
+
+
+def recovery_folder_for(study) -> Path:
+    """Where a study's region edits are journaled: beside its manifest if writable, else the
+    user's cache folder."""
+    if study.manifest is not None and os.access(study.manifest.parent, os.W_OK):
+        return study.manifest.parent / ".viewer-recovery"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "cell-therapy-viewer" / "recovery"
 
 
 def default_settings() -> QtCore.QSettings:
@@ -57,6 +68,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._stats_requested = False
         self.layer_panel: QtWidgets.QWidget | None = None
         self.region_panel: QtWidgets.QWidget | None = None
+        self.annotation_panel: QtWidgets.QWidget | None = None
         self.setWindowTitle("Cell-therapy viewer")
         self.setAcceptDrops(True)
         self.resize(1500, 900)
@@ -84,6 +96,10 @@ class MainWindow(QtWidgets.QMainWindow):
             view.window_level_requested.connect(self._on_window_level)
         self._build_menus()
         self._restore_preferences()
+        self._autosave = QtCore.QTimer(self)
+        self._autosave.setInterval(AUTOSAVE_INTERVAL_MS)
+        self._autosave.timeout.connect(lambda: self.scene.flush_journals() if self.scene is not None else None)
+        self._autosave.start()
         self.statusBar().showMessage("Ready")
 
     # -- menus and preferences ------------------------------------------------------------------
@@ -100,6 +116,12 @@ class MainWindow(QtWidgets.QMainWindow):
             self._action(shots, orientation.capitalize() + "…", lambda o=orientation: self._choose_screenshot(o))
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", self.close, QtGui.QKeySequence.StandardKey.Quit)
+
+        edit_menu = self.menuBar().addMenu("&Edit")
+        self._action(edit_menu, "&Undo", lambda: self.run_action("undo"), QtGui.QKeySequence.StandardKey.Undo)
+        self._action(edit_menu, "&Redo", lambda: self.run_action("redo"), QtGui.QKeySequence.StandardKey.Redo)
+        edit_menu.addSeparator()
+        self._action(edit_menu, "&Save regions", lambda: self.run_action("save"), QtGui.QKeySequence.StandardKey.Save)
 
         view_menu = self.menuBar().addMenu("&View")
         names = {"1x3": "1 × 3", "1+2": "One large + two small", "2x2": "2 × 2 with 3D"}
@@ -158,13 +180,44 @@ class MainWindow(QtWidgets.QMainWindow):
         """Open a study, a NIfTI file or a DICOM folder; errors become a dialog, not a crash."""
         try:
             study = open_path(Path(path))
-            scene = Scene(study, radiological=self.radiological_action.isChecked())
+            scene = Scene(study, radiological=self.radiological_action.isChecked(),
+                          recovery_folder=recovery_folder_for(study))
         except ViewerError as exc:
             self.show_error(str(exc))
             return False
         self._set_scene(scene)
         self._add_recent(Path(path).resolve())
+        self._offer_recovery(scene)
         return True
+
+    def _offer_recovery(self, scene: Scene) -> None:
+        """Region edits of a session that crashed: offer to restore them, or to drop them."""
+        infos = scene.recoverable()
+        if not infos:
+            return
+        if self.ask_recover(infos):
+            restored = 0
+            for info in infos:
+                try:
+                    restored += scene.recover(info)
+                except ViewerError as exc:
+                    self.show_error(str(exc))
+            self.statusBar().showMessage(f"recovered {restored} unsaved region edit(s)", 10_000)
+        else:
+            from viewer.core.recovery import discard
+
+            for info in infos:
+                discard(info)
+
+    def ask_recover(self, infos) -> bool:
+        """The question shown when unsaved edits from a crashed session exist (tests answer it)."""
+        lines = [f"{info.timepoint_label}: {info.n_edits} edit(s), last '{info.last_description}'" for info in infos]
+        answer = QtWidgets.QMessageBox.question(
+            self, "Recover unsaved regions",
+            "The viewer closed without saving region edits:\n" + "\n".join(lines) + "\n\nRecover them?",
+            QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No,
+            QtWidgets.QMessageBox.StandardButton.Yes)
+        return answer == QtWidgets.QMessageBox.StandardButton.Yes
 
     def show_error(self, message: str) -> None:
         """The same one-line message the command line prints, in a dialog; the app keeps running."""
@@ -211,6 +264,7 @@ class MainWindow(QtWidgets.QMainWindow):
         scene.events.connect("order", self.refresh_all)
         scene.events.connect("timepoint", self._on_timepoint)
         scene.events.connect("radiological", self.refresh_all)
+        scene.events.connect("regions", self._on_regions_edited)
         self._install_panels(scene)
         title = scene.study.id if scene.study.manifest else scene.study.timepoints[0].label
         self.setWindowTitle(f"{title} — Cell-therapy viewer")
@@ -226,11 +280,18 @@ class MainWindow(QtWidgets.QMainWindow):
             widget = self._side.widget(0)
             self._side.removeTab(0)
             widget.deleteLater()
+        from viewer.ui.annotation_panel import AnnotationPanel
+
         self.layer_panel = LayerPanel(scene)
         self.region_panel = RegionPanel(scene)
         self.region_panel.region_activated.connect(self._go_to_region)
+        self.annotation_panel = AnnotationPanel(scene)
+        self.annotation_panel.tool_changed.connect(self._on_tool_changed)
+        self.annotation_panel.action_requested.connect(self.run_action)
+        self.annotation_panel.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
         self._side.addTab(self.region_panel, "Regions")
         self._side.addTab(self.layer_panel, "Layers")
+        self._side.addTab(self.annotation_panel, "Annotate")
         for view in self.ortho.views.values():
             view.set_colorbars(ColorBarStack(scene))
         if self.ortho.volume_view is not None:
@@ -288,6 +349,133 @@ class MainWindow(QtWidgets.QMainWindow):
         if box is not None:
             center = np.array([(b.start + b.stop - 1) / 2 for b in box])
             self.scene.set_cursor(labels.voxel_to_world_points(center))
+
+    # -- annotation ------------------------------------------------------------------------------
+    def _on_tool_changed(self, tool) -> None:
+        for view in self.ortho.views.values():
+            view.tool = tool
+        if tool is not None and hasattr(tool, "on_preview"):
+            tool.on_preview = self._show_lasso
+        self.statusBar().showMessage(f"tool: {tool.name if tool else 'navigate'}", 5000)
+
+    def _show_lasso(self, points) -> None:
+        for view in self.ortho.views.values():
+            view.show_outline(points if points and view.plane is not None and
+                              abs(view.plane.world_to_pixel(np.asarray(points[0]))[2]) < 1e-3 else [])
+
+    def run_action(self, action: str) -> None:
+        """Annotation actions from the panel or the Edit menu."""
+        if self.scene is None:
+            return
+        editable = self.scene.editable()
+        if action == "undo":
+            editable.undo()
+        elif action == "redo":
+            editable.redo()
+        elif action == "interpolate":
+            self._interpolate()
+        elif action == "propose":
+            self._propose()
+        elif action == "carry":
+            count = self.scene.carry_regions()
+            self.statusBar().showMessage(f"regions copied to {count} other timepoint(s)", 8000)
+        elif action == "save":
+            self.save_regions()
+        elif action == "export":
+            self._export_table()
+
+    def _interpolate(self) -> None:
+        from viewer.core.edit_tools import interpolate_slices
+
+        assert self.scene is not None and self.annotation_panel is not None
+        orientation = self.annotation_panel.interpolate_axis.currentText()
+        axis = self.scene.plane(orientation).normal_axis
+        label = self.annotation_panel.options.label
+        edit = interpolate_slices(self.scene.editable(), label, axis)
+        message = "filled between slices" if edit is not None else "nothing to fill: draw the region on two or more slices"
+        self.statusBar().showMessage(message, 8000)
+
+    def _propose(self) -> None:
+        """Core/penumbra proposal from ADC+Tmax or sodium, computed in a worker."""
+        from viewer.core.quant.perfusion import propose_core_penumbra
+
+        scene = self.scene
+        assert scene is not None
+        target = scene.editable().labels
+        volumes = scene.volumes
+        self.statusBar().showMessage("proposing core and penumbra…")
+        self.jobs.submit("propose", lambda: propose_core_penumbra(
+            target, adc=volumes.get("adc"), tmax=volumes.get("tmax"), sodium=volumes.get("sodium")))
+
+    def _apply_proposal(self, proposal) -> None:
+        from viewer.core.edit_tools import apply_proposal
+
+        assert self.scene is not None and self.annotation_panel is not None
+        if proposal.method is None:
+            self.show_error("; ".join(proposal.notes) or "no map to propose core and penumbra from")
+            return
+        panel = self.annotation_panel
+        core = panel.add_region("core")
+        penumbra = panel.add_region("penumbra")
+        apply_proposal(self.scene.editable(), proposal, core, penumbra)
+        self.statusBar().showMessage(
+            f"proposal ({proposal.method}): core {proposal.core_ml:.1f} mL, penumbra {proposal.penumbra_ml:.1f} mL", 10000)
+
+    def _on_regions_edited(self, timepoint: str, labels, box) -> None:
+        """Redraw and recompute only the regions an edit touched (off the GUI thread)."""
+        assert self.scene is not None
+        if timepoint != self.scene.timepoint.label:
+            self._stats.pop(timepoint, None)
+            return
+        for orientation in ORIENTATIONS:
+            plane = self.scene.plane(orientation)
+            axis = plane.normal_axis
+            if box is None or axis is None or box[axis].start <= (plane.slice_index or 0) < box[axis].stop:
+                self._refresh(orientation)
+        self._update_readout()
+        scene = self.scene
+        current = self._stats.get(timepoint)
+        if current is None:
+            return
+        quantifier = scene.quantifier()
+        touched = set(labels)
+        self.jobs.submit(f"stats:{timepoint}", lambda: quantifier.recompute(current, touched))
+
+    def save_regions(self) -> Path | None:
+        """Save the current timepoint's label map (+ label table) and point the manifest at it."""
+        from viewer.core.io.labels import save_label_map, update_manifest_regions
+
+        scene = self.scene
+        assert scene is not None
+        if scene.study.manifest is None:
+            self.show_error("regions can be saved only for a study opened from its study.toml")
+            return None
+        timepoint = scene.timepoint
+        slug = "".join(c if c.isalnum() else "-" for c in timepoint.label).strip("-") or "timepoint"
+        target = scene.study.manifest.parent / "regions" / f"{slug}-regions.nii.gz"
+        try:
+            save_label_map(scene.editable(), target)
+            update_manifest_regions(scene.study.manifest, timepoint.label, str(target.relative_to(scene.study.manifest.parent)),
+                                    scene.editable().table)
+        except ViewerError as exc:
+            self.show_error(str(exc))
+            return None
+        self.statusBar().showMessage(f"regions saved to {target}", 8000)
+        return target
+
+    def _export_table(self) -> None:
+        from viewer.core.quant.stats import StudyStats
+
+        assert self.scene is not None
+        current = self._stats.get(self.scene.timepoint.label)
+        if current is None:
+            self.show_error("the region table is still being computed")
+            return
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export region table", "regions.csv", "CSV (*.csv)")
+        if path:
+            from viewer.core.io.atomic import write_text_atomic
+
+            write_text_atomic(path, StudyStats(self.scene.study.id, [current], []).to_csv())
 
     def set_layout(self, name: str) -> None:
         self.ortho.set_layout(name)
@@ -363,6 +551,8 @@ class MainWindow(QtWidgets.QMainWindow):
         elif key.startswith("stats:"):
             self._stats[key.split(":", 1)[1]] = result
             self._show_current_stats()
+        elif key == "propose":
+            self._apply_proposal(result)
 
     def _on_job_failed(self, key: str, generation: int, message: str) -> None:
         self.show_error(f"{key}: {message}")
@@ -413,6 +603,53 @@ class MainWindow(QtWidgets.QMainWindow):
             self.region_panel.show_stats(current)
             self._update_readout()
             self.stats_ready.emit()
+
+    # -- closing -----------------------------------------------------------------------------------------
+    def unsaved_timepoints(self) -> list[str]:
+        if self.scene is None:
+            return []
+        return [label for label, editable in self.scene.editables().items() if editable.dirty]
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802
+        """Unsaved region edits: ask to save, discard or cancel (the journal still holds them)."""
+        unsaved = self.unsaved_timepoints()
+        if unsaved:
+            answer = self.ask_unsaved(unsaved)
+            if answer == QtWidgets.QMessageBox.StandardButton.Cancel:
+                event.ignore()
+                return
+            if answer == QtWidgets.QMessageBox.StandardButton.Save:
+                if self.save_all_regions() is False:
+                    event.ignore()
+                    return
+            else:
+                self._discard_recovery()
+        self.jobs.wait(5_000)
+        super().closeEvent(event)
+
+    def ask_unsaved(self, unsaved: list[str]) -> QtWidgets.QMessageBox.StandardButton:
+        """The question shown on close; a method so tests can answer it."""
+        buttons = (QtWidgets.QMessageBox.StandardButton.Save | QtWidgets.QMessageBox.StandardButton.Discard
+                   | QtWidgets.QMessageBox.StandardButton.Cancel)
+        return QtWidgets.QMessageBox.question(
+            self, "Unsaved regions", f"Regions of {', '.join(unsaved)} have unsaved edits. Save them?", buttons,
+            QtWidgets.QMessageBox.StandardButton.Save)
+
+    def save_all_regions(self) -> bool:
+        assert self.scene is not None
+        current = self.scene.timepoint_index
+        ok = True
+        for index, timepoint in enumerate(self.scene.study.timepoints):
+            if timepoint.label in self.unsaved_timepoints():
+                self.scene.set_timepoint(index)
+                ok = self.save_regions() is not None and ok
+        self.scene.set_timepoint(current)
+        return ok
+
+    def _discard_recovery(self) -> None:
+        """The user chose to discard: the recovery journals go too."""
+        if self.scene is not None:
+            self.scene.discard_journals()
 
     # -- screenshots and about -------------------------------------------------------------------------
     def save_screenshot(self, path: str | os.PathLike[str], orientation: str | None = None) -> Path:

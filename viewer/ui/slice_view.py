@@ -40,7 +40,12 @@ class SliceViewBox(pg.ViewBox):
 
     def mouseClickEvent(self, ev):  # noqa: N802
         if ev.button() == QtCore.Qt.MouseButton.LeftButton:
-            self._view.point_clicked(self.mapSceneToView(ev.scenePos()))
+            point = self.mapSceneToView(ev.scenePos())
+            if self._view.tool is not None:
+                self._view.tool_event("press", point)
+                self._view.tool_event("release", point)
+            else:
+                self._view.point_clicked(point)
             ev.accept()
         else:
             ev.ignore()
@@ -57,7 +62,15 @@ class SliceViewBox(pg.ViewBox):
             self._view.window_level_requested.emit(step.x() / width * WINDOW_DRAG_GAIN, -step.y() / width * WINDOW_DRAG_GAIN)
             ev.accept()
         elif button == QtCore.Qt.MouseButton.LeftButton:
-            self._view.point_clicked(self.mapSceneToView(ev.scenePos()))
+            point = self.mapSceneToView(ev.scenePos())
+            if self._view.tool is not None:
+                if ev.isStart():
+                    self._view.tool_event("press", self.mapSceneToView(ev.buttonDownScenePos()))
+                self._view.tool_event("move", point)
+                if ev.isFinish():
+                    self._view.tool_event("release", point)
+            else:
+                self._view.point_clicked(point)
             ev.accept()
         else:
             ev.ignore()
@@ -73,6 +86,7 @@ class SliceView(QtWidgets.QWidget):
     """
 
     cursor_requested = QtCore.Signal(object)
+    tool_used = QtCore.Signal()
     slice_step_requested = QtCore.Signal(int)
     window_level_requested = QtCore.Signal(float, float)
 
@@ -80,6 +94,7 @@ class SliceView(QtWidgets.QWidget):
         super().__init__(parent)
         self.orientation = orientation
         self.plane: Plane | None = None
+        self.tool = None  # an annotation tool (viewer.ui.tools.Tool) or None to move the cursor
         self._fitted_key: tuple | None = None
         self.graphics = pg.GraphicsView(background="k")
         self.view_box = SliceViewBox(self)
@@ -91,6 +106,8 @@ class SliceView(QtWidgets.QWidget):
         self.hline = pg.InfiniteLine(angle=0, movable=False, pen=pen)
         self.view_box.addItem(self.vline, ignoreBounds=True)
         self.view_box.addItem(self.hline, ignoreBounds=True)
+        self.outline = pg.PlotDataItem(pen=pg.mkPen((255, 255, 0), width=1.5, style=QtCore.Qt.PenStyle.DashLine))
+        self.view_box.addItem(self.outline, ignoreBounds=True)
         self.scale_bar = pg.ScaleBar(size=20, suffix="mm")
         self.scale_bar.setParentItem(self.view_box)
         self.scale_bar.anchor((0, 1), (0, 1), offset=(40, -16))
@@ -159,6 +176,24 @@ class SliceView(QtWidgets.QWidget):
         col = view_point.x() / self.plane.col_step_mm - 0.5
         row = view_point.y() / self.plane.row_step_mm - 0.5
         return self.plane.pixel_to_world_points(np.array([row]), np.array([col]))[0]
+
+    def tool_event(self, kind: str, view_point: QtCore.QPointF) -> None:
+        """Forward a left-button press/move/release (world mm) to the active annotation tool."""
+        world = self.world_at(view_point)
+        if self.tool is None or world is None or self.plane is None:
+            return
+        getattr(self.tool, kind)(self.plane, world)
+        self.tool_used.emit()
+
+    def show_outline(self, points_world: list) -> None:
+        """Draw (or clear) a lasso outline given in world mm."""
+        if self.plane is None or not points_world:
+            self.outline.setData([], [])
+            return
+        pixels = self.plane.world_to_pixel(np.asarray(points_world, float))
+        xs = (pixels[:, 1] + 0.5) * self.plane.col_step_mm
+        ys = (pixels[:, 0] + 0.5) * self.plane.row_step_mm
+        self.outline.setData(np.append(xs, xs[0]), np.append(ys, ys[0]))
 
     def point_clicked(self, view_point: QtCore.QPointF) -> None:
         world = self.world_at(view_point)

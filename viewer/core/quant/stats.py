@@ -185,6 +185,14 @@ class TimepointQuantifier:
             return []
         return sorted(set(self._boxes) | set(self.region_names))
 
+    def set_labels(self, labels: Volume) -> None:
+        """Measure another label map object (e.g. the editable copy of the same regions)."""
+        self.labels = labels
+        self.volumes["regions"] = labels
+        self._boxes = label_boxes(labels)
+        self.notes = []
+        self._prepare()
+
     def names_changed(self, names: dict[int, str]) -> None:
         """Follow a renamed/added/deleted label table. Renaming the reference or background
         region changes the ¹⁹F calibration, so the modalities are prepared again."""
@@ -328,6 +336,34 @@ class TimepointQuantifier:
             notes.append(f"¹⁹F noise σ = {self.fluorine.sigma:.4g} a.u. from the {self.fluorine.sigma_source}")
         return TimepointStats(self.timepoint.label, self.timepoint.day, detection_limit, regions,
                               _unique(notes), mismatch, homing, details)
+
+    def recompute(self, stats: TimepointStats, labels: Iterable[int]) -> TimepointStats:
+        """``stats`` with the rows of ``labels`` measured again (after an edit), homing and the
+        mismatch summary updated; the other rows are reused. The window calls this on every
+        brush stroke instead of :meth:`compute`."""
+        touched = set(labels)
+        rows = {r.label: r for r in stats.regions if r.label not in touched}
+        for label in self.region_labels():
+            if label not in rows:
+                rows[label] = self.region(label)
+        for region in rows.values():  # names may have changed without an edit of the voxels
+            region.values["name"] = self.region_names.get(region.label, f"label {region.label}")
+        regions = [rows[label] for label in sorted(rows) if label in set(self.region_labels())]
+        homing = self._homing(regions)
+        for region in regions:
+            cells = region.values.get("fluorine_cells")
+            region.values["homing_fraction"] = cells / self._total_cells if (cells is not None and self._total_cells) else None
+        core = next((r for r in regions if r.name == "core"), None)
+        penumbra = next((r for r in regions if r.name == "penumbra"), None)
+        mismatch = None
+        if core is not None or penumbra is not None:
+            mismatch = mismatch_summary(core.values["volume_ml"] if core else None,
+                                        penumbra.values["volume_ml"] if penumbra else None, self.settings)
+        notes = [n for n in stats.notes if not n.startswith(("core ", "homing: "))]
+        if mismatch is not None:
+            notes.append(mismatch.describe())
+        return TimepointStats(stats.label, stats.day, stats.detection_limit_cells_per_mm3, regions, _unique(notes),
+                              mismatch, homing, dict(stats.details))
 
     def _homing(self, regions: list[RegionStats]) -> dict[str, float | None]:
         """Share of all ¹⁹F-counted cells in penumbra, in core and elsewhere."""

@@ -1,0 +1,42 @@
+"""Fixtures for window tests: a MainWindow with private settings, opened on the demo study."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6 import QtCore, QtWidgets
+
+from viewer.ui.main_window import MainWindow
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat)
+
+
+@pytest.fixture
+def window(qtbot, settings, demo_manifest):
+    win = MainWindow(settings=settings)
+    # never block the test run on the "unsaved regions" question when pytest-qt closes the window
+    win.ask_unsaved = lambda unsaved: QtWidgets.QMessageBox.StandardButton.Discard
+    win.ask_recover = lambda infos: False
+    qtbot.addWidget(win)
+    win.resize(1500, 900)
+    win.show()
+    drawn: set[str] = set()
+    win.frame_drawn.connect(drawn.add)
+    assert win.open(demo_manifest)
+    qtbot.waitUntil(lambda: len(drawn) == 3, timeout=20_000)
+    yield win
+    win.jobs.wait()
+
+
+
+
+@pytest.fixture
+def study_copy(demo_manifest, tmp_path):
+    """A private copy of the demo study (tests that save regions rewrite its manifest)."""
+    import shutil
+
+    target = tmp_path / "study"
+    shutil.copytree(demo_manifest.parent, target)
+    return target / "study.toml"

@@ -1,0 +1,201 @@
+"""Annotation in the window: painting with simulated mouse events in every view, undo, live
+numbers in the region table, saving, and the unsaved-edits question."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6 import QtCore, QtGui, QtWidgets
+from PySide6.QtTest import QTest
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def _drag(view, worlds) -> None:
+    """Press at the first world point, move through the others, release at the last."""
+    viewport = view.graphics.viewport()
+    points = [view.view_position_of(np.asarray(w, float)) for w in worlds]
+    QTest.mousePress(viewport, QtCore.Qt.MouseButton.LeftButton, QtCore.Qt.KeyboardModifier.NoModifier, points[0])
+    for point in points[1:]:
+        QTest.qWait(15)  # pyqtgraph drops mouse moves closer than 10 ms apart (its rate limit)
+        # a move with the left button held (QTest.mouseMove does not reach the scene offscreen)
+        move = QtGui.QMouseEvent(QtCore.QEvent.Type.MouseMove, QtCore.QPointF(point), QtCore.QPointF(viewport.mapToGlobal(point)),
+                                 QtCore.Qt.MouseButton.NoButton, QtCore.Qt.MouseButton.LeftButton,
+                                 QtCore.Qt.KeyboardModifier.NoModifier)
+        QtWidgets.QApplication.sendEvent(viewport, move)
+    QTest.mouseRelease(viewport, QtCore.Qt.MouseButton.LeftButton, QtCore.Qt.KeyboardModifier.NoModifier, points[-1])
+
+
+def _region_row(window, name):
+    stats = window._stats.get(window.scene.timepoint.label)
+    return None if stats is None else stats.region(name)
+
+
+def _wait_stats(qtbot, window):
+    qtbot.waitUntil(lambda: window.scene.timepoint.label in window._stats, timeout=30_000)
+    window.jobs.wait()
+    QtWidgets.QApplication.processEvents()
+
+
+@pytest.mark.parametrize("orientation", ["axial", "coronal", "sagittal"])
+def test_brush_stroke_in_each_view_paints_and_updates_the_table(window, qtbot, orientation):
+    _wait_stats(qtbot, window)
+    panel = window.annotation_panel
+    label = panel.add_region("lesion B")
+    panel.radius.setValue(4.0)
+    panel.set_tool("brush")
+    view = window.ortho.views[orientation]
+    start = window.scene.cursor + np.array([-45.0, 0.0, 0.0])  # in the left hemisphere, away from regions
+    plane = view.plane
+    step = plane.pixel_to_world[:3, 0] / plane.row_step_mm * 20.0  # 20 mm down the screen
+    _drag(view, [start, start + step / 2, start + step])  # moves of ≥ 10 px: pyqtgraph sees a drag
+    editable = window.scene.editable()
+    painted = int((editable.data == label).sum())
+    # a 20 mm capsule of radius 4 mm on one 1 mm slice: 20·8 + π·4² ≈ 210 mm²
+    assert 160 < painted < 260
+    assert editable.history()[-1].endswith("stroke")
+    window.jobs.wait()
+    qtbot.waitUntil(lambda: _region_row(window, "lesion B") is not None, timeout=10_000)
+    assert _region_row(window, "lesion B").values["volume_ml"] == pytest.approx(painted / 1000.0)
+    window.run_action("undo")
+    assert not (editable.data == label).any()
+
+
+def test_lasso_and_flood_fill_and_eraser(window, qtbot):
+    _wait_stats(qtbot, window)
+    panel = window.annotation_panel
+    label = panel.add_region("lasso region")
+    panel.set_tool("polygon")
+    view = window.ortho.views["axial"]
+    c = window.scene.cursor + np.array([-40.0, -10.0, 0.0])
+    square = [c, c + [20, 0, 0], c + [20, 20, 0], c + [0, 20, 0]]
+    _drag(view, square)
+    editable = window.scene.editable()
+    area = int((editable.data == label).sum())
+    assert 380 <= area <= 470  # a 20 × 20 mm square on 1 mm voxels, edges included
+    panel.set_tool("eraser")
+    _drag(view, [c + [5, 5, 0], c + [5, 15, 0]])
+    assert int((editable.data == label).sum()) < area
+    # flood fill the ¹⁹F hotspot of the injection site (3-D, ¹⁹F above the display threshold)
+    fill_label = panel.add_region("hotspot")
+    index = panel.threshold_layer.findData("fluorine")
+    panel.threshold_layer.setCurrentIndex(index)
+    panel.high.setValue(1e6)
+    panel.set_tool("flood fill")
+    hotspot = window.scene.cursor.copy()
+    QTest.mouseClick(view.graphics.viewport(), QtCore.Qt.MouseButton.LeftButton, QtCore.Qt.KeyboardModifier.NoModifier,
+                     view.view_position_of(hotspot))
+    filled = int((editable.data == fill_label).sum())
+    assert filled > 50  # the hotspot spans several 2 mm ¹⁹F voxels = many 1 mm label voxels
+
+
+def test_save_regions_writes_nifti_table_and_manifest(qtbot, settings, study_copy):
+    from viewer.core.io.study import load_study
+    from viewer.ui.main_window import MainWindow
+
+    win = MainWindow(settings=settings)
+    win.ask_unsaved = lambda unsaved: QtWidgets.QMessageBox.StandardButton.Discard
+    win.ask_recover = lambda infos: False
+    qtbot.addWidget(win)
+    win.show()
+    drawn: set[str] = set()
+    win.frame_drawn.connect(drawn.add)
+    assert win.open(study_copy)
+    qtbot.waitUntil(lambda: len(drawn) == 3, timeout=20_000)
+    label = win.annotation_panel.add_region("saved region")
+    editable = win.scene.editable()
+    box = (slice(10, 14), slice(10, 14), slice(10, 14))
+    editable.paint_mask("test paint", box, np.ones((4, 4, 4), bool), label)
+    assert win.unsaved_timepoints() == [win.scene.timepoint.label]
+    target = win.save_regions()
+    assert target is not None and target.exists()
+    assert not win.unsaved_timepoints()
+    reloaded = load_study(study_copy)
+    timepoint = reloaded.timepoint(win.scene.timepoint.label)
+    assert timepoint.images["regions"] == target.resolve()
+    assert timepoint.region_names[label] == "saved region"
+    win.jobs.wait()
+
+
+def test_closing_with_unsaved_edits_asks(window, qtbot):
+    editable = window.scene.editable()
+    editable.paint_mask("x", (slice(0, 2),) * 3, np.ones((2, 2, 2), bool), 1)
+    asked = []
+    window.ask_unsaved = lambda unsaved: asked.append(unsaved) or QtWidgets.QMessageBox.StandardButton.Cancel
+    window.close()
+    assert asked and window.isVisible()
+    window.ask_unsaved = lambda unsaved: QtWidgets.QMessageBox.StandardButton.Discard
+    window.close()
+    assert not window.isVisible()
+
+
+CRASHING_SESSION = r"""
+import sys, time
+import numpy as np
+from PySide6 import QtCore, QtWidgets
+app = QtWidgets.QApplication([])
+from viewer.ui.main_window import MainWindow
+settings = QtCore.QSettings(sys.argv[2], QtCore.QSettings.Format.IniFormat)
+window = MainWindow(settings=settings)
+window.ask_recover = lambda infos: False
+window.show()
+assert window.open(sys.argv[1])
+deadline = time.time() + 60
+while window.ortho.views["axial"].plane is None and time.time() < deadline:
+    app.processEvents()
+    time.sleep(0.01)
+panel = window.annotation_panel
+label = panel.add_region("drawn before the crash")
+panel.radius.setValue(5.0)
+panel.set_tool("brush")
+tool = panel.tool
+view = window.ortho.views["axial"]
+start = window.scene.cursor + np.array([-40.0, 0.0, 0.0])
+for offset in (0.0, 6.0, 12.0):  # three strokes, the last one undone
+    tool.press(view.plane, start + [0, offset, 0])
+    tool.move(view.plane, start + [10, offset, 0])
+    tool.release(view.plane, start + [10, offset, 0])
+window.run_action("undo")
+np.save(sys.argv[3], window.scene.editable().data)
+print("edited", flush=True)
+time.sleep(600)
+"""
+
+
+def test_killed_app_offers_recovery_and_restores_exactly(qtbot, tmp_path, study_copy):
+    """kill -9 after edits; the next start offers recovery and restores exactly those edits."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from viewer.ui.main_window import MainWindow
+
+    expected = tmp_path / "expected.npy"
+    script = tmp_path / "session.py"
+    script.write_text(CRASHING_SESSION)
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    child = subprocess.Popen([sys.executable, str(script), str(study_copy), str(tmp_path / "child.ini"), str(expected)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = child.stdout.readline()
+        assert line.strip() == "edited", child.stderr.read()[-2000:]
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+
+    settings = QtCore.QSettings(str(tmp_path / "next.ini"), QtCore.QSettings.Format.IniFormat)
+    win = MainWindow(settings=settings)
+    offered = []
+    win.ask_recover = lambda infos: offered.append(infos) or True
+    win.ask_unsaved = lambda unsaved: QtWidgets.QMessageBox.StandardButton.Discard
+    qtbot.addWidget(win)
+    win.show()
+    assert win.open(study_copy)
+    assert offered and offered[0][0].n_edits >= 4
+    editable = win.scene.editable()
+    np.testing.assert_array_equal(editable.data, np.load(expected))
+    assert editable.table.label_of("drawn before the crash") is not None
+    assert editable.dirty
+    win.jobs.wait()
