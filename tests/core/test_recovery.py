@@ -364,8 +364,10 @@ def test_journal_size_for_brush_strokes(tmp_path, record_property):
         record_property(f"ms_per_stroke_compress_{compress}", 1000 * elapsed / 100)
         _close(live)
     record_property("voxel_bytes_in_history", voxel_bytes)
-    assert voxel_bytes > 100 * 2 * 60_000  # before + after of boxes up to 41³ = 68,921 voxels
-    assert voxel_bytes < sizes[False] < 1.01 * voxel_bytes
+    # the history compresses its boxes too, so the raw journal is the larger of the two
+    raw_box_bytes = 100 * 2 * 60_000  # before + after of boxes of at least 60k voxels
+    assert sizes[False] > raw_box_bytes
+    assert voxel_bytes < sizes[False]
     assert sizes[True] < sizes[False] / 5
 
 

@@ -295,3 +295,27 @@ def test_resample_to_grid_reproduces_linear_field():
     target = Volume.from_array(np.zeros(target_shape, np.uint8), target_affine)
     values = resample_to_grid(source, target)
     np.testing.assert_allclose(values, linear_function(world_grid(target_shape, target_affine)), atol=5e-3)
+
+
+def test_compiled_and_numpy_label_lookups_agree():
+    """The window's compiled lookup and the command line's numpy lookup give identical labels."""
+    from viewer.core import spaces
+    from viewer.core.plane_kernels import lookup_labels
+
+    label_shape = (50, 50, 50)
+    label_affine = centered_affine(label_shape, (1, 1, 1), (0, 0, 0))
+    labels = (np.random.default_rng(1).random(label_shape) * 4).astype(np.uint8)
+    label_volume = Volume.from_array(labels, label_affine, role="regions")
+    shape, affine = grid_variants()["rotated_two_axes"]
+    target = Volume.from_array(np.zeros(shape, np.float32), affine)
+    box = (slice(5, 40), slice(3, 50), slice(0, 33))
+    to_labels = label_volume.world_to_voxel @ target.voxel_to_world
+    compiled = lookup_labels(labels, to_labels, (5, 3, 0), (35, 47, 33))
+    import sys
+
+    saved = sys.modules.pop("numba")
+    try:
+        numpy_result = spaces._lookup_labels(label_volume, target, box)
+    finally:
+        sys.modules["numba"] = saved
+    np.testing.assert_array_equal(compiled, numpy_result)

@@ -84,7 +84,39 @@ def _compiled():
                 y += m[1, 1]
                 z += m[2, 1]
 
-    return trilinear, nearest
+    @numba.njit(cache=True, nogil=True, parallel=True)
+    def labels_in_box(labels, m, start, out):  # pragma: no cover - compiled
+        nx, ny, nz = labels.shape
+        bx, by, bz = out.shape
+        for a in numba.prange(bx):
+            i = start[0] + a
+            for b in range(by):
+                j = start[1] + b
+                for c in range(bz):
+                    k = start[2] + c
+                    x = m[0, 0] * i + m[0, 1] * j + m[0, 2] * k + m[0, 3]
+                    y = m[1, 0] * i + m[1, 1] * j + m[1, 2] * k + m[1, 3]
+                    z = m[2, 0] * i + m[2, 1] * j + m[2, 2] * k + m[2, 3]
+                    ri = int(np.rint(x))
+                    rj = int(np.rint(y))
+                    rk = int(np.rint(z))
+                    if ri < 0 or rj < 0 or rk < 0 or ri >= nx or rj >= ny or rk >= nz:
+                        out[a, b, c] = 0
+                    else:
+                        out[a, b, c] = labels[ri, rj, rk]
+
+    return trilinear, nearest, labels_in_box
+
+
+def lookup_labels(labels: np.ndarray, target_to_labels: np.ndarray, start: tuple[int, int, int],
+                  shape: tuple[int, int, int]) -> np.ndarray:
+    """Nearest label (int32) at each target voxel centre of a box starting at ``start``
+    (``target_to_labels`` maps target voxel indices to label-map voxel coordinates; outside → 0)."""
+    *_, labels_in_box = _compiled()
+    out = np.empty(tuple(int(n) for n in shape), dtype=np.int32)
+    with _LAUNCH_LOCK:
+        labels_in_box(labels, np.ascontiguousarray(target_to_labels, dtype=np.float64), np.asarray(start, dtype=np.int64), out)
+    return out
 
 
 def warm_up() -> None:
@@ -100,7 +132,7 @@ def sample_on_plane(data: np.ndarray, to_voxel: np.ndarray, shape: tuple[int, in
         values: float32 (trilinear, NaN outside) or the data's dtype (nearest, 0 outside).
         inside: bool, True where the pixel centre lies within the grid's voxel extent.
     """
-    trilinear, nearest = _compiled()
+    trilinear, nearest, _ = _compiled()
     rows, cols = int(shape[0]), int(shape[1])
     matrix = np.ascontiguousarray(to_voxel, dtype=np.float64)
     inside = np.empty((rows, cols), dtype=np.bool_)

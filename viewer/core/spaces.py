@@ -11,12 +11,13 @@ pixel (row, col) has row increasing downward on screen and col increasing to the
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
-from viewer.core.plane_kernels import sample_on_plane
+from viewer.core.plane_kernels import lookup_labels, sample_on_plane
 from viewer.core.volume import Volume
 
 #: Two sampling grids are "the same" when every pixel centre of one lands within this many
@@ -360,12 +361,17 @@ def _box_on_grid(labels: Volume, target: Volume, source_box: tuple[slice, slice,
 
 
 def _lookup_labels(labels: Volume, target: Volume, box: tuple[slice, slice, slice]) -> np.ndarray:
-    """Nearest label at each target voxel centre of ``box``, computed slab by slab in numpy.
+    """Nearest label at each target voxel centre of ``box``.
 
-    (Numpy rather than a compiled kernel: command-line statistics would otherwise pay numba's
-    start-up, which costs more than these lookups.)
+    Uses the compiled kernel when numba is already loaded (the window: ~10× faster, it matters
+    on every brush stroke) and numpy otherwise (command-line statistics would pay more for
+    numba's start-up than these lookups cost). Both give identical labels.
     """
     to_labels = labels.world_to_voxel @ target.voxel_to_world
+    if "numba" in sys.modules:
+        start = tuple(b.start for b in box)
+        shape = tuple(b.stop - b.start for b in box)
+        return lookup_labels(np.asarray(labels.data), to_labels, start, shape)
     data = np.asarray(labels.data)
     limits = np.array(data.shape)
     i = np.arange(box[0].start, box[0].stop, dtype=np.float32)[:, None]

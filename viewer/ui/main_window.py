@@ -25,6 +25,9 @@ from viewer.ui.workers import Jobs, slice_job
 ORGANIZATION = "cell-therapy-viewer"
 APPLICATION = "viewer"
 MAX_RECENT = 8
+#: Regions whose boxes hold at most this volume (mm³, ≈ a 63 mm cube) are re-measured on the
+#: GUI thread right after a stroke (≤ ≈ 20 ms); larger ones in a worker.
+SYNC_RECOMPUTE_MAX_MM3 = 250_000.0
 #: Journaled region edits are also forced to disk on this timer (each edit is written at once).
 AUTOSAVE_INTERVAL_MS = 30_000
 
@@ -61,11 +64,19 @@ class MainWindow(QtWidgets.QMainWindow):
         self.jobs = Jobs(parent=self)
         self.jobs.finished.connect(self._on_job_finished)
         self.jobs.failed.connect(self._on_job_failed)
+        # statistics get their own thread, so numbers never queue behind slice redraws
+        self._stats_pool = QtCore.QThreadPool(self)
+        self._stats_pool.setMaxThreadCount(1)
+        self.stats_jobs = Jobs(self._stats_pool, parent=self)
+        self.stats_jobs.finished.connect(self._on_job_finished)
+        self.stats_jobs.failed.connect(self._on_job_failed)
         self.last_error: str | None = None
         self._samples: dict[str, tuple[tuple, dict]] = {}
         self._shown_key: dict[str, tuple] = {}
         self._stats: dict[str, Any] = {}
         self._stats_requested = False
+        self._stroke_active = False
+        self._pending_labels: set[int] = set()
         self.layer_panel: QtWidgets.QWidget | None = None
         self.region_panel: QtWidgets.QWidget | None = None
         self.annotation_panel: QtWidgets.QWidget | None = None
@@ -94,6 +105,8 @@ class MainWindow(QtWidgets.QMainWindow):
             view.cursor_requested.connect(self._on_cursor_requested)
             view.slice_step_requested.connect(lambda steps, o=orientation: self._on_slice_step(o, steps))
             view.window_level_requested.connect(self._on_window_level)
+            view.stroke_started.connect(self._on_stroke_started)
+            view.stroke_finished.connect(self._on_stroke_finished)
         self._build_menus()
         self._restore_preferences()
         self._autosave = QtCore.QTimer(self)
@@ -431,15 +444,48 @@ class MainWindow(QtWidgets.QMainWindow):
             plane = self.scene.plane(orientation)
             axis = plane.normal_axis
             if box is None or axis is None or box[axis].start <= (plane.slice_index or 0) < box[axis].stop:
-                self._refresh(orientation)
+                self._refresh(orientation, roles={"regions"})
         self._update_readout()
-        scene = self.scene
+        self._pending_labels |= set(labels)
+        if not self._stroke_active:  # during a stroke the numbers follow once, at its end
+            self._recompute_pending()
+
+    def _on_stroke_started(self) -> None:
+        self._stroke_active = True
+
+    def _on_stroke_finished(self) -> None:
+        self._stroke_active = False
+        self._recompute_pending()
+
+    def _recompute_pending(self) -> None:
+        """Recompute the regions edits touched (worker), then show them in the region table."""
+        if self.scene is None or not self._pending_labels:
+            return
+        timepoint = self.scene.timepoint.label
         current = self._stats.get(timepoint)
         if current is None:
             return
-        quantifier = scene.quantifier()
-        touched = set(labels)
-        self.jobs.submit(f"stats:{timepoint}", lambda: quantifier.recompute(current, touched))
+        quantifier = self.scene.quantifier()
+        touched, self._pending_labels = set(self._pending_labels), set()
+        if self._small_edit(touched):
+            # A stroke's regions re-measure in a few ms: show them now, in the same frame as
+            # the stroke, rather than queueing behind the redraws (PRODUCT: no visible lag).
+            self._stats[timepoint] = quantifier.recompute(current, touched)
+            self._show_current_stats(course=False)
+            return
+        self.stats_jobs.submit(f"stats:{timepoint}", lambda: quantifier.recompute(current, touched))
+
+    def _small_edit(self, labels: set[int]) -> bool:
+        """True when the touched regions are small enough to re-measure on the GUI thread."""
+        assert self.scene is not None
+        volume = self.scene.editable().labels
+        boxes = self.scene.quantifier()._boxes
+        voxels = 0
+        for label in labels:
+            box = boxes.get(label)
+            if box is not None:
+                voxels += int(np.prod([b.stop - b.start for b in box]))
+        return voxels * volume.voxel_volume_mm3 <= SYNC_RECOMPUTE_MAX_MM3
 
     def save_regions(self) -> Path | None:
         """Save the current timepoint's label map (+ label table) and point the manifest at it."""
@@ -506,15 +552,21 @@ class MainWindow(QtWidgets.QMainWindow):
             self._refresh(orientation)
         self._update_readout()
 
-    def _refresh(self, orientation: str, resample: bool = True) -> None:
-        """Ask a worker for a view's image; only the newest request per view is drawn."""
+    def _refresh(self, orientation: str, resample: bool = True, roles: set[str] | None = None) -> None:
+        """Ask a worker for a view's image; only the newest request per view is drawn.
+
+        ``resample=False`` recomposites the cached samples; ``roles`` resamples only those
+        layers (e.g. the label map after an edit) and reuses the others' samples.
+        """
         assert self.scene is not None
         plane = self.scene.plane(orientation)
         key = self._plane_key(plane)
         layers = self.scene.layers()
         cached = self._samples.get(orientation)
-        samples = cached[1] if (not resample and cached is not None and cached[0] == key) else None
-        job = slice_job(layers, plane, samples)
+        reusable = cached is not None and cached[0] == key
+        samples = cached[1] if reusable and (not resample or roles) else None
+        indices = {i for i, layer in enumerate(layers) if roles and layer.volume.role in roles}
+        job = slice_job(layers, plane, samples, indices if samples is not None else None)
         self._shown_key[orientation] = key
         self.jobs.submit(f"slice:{orientation}", job)
 
@@ -549,8 +601,10 @@ class MainWindow(QtWidgets.QMainWindow):
             self._samples[orientation] = (self._plane_key(plane), samples)
             self._show(orientation, plane, rgb)
         elif key.startswith("stats:"):
-            self._stats[key.split(":", 1)[1]] = result
-            self._show_current_stats()
+            label = key.split(":", 1)[1]
+            new_timepoint = label not in self._stats
+            self._stats[label] = result
+            self._show_current_stats(course=new_timepoint)
         elif key == "propose":
             self._apply_proposal(result)
 
@@ -590,16 +644,19 @@ class MainWindow(QtWidgets.QMainWindow):
         assert scene is not None
         timepoints = sorted(scene.study.timepoints, key=lambda tp: tp is not scene.timepoint)
         for timepoint in timepoints:
-            self.jobs.submit(f"stats:{timepoint.label}", lambda tp=timepoint: scene.stats(tp))
+            self.stats_jobs.submit(f"stats:{timepoint.label}", lambda tp=timepoint: scene.stats(tp))
 
-    def _show_current_stats(self) -> None:
+    def _show_current_stats(self, course: bool = True) -> None:
+        """Show the current timepoint's numbers; ``course`` also re-plots every timepoint (when a
+        timepoint's numbers arrived), otherwise the panel updates the current one in place."""
         if self.scene is None or not self._stats or self.region_panel is None:
             return
         current = self._stats.get(self.scene.timepoint.label)
         if current is not None:
-            order = [tp.label for tp in self.scene.study.timepoints]
-            ready = [self._stats[label] for label in order if label in self._stats]
-            self.region_panel.show_time_course(ready)
+            if course:
+                order = [tp.label for tp in self.scene.study.timepoints]
+                ready = [self._stats[label] for label in order if label in self._stats]
+                self.region_panel.show_time_course(ready)
             self.region_panel.show_stats(current)
             self._update_readout()
             self.stats_ready.emit()
@@ -625,6 +682,7 @@ class MainWindow(QtWidgets.QMainWindow):
             else:
                 self._discard_recovery()
         self.jobs.wait(5_000)
+        self.stats_jobs.wait(5_000)
         super().closeEvent(event)
 
     def ask_unsaved(self, unsaved: list[str]) -> QtWidgets.QMessageBox.StandardButton:

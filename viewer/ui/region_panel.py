@@ -269,10 +269,27 @@ class TimeCoursePlot(pg.PlotWidget):
         item.addItem(self.current_line, ignoreBounds=True)
 
     def set_course(self, timepoints: Sequence[TimepointStats], study_id: str = "") -> None:
-        """Redraw from every timepoint's numbers (regions matched by name across timepoints)."""
-        self._clear_curves()
+        """Redraw from every timepoint's numbers (regions matched by name across timepoints).
+
+        When the regions and days are the same as drawn, only the curves' data change (cheap
+        enough for every brush stroke); otherwise the curves and legend are rebuilt.
+        """
         x = self._x_positions(timepoints)
         names = time_course(StudyStats(study_id, list(timepoints), []), "live_cells")  # name order
+        series = {}
+        for name in names:
+            live, dead = _aligned(timepoints, name, "live_cells"), _aligned(timepoints, name, "dead_cells")
+            if not (np.isnan(live).all() and np.isnan(dead).all()):
+                series[name] = (live, dead)
+        if set(series) <= set(self.curves) and x == getattr(self, "_drawn_x", None):
+            empty = np.full(len(x), np.nan)
+            for name, (live_curve, dead_curve) in self.curves.items():
+                live, dead = series.get(name, (empty, empty))  # a region emptied by an edit
+                live_curve.setData(np.asarray(x, dtype=float), live)
+                dead_curve.setData(np.asarray(x, dtype=float), dead)
+            return
+        self._drawn_x = list(x)
+        self._clear_curves()
         for name in names:
             live, dead = _aligned(timepoints, name, "live_cells"), _aligned(timepoints, name, "dead_cells")
             if np.isnan(live).all() and np.isnan(dead).all():

@@ -87,6 +87,8 @@ class SliceView(QtWidgets.QWidget):
 
     cursor_requested = QtCore.Signal(object)
     tool_used = QtCore.Signal()
+    stroke_started = QtCore.Signal()
+    stroke_finished = QtCore.Signal()
     slice_step_requested = QtCore.Signal(int)
     window_level_requested = QtCore.Signal(float, float)
 
@@ -182,8 +184,12 @@ class SliceView(QtWidgets.QWidget):
         world = self.world_at(view_point)
         if self.tool is None or world is None or self.plane is None:
             return
+        if kind == "press":
+            self.stroke_started.emit()
         getattr(self.tool, kind)(self.plane, world)
         self.tool_used.emit()
+        if kind == "release":
+            self.stroke_finished.emit()
 
     def show_outline(self, points_world: list) -> None:
         """Draw (or clear) a lasso outline given in world mm."""

@@ -89,11 +89,29 @@ class Jobs(QtCore.QObject):
         return self.pool.waitForDone(timeout_ms)
 
 
-def slice_job(layers: Sequence[Layer], plane: Plane, samples: dict[int, PlaneImage] | None = None):
-    """A job computing (plane, rgb, samples); reuses ``samples`` when only the display changed."""
+def slice_job(layers: Sequence[Layer], plane: Plane, samples: dict[int, PlaneImage] | None = None,
+              resample: set[int] | None = None):
+    """A job computing (plane, rgb, samples).
+
+    With ``samples`` (from the same plane) only the layers whose indices are in ``resample``
+    are sampled again — none for a display change, just the label map after a brush stroke.
+    """
 
     def run():
-        current = samples if samples is not None else sample_layers(layers, plane)
+        if samples is None:
+            current = sample_layers(layers, plane)
+        else:
+            current = dict(samples)
+            if resample:
+                fresh = sample_layers([layer if i in resample else _hidden(layer) for i, layer in enumerate(layers)], plane)
+                current.update(fresh)
         return plane, composite_layers(layers, current, plane.shape), current
 
     return run
+
+
+def _hidden(layer: Layer) -> Layer:
+    """The same layer marked invisible (so sample_layers skips it)."""
+    from dataclasses import replace
+
+    return Layer(layer.volume, replace(layer.display, visible=False), layer.region_names)
