@@ -282,9 +282,12 @@ class TimeCoursePlot(pg.PlotWidget):
             if not (np.isnan(live).all() and np.isnan(dead).all()):
                 series[name] = (live, dead)
         if set(series) <= set(self.curves) and x == getattr(self, "_drawn_x", None):
-            empty = np.full(len(x), np.nan)
             for name, (live_curve, dead_curve) in self.curves.items():
-                live, dead = series.get(name, (empty, empty))  # a region emptied by an edit
+                if name not in series:  # a region emptied by an edit: no points until it returns
+                    live_curve.setData([], [])
+                    dead_curve.setData([], [])
+                    continue
+                live, dead = series[name]
                 live_curve.setData(np.asarray(x, dtype=float), live)
                 dead_curve.setData(np.asarray(x, dtype=float), dead)
             return
