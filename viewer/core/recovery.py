@@ -67,6 +67,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from viewer.core.errors import ViewerError
+from viewer.core.io.atomic import fsync_dir
 from viewer.core.regions import Edit, EditableLabels, LabelEntry, LabelTable
 from viewer.core.volume import Volume
 
@@ -417,7 +418,7 @@ class RecoveryJournal:
             except OSError:
                 pass
         self._file, self._path, self._started = handle, path, now
-        _fsync_dir(self.folder)
+        fsync_dir(self.folder)
         start = {
             "kind": "start",
             "format": JOURNAL_FORMAT,
@@ -434,19 +435,6 @@ class RecoveryJournal:
     def _fail(self, exc: Exception) -> None:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         self.error = f"autosave stopped: {self._path or self.folder}: {reason}"
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # -- the journaled editable --------------------------------------------------------------------

@@ -90,3 +90,17 @@ def write_folder_atomically(
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return folder
+
+
+def fsync_dir(folder: str | Path) -> None:
+    """Make renames in ``folder`` durable (POSIX); a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

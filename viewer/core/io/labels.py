@@ -29,7 +29,7 @@ import nibabel as nib
 import numpy as np
 
 from viewer.core.errors import file_error
-from viewer.core.io.atomic import write_text_atomic
+from viewer.core.io.atomic import fsync_dir, write_text_atomic
 from viewer.core.io.nifti import check_affine, is_nifti_path, load_nifti
 from viewer.core.io.study import MANIFEST_NAME, write_manifest
 from viewer.core.regions import EditableLabels, LabelEntry, LabelTable
@@ -207,7 +207,7 @@ def save_label_map(editable: EditableLabels, path: str | Path) -> Path:
         for leftover in (tmp_json, tmp_nii):
             if leftover is not None:
                 leftover.unlink(missing_ok=True)
-    _fsync_dir(folder)
+    fsync_dir(folder)
     editable.mark_saved()
     return path
 
@@ -221,20 +221,6 @@ def _temp_beside(target: Path, suffix: str) -> Path:
 def _fsync_file(path: Path) -> None:
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the renames durable (POSIX); a no-op where folders cannot be opened (Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _restore(json_path: Path, previous: bytes | None) -> None:
