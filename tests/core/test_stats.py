@@ -92,7 +92,11 @@ def test_json_schema_is_exactly_the_product_schema(demo):
             assert list(region) == list(REGION_KEYS)
     assert all(isinstance(note, str) for note in document["notes"])
     assert any("DEFUSE-3" in note for note in document["notes"])
-    assert any("no prediction model" in note for note in document["notes"])
+    # the demo study lists the demonstration model: its notice is in the notes and its
+    # predictions in the penumbra rows
+    assert any("not for clinical decisions" in note for note in document["notes"])
+    penumbra = next(r for r in document["timepoints"][1]["regions"] if r["name"] == "penumbra")
+    assert penumbra["prediction"][0]["demonstration"] is True and 0 <= penumbra["prediction"][0]["value"] <= 1
 
 
 def test_cli_json_and_csv_and_timepoint_filter(demo_manifest, capsys):

@@ -32,6 +32,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import json
+import shutil
 import math
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -764,8 +765,24 @@ def _build(root: Path, seed: int) -> None:
         "homing": [_homing(t) for t in timepoint_truth],
     }
     write_text_atomic(root / TRUTH_NAME, json.dumps(truth, indent=2, sort_keys=False) + "\n")
-    write_manifest({"study": dict(STUDY_INFO), "calibration": dict(CALIBRATION), "timepoint": manifest_timepoints},
-                   root / MANIFEST_NAME)
+    models = _copy_demo_models(root)
+    write_manifest({"study": dict(STUDY_INFO), "calibration": dict(CALIBRATION), "model": models,
+                    "timepoint": manifest_timepoints}, root / MANIFEST_NAME)
+
+
+def _copy_demo_models(root: Path) -> list[dict[str, str]]:
+    """Put the bundled demonstration model(s) in the study and list them as [[model]] entries,
+    so `viewer stats`, the window and the report show its (clearly labelled) predictions."""
+    from viewer.core.predict import bundled_model_paths
+
+    folder = root / "models"
+    folder.mkdir(exist_ok=True)
+    entries = []
+    for onnx, card in bundled_model_paths():
+        shutil.copyfile(onnx, folder / onnx.name)
+        shutil.copyfile(card, folder / card.name)
+        entries.append({"onnx": f"models/{onnx.name}", "card": f"models/{card.name}"})
+    return entries
 
 
 def _write_pet_dicom(volume: Volume, folder: Path, design: TimepointDesign, seed: int) -> None:

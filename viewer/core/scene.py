@@ -60,6 +60,7 @@ class Scene:
         self._volumes: dict[str, dict[str, Volume]] = {}
         self._quantifiers: dict[str, TimepointQuantifier] = {}
         self._editables: dict[str, EditableLabels] = {}
+        self._models: list | None = None
         self.display: dict[str, DisplayProps] = {}
         self.order: list[str] = list(LAYER_ORDER)
         self.radiological = radiological
@@ -327,14 +328,24 @@ class Scene:
         if quantifier is not None:
             return quantifier
         volumes = self.volumes_of(timepoint)
+        models = self.models()
         with self._lock_for("quantifier", timepoint.label):
             if timepoint.label not in self._quantifiers:
-                quantifier = TimepointQuantifier(self.study, timepoint, volumes)
+                quantifier = TimepointQuantifier(self.study, timepoint, volumes, models=models)
                 editable = self._editables.get(timepoint.label)
                 if editable is not None and editable.table.names != quantifier.region_names:
                     quantifier.names_changed(editable.table.names)
                 self._quantifiers[timepoint.label] = quantifier
         return self._quantifiers[timepoint.label]
+
+    def models(self) -> list:
+        """The study's prediction models (``[[model]]`` in the manifest), loaded once."""
+        with self._lock_for("models", ""):
+            if self._models is None:
+                from viewer.core.predict import load_models
+
+                self._models = load_models(self.study.models) if self.study.models else []
+        return self._models
 
     def fluorine_cells_per_signal(self) -> float | None:
         """¹⁹F calibration of the current timepoint, once its quantifier has been prepared.

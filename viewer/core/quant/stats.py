@@ -14,7 +14,7 @@ import io
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -138,8 +138,11 @@ def _csv(value: Any) -> str:
 class TimepointQuantifier:
     """Per-timepoint quantification state; :meth:`region` measures one region on every map."""
 
-    def __init__(self, study: Study, timepoint: Timepoint, volumes: Mapping[str, Volume], settings: QuantSettings | None = None) -> None:
+    def __init__(self, study: Study, timepoint: Timepoint, volumes: Mapping[str, Volume], settings: QuantSettings | None = None,
+                 models: Sequence[Any] = ()) -> None:
         self.study = study
+        #: prediction models (viewer.core.predict.PredictionModel) applied to every region
+        self.models = list(models)
         self.timepoint = timepoint
         self.volumes = dict(volumes)
         self.settings = settings or QuantSettings()
@@ -326,7 +329,6 @@ class TimepointQuantifier:
                 "homing: " + ", ".join(f"{100 * share:.0f} % {place}" for place, share in homing.items())
                 + " of the ¹⁹F-counted cells"
             )
-        notes.append("predictions: no prediction model is configured")
         details = {}
         if self.fluorine is not None:
             details.update(
@@ -334,8 +336,25 @@ class TimepointQuantifier:
                 reference_signal=self.fluorine.reference_signal, total_cells=self._total_cells,
             )
             notes.append(f"¹⁹F noise σ = {self.fluorine.sigma:.4g} a.u. from the {self.fluorine.sigma_source}")
-        return TimepointStats(self.timepoint.label, self.timepoint.day, detection_limit, regions,
-                              _unique(notes), mismatch, homing, details)
+        stats = TimepointStats(self.timepoint.label, self.timepoint.day, detection_limit, regions,
+                               _unique(notes), mismatch, homing, details)
+        self._predict(stats)
+        return stats
+
+    def _predict(self, stats: TimepointStats) -> None:
+        """Fill each region's ``prediction`` (a list, one entry per model) or note why not."""
+        if not self.models:
+            stats.notes.append("predictions: no prediction model is configured")
+            return
+        from viewer.core.predict import predictions_for
+
+        by_label = predictions_for(stats, self.models)
+        for region in stats.regions:
+            region.values["prediction"] = by_label.get(region.label) or None
+        for model in self.models:
+            card = model.card
+            if card.demonstration:
+                stats.notes.append(f"predictions of '{card.name}' {card.version}: {card.notice}")
 
     def recompute(self, stats: TimepointStats, labels: Iterable[int]) -> TimepointStats:
         """``stats`` with the rows of ``labels`` measured again (after an edit), homing and the
@@ -362,8 +381,15 @@ class TimepointQuantifier:
         notes = [n for n in stats.notes if not n.startswith(("core ", "homing: "))]
         if mismatch is not None:
             notes.append(mismatch.describe())
-        return TimepointStats(stats.label, stats.day, stats.detection_limit_cells_per_mm3, regions, _unique(notes),
-                              mismatch, homing, dict(stats.details))
+        updated = TimepointStats(stats.label, stats.day, stats.detection_limit_cells_per_mm3, regions, _unique(notes),
+                                 mismatch, homing, dict(stats.details))
+        if self.models:
+            from viewer.core.predict import predictions_for
+
+            by_label = predictions_for(updated, self.models)
+            for region in updated.regions:
+                region.values["prediction"] = by_label.get(region.label) or None
+        return updated
 
     def _homing(self, regions: list[RegionStats]) -> dict[str, float | None]:
         """Share of all ¹⁹F-counted cells in penumbra, in core and elsewhere."""
@@ -385,12 +411,17 @@ def _unique(items: Iterable[str]) -> list[str]:
 
 
 def compute_study_stats(study: Study, timepoint_label: str | None = None, settings: QuantSettings | None = None) -> StudyStats:
-    """Load and quantify the study's timepoints (or one of them)."""
+    """Load and quantify the study's timepoints (or one of them), with the manifest's models."""
     timepoints = [study.timepoint(timepoint_label)] if timepoint_label else list(study.timepoints)
+    models: list[Any] = []
+    if study.models:
+        from viewer.core.predict import load_models
+
+        models = load_models(study.models)
     results: list[TimepointStats] = []
     notes: list[str] = []
     for timepoint in timepoints:
-        stats = TimepointQuantifier(study, timepoint, load_timepoint(study, timepoint), settings).compute()
+        stats = TimepointQuantifier(study, timepoint, load_timepoint(study, timepoint), settings, models).compute()
         results.append(stats)
         notes.extend(f"{timepoint.label}: {note}" for note in stats.notes)
     return StudyStats(study.id, results, _unique(notes))
