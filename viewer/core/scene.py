@@ -347,6 +347,13 @@ class Scene:
                 self._models = load_models(self.study.models) if self.study.models else []
         return self._models
 
+    def add_model(self, model) -> None:
+        """Add a user's prediction model to this session (shown beside the study's models)."""
+        models = self.models()
+        models.append(model)
+        for quantifier in self._quantifiers.values():
+            quantifier.models = list(models)
+
     def fluorine_cells_per_signal(self) -> float | None:
         """¹⁹F calibration of the current timepoint, once its quantifier has been prepared.
 

@@ -80,6 +80,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.layer_panel: QtWidgets.QWidget | None = None
         self.region_panel: QtWidgets.QWidget | None = None
         self.annotation_panel: QtWidgets.QWidget | None = None
+        self.prediction_panel: QtWidgets.QWidget | None = None
         self.setWindowTitle("Cell-therapy viewer")
         self.setAcceptDrops(True)
         self.resize(1500, 900)
@@ -305,6 +306,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self._side.addTab(self.region_panel, "Regions")
         self._side.addTab(self.layer_panel, "Layers")
         self._side.addTab(self.annotation_panel, "Annotate")
+        from viewer.ui.prediction_panel import PredictionPanel
+
+        self.prediction_panel = PredictionPanel(scene)
+        self.prediction_panel.models_changed.connect(self._on_models_changed)
+        self._side.addTab(self.prediction_panel, "Predictions")
         for view in self.ortho.views.values():
             view.set_colorbars(ColorBarStack(scene))
         if self.ortho.volume_view is not None:
@@ -364,6 +370,11 @@ class MainWindow(QtWidgets.QMainWindow):
             self.scene.set_cursor(labels.voxel_to_world_points(center))
 
     # -- annotation ------------------------------------------------------------------------------
+    def _on_models_changed(self) -> None:
+        """A user model was added: recompute every timepoint's numbers (predictions included)."""
+        self._stats.clear()
+        self._request_stats()
+
     def _on_tool_changed(self, tool) -> None:
         for view in self.ortho.views.values():
             view.tool = tool
@@ -658,6 +669,8 @@ class MainWindow(QtWidgets.QMainWindow):
                 ready = [self._stats[label] for label in order if label in self._stats]
                 self.region_panel.show_time_course(ready)
             self.region_panel.show_stats(current)
+            if self.prediction_panel is not None:
+                self.prediction_panel.show_stats(current)
             self._update_readout()
             self.stats_ready.emit()
 

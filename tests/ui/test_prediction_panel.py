@@ -1,0 +1,67 @@
+"""The predictions tab: values, the demonstration notice, warnings, contributions, user models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PySide6 import QtWidgets
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def _wait_predictions(qtbot, window):
+    qtbot.waitUntil(lambda: window.prediction_panel.table.rowCount() > 0, timeout=30_000)
+
+
+def _texts(table, column):
+    return [table.item(row, column).text() for row in range(table.rowCount())]
+
+
+def test_panel_shows_values_disclaimer_and_contributions(window, qtbot):
+    _wait_predictions(qtbot, window)
+    panel = window.prediction_panel
+    labels = [w.text() for w in panel.findChildren(QtWidgets.QLabel)]
+    assert any("not for clinical decisions" in text for text in labels)
+    regions = _texts(panel.table, 0)
+    values = _texts(panel.table, 2)
+    penumbra = values[regions.index("penumbra")]
+    assert 0.0 <= float(penumbra) <= 1.0
+    # other regions say why there is no value instead of a number
+    core_row = regions.index("core")
+    assert values[core_row] == "—" and "penumbra regions only" in panel.table.item(core_row, 4).text()
+    panel.table.selectRow(regions.index("penumbra"))
+    assert panel.contributions.rowCount() >= 5
+    assert "contributions" in panel.contributions_note.text()
+
+
+def test_out_of_range_warning_is_visible(window, qtbot):
+    _wait_predictions(qtbot, window)
+    panel = window.prediction_panel
+    stats = window._stats[window.scene.timepoint.label]
+    penumbra = stats.region("penumbra")
+    penumbra.values["sodium_mean_mM"] = 140.0  # far outside the training range
+    panel.show_stats(stats)
+    regions = _texts(panel.table, 0)
+    warning = panel.table.item(regions.index("penumbra"), 4).text()
+    assert warning.startswith("⚠") and "sodium_mean_mM" in warning
+
+
+def test_adding_a_user_model_shows_it_side_by_side(window, qtbot, tmp_path):
+    from viewer.core.predict import bundled_model_paths
+
+    _wait_predictions(qtbot, window)
+    onnx, card = bundled_model_paths()[0]
+    data = json.loads(card.read_text())
+    data["name"] = "My site model"
+    data["version"] = "2.0"
+    (tmp_path / "site.onnx").write_bytes(onnx.read_bytes())
+    (tmp_path / "site.json").write_text(json.dumps(data))
+    panel = window.prediction_panel
+    before = panel.table.rowCount()
+    assert panel.add_model(tmp_path / "site.onnx", tmp_path / "site.json") is not None
+    assert panel.table.rowCount() == 2 * before
+    assert "My site model 2.0" in _texts(panel.table, 1)
+    (tmp_path / "bad.onnx").write_text("not a model")
+    assert panel.add_model(tmp_path / "bad.onnx", tmp_path / "site.json") is None
+    assert "error:" in panel.status.text()
