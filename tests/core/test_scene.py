@@ -90,3 +90,22 @@ def test_editing_regions_updates_numbers_and_emits_events(demo_manifest):
     editable.rename(2, "tissue at risk")
     assert scene.stats().region("tissue at risk") is not None
     assert any(layer.region_names.get(2) == "tissue at risk" for layer in scene.layers())
+
+
+def test_saved_colours_and_locks_come_back_when_the_study_is_reopened(demo_manifest, tmp_path):
+    import shutil
+
+    from viewer.core.io.labels import save_label_map, update_manifest_regions
+    from viewer.core.regions import LabelEntry
+
+    study_folder = tmp_path / "study"
+    shutil.copytree(demo_manifest.parent, study_folder)
+    scene = Scene(load_study(study_folder / "study.toml"))
+    editable = scene.editable()
+    editable.set_table("recolour and lock", editable.table.with_entry(LabelEntry(1, "core", (10, 20, 30), locked=True)))
+    target = study_folder / "regions" / "day-1-regions.nii.gz"
+    save_label_map(editable, target)
+    update_manifest_regions(study_folder / "study.toml", "day 1", "regions/day-1-regions.nii.gz", editable.table)
+    reopened = Scene(load_study(study_folder / "study.toml")).editable()
+    entry = reopened.table.get(1)
+    assert entry.color == (10, 20, 30) and entry.locked

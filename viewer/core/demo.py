@@ -32,8 +32,8 @@ Why it is built this way:
 from __future__ import annotations
 
 import json
-import shutil
 import math
+import shutil
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path

@@ -33,7 +33,7 @@ from viewer.core.display import region_color
 from viewer.core.plane_kernels import sample_on_plane
 from viewer.core.quant.perfusion import CORE_LABEL, PENUMBRA_LABEL, Proposal
 from viewer.core.regions import Box, Edit, EditableLabels, LabelEntry
-from viewer.core.spaces import GRID_TOLERANCE_VOX, Plane, same_grid
+from viewer.core.spaces import GRID_TOLERANCE_VOX, Plane, label_box, same_grid
 from viewer.core.volume import Volume
 
 __all__ = [
@@ -430,7 +430,7 @@ def threshold_stroke(
     box, mask = footprint
     if not mask.any():
         return None
-    tight = _tight(mask)
+    tight = label_box(mask)
     inner_box: Box = tuple(slice(b.start + t.start, b.start + t.stop) for b, t in zip(box, tight))  # type: ignore[assignment]
     inner = mask[tight] & _in_range_on_box(image, labels.labels, inner_box, low, high)
     return _paint(labels, description or _describe(labels, "threshold paint", label), (inner_box, inner), label)
@@ -507,7 +507,7 @@ def flood_fill(
             if not _reaches_open_face(mask, box, volume.shape):
                 break
             reach *= 2.0
-    tight = _tight(mask)
+    tight = label_box(mask)
     fill_box: Box = tuple(slice(b.start + t.start, b.start + t.stop) for b, t in zip(box, tight))  # type: ignore[assignment]
     return labels.paint_mask(description or _describe(labels, "flood fill", label), fill_box, mask[tight], label)
 
@@ -530,15 +530,6 @@ def _reaches_open_face(mask: np.ndarray, box: Box, shape: tuple[int, int, int]) 
         if b.stop < n and np.take(mask, -1, axis=axis).any():
             return True
     return False
-
-
-def _tight(mask: np.ndarray) -> Box:
-    """Tight box of a non-empty 3-D mask, in two passes over it (find_objects is slower)."""
-    ij = mask.any(axis=2)
-    i = np.flatnonzero(ij.any(axis=1))
-    j = np.flatnonzero(ij.any(axis=0))
-    k = np.flatnonzero(mask.any(axis=(0, 1)))
-    return (slice(int(i[0]), int(i[-1]) + 1), slice(int(j[0]), int(j[-1]) + 1), slice(int(k[0]), int(k[-1]) + 1))
 
 
 # -- fill between slices -------------------------------------------------------------------------
@@ -579,7 +570,7 @@ def interpolate_slices(
     present_all = np.asarray(data) == label
     if not present_all.any():
         return None
-    box = _tight(present_all)
+    box = label_box(present_all)
     block = np.moveaxis(np.asarray(data[box]), axis, 0)  # view: (slices, a, b)
     present = (block == label)
     drawn = np.flatnonzero(present.reshape(len(present), -1).any(axis=1))
@@ -654,7 +645,7 @@ def apply_proposal(
     touched = ours | new
     if not touched.any():
         return None
-    box = _tight(touched)
+    box = label_box(touched)
     current = data[box]
     free = (current == 0) | ours[box]  # unlabelled or old core/penumbra: ours to rewrite
     after = np.where(ours[box], 0, current)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
 from scipy import ndimage
 
 from viewer.core.display import default_display
 from viewer.core.io.study import Timepoint
+from viewer.core.quant.fluorine import clusters_touching
 from viewer.core.render import Layer
 from viewer.core.spaces import map_labels_to_grid
 from viewer.core.volume import Volume
@@ -36,10 +37,7 @@ def calibration_mask(volumes: Mapping[str, Volume], timepoint: Timepoint, target
     mask = np.isin(map_labels_to_grid(regions, target), labels)
     if target.role == "fluorine" and mask.any():
         data = np.nan_to_num(np.asarray(target.data, dtype=np.float32))
-        threshold = default_display(target).levels[0]
-        components, _ = ndimage.label(data > threshold)
-        touching = np.unique(components[mask & (components > 0)])
-        mask |= np.isin(components, touching[touching > 0])
+        mask = clusters_touching(data > default_display(target).levels[0], mask)
     return mask
 
 
@@ -83,7 +81,3 @@ def parse_point(text: str) -> np.ndarray:
         return np.array([float(p) for p in parts])
     except ValueError:
         raise ValueError(f"expected three numbers X,Y,Z in mm, got {text!r}") from None
-
-
-def layer_roles(layers: Sequence[Layer]) -> list[str]:
-    return [layer.volume.role for layer in layers]

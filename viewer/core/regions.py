@@ -19,6 +19,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from viewer.core.display import region_color
+from viewer.core.spaces import label_box
 from viewer.core.volume import Volume
 
 Box = tuple[slice, slice, slice]
@@ -230,7 +231,7 @@ class EditableLabels:
         changed = before != after
         if not changed.any():
             return None
-        tight = _tight_box(changed)
+        tight = label_box(changed)
         before, after = before[tight], after[tight]
         absolute = tuple(slice(b.start + t.start, b.start + t.stop) for b, t in zip(box, tight))
         data[absolute] = after
@@ -258,7 +259,7 @@ class EditableLabels:
         """Remove a label from the map and the table in one undoable edit."""
         data = self._writable()
         mask = data == label
-        box = _tight_box(mask)
+        box = label_box(mask)
         table_after = self.table.without(label)
         if box is None:
             return self.set_table(f"delete '{self.table.name(label)}'", table_after)
@@ -363,11 +364,3 @@ class EditableLabels:
         if entry is None:
             raise KeyError(label)
         return self.set_table(f"rename '{entry.name}' to '{name}'", self.table.with_entry(replace(entry, name=name)))
-
-
-def _tight_box(mask: np.ndarray) -> Box | None:
-    """Box of the True voxels of a 3-D mask (None if empty)."""
-    if not mask.any():
-        return None
-    extents = [np.flatnonzero(np.any(mask, axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
-    return tuple(slice(int(e[0]), int(e[-1]) + 1) for e in extents)  # type: ignore[return-value]

@@ -29,7 +29,6 @@ from viewer.core.recovery import (
 from viewer.core.regions import EditableLabels, LabelTable
 from viewer.core.render import Layer
 from viewer.core.spaces import (
-    ORIENTATIONS,
     Plane,
     display_plane,
     map_labels_to_grid,
@@ -185,9 +184,6 @@ class Scene:
         """The anatomical slice a view shows through the cursor."""
         return display_plane(self.anatomy, orientation, self.cursor, self.radiological)
 
-    def planes(self) -> dict[str, Plane]:
-        return {orientation: self.plane(orientation) for orientation in ORIENTATIONS}
-
     def readout(self, world_xyz: Any | None = None) -> list[tuple[str, str, str]]:
         """(layer, value, units) at a world point for *every* layer, in drawing order.
 
@@ -242,7 +238,7 @@ class Scene:
                 np.zeros(anatomy.shape, np.uint8), anatomy.voxel_to_world, role="regions", name=f"{timepoint.label} regions"
             )
             self.display.setdefault("regions", default_display(volumes["regions"]))
-        editable = EditableLabels(volumes["regions"], LabelTable.from_names(dict(timepoint.region_names)))
+        editable = EditableLabels(volumes["regions"], self._label_table(volumes["regions"], timepoint))
         if self.recovery_folder is not None:
             source = volumes["regions"].source
             key = str(source) if source is not None else f"new regions of {timepoint.label}"
@@ -251,6 +247,17 @@ class Scene:
         editable.add_listener(lambda labels, box, tp=timepoint: self._on_labels_edited(tp, labels, box))
         self._editables[timepoint.label] = editable
         return editable
+
+    @staticmethod
+    def _label_table(regions: Volume, timepoint: Timepoint) -> LabelTable:
+        """The table saved beside the label map (names, colours, locks), else the manifest's names."""
+        from viewer.core.io.labels import label_table_path, table_from_json
+
+        if regions.source is not None:
+            path = label_table_path(regions.source)
+            if path.exists():
+                return table_from_json(path.read_text(encoding="utf-8"), path)
+        return LabelTable.from_names(dict(timepoint.region_names))
 
     def carry_regions(self, source: Timepoint | None = None) -> int:
         """Copy the regions of one timepoint to every other timepoint (world space → each
@@ -301,9 +308,6 @@ class Scene:
             journal = getattr(editable, "journal", None)
             if journal is not None:
                 journal.clear()
-
-    def has_editable(self, timepoint: Timepoint | None = None) -> bool:
-        return (timepoint or self.timepoint).label in self._editables
 
     def editables(self) -> dict[str, EditableLabels]:
         return dict(self._editables)
@@ -364,9 +368,6 @@ class Scene:
         if quantifier is None or quantifier.fluorine is None:
             return None
         return quantifier.fluorine.cells_per_signal
-
-    def has_quantifier(self, timepoint: Timepoint | None = None) -> bool:
-        return (timepoint or self.timepoint).label in self._quantifiers
 
     def stats(self, timepoint: Timepoint | None = None) -> TimepointStats:
         """Every region's numbers for a timepoint (computed on demand)."""

@@ -43,13 +43,12 @@ def run_gui(paths: Sequence[str | os.PathLike[str]] = ()) -> int:
     ``VIEWER_STARTUP_SCREENSHOT=PNG`` it also saves the window as drawn (smoke tests).
     """
     _check_display()
-    from PySide6 import QtWidgets
-
-    from viewer.ui.main_window import MainWindow
-
     import threading
 
+    from PySide6 import QtWidgets
+
     from viewer.core.plane_kernels import warm_up
+    from viewer.ui.main_window import MainWindow
 
     # numba's import and kernel cache take ~0.6 s: load them while Qt builds the window
     threading.Thread(target=warm_up, name="warm-up kernels", daemon=True).start()

@@ -35,8 +35,10 @@ AUTOSAVE_INTERVAL_MS = 30_000
 def recovery_folder_for(study) -> Path:
     """Where a study's region edits are journaled: beside its manifest if writable, else the
     user's cache folder."""
+    from viewer.core.recovery import default_recovery_folder
+
     if study.manifest is not None and os.access(study.manifest.parent, os.W_OK):
-        return study.manifest.parent / ".viewer-recovery"
+        return default_recovery_folder(study.manifest.parent)
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "cell-therapy-viewer" / "recovery"
 
@@ -490,10 +492,10 @@ class MainWindow(QtWidgets.QMainWindow):
         """True when the touched regions are small enough to re-measure on the GUI thread."""
         assert self.scene is not None
         volume = self.scene.editable().labels
-        boxes = self.scene.quantifier()._boxes
+        quantifier = self.scene.quantifier()
         voxels = 0
         for label in labels:
-            box = boxes.get(label)
+            box = quantifier.region_box(label)
             if box is not None:
                 voxels += int(np.prod([b.stop - b.start for b in box]))
         return voxels * volume.voxel_volume_mm3 <= SYNC_RECOMPUTE_MAX_MM3
@@ -530,9 +532,9 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export region table", "regions.csv", "CSV (*.csv)")
         if path:
-            from viewer.core.io.atomic import write_text_atomic
+            from viewer.core.io.labels import export_region_table_csv
 
-            write_text_atomic(path, StudyStats(self.scene.study.id, [current], []).to_csv())
+            export_region_table_csv(StudyStats(self.scene.study.id, [current], []).to_csv(), path)
 
     def set_layout(self, name: str) -> None:
         self.ortho.set_layout(name)
@@ -593,13 +595,14 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_display(self, role: str) -> None:
         """A display change recomposites cached samples; showing a hidden layer resamples."""
         assert self.scene is not None
-        visible_now = self.scene.display[role].visible
+        props = self.scene.display[role]
+        index = next((i for i, layer in enumerate(self.scene.layers()) if layer.volume.role == role), None)
         for orientation in ORIENTATIONS:
             cached = self._samples.get(orientation)
-            index = next((i for i, layer in enumerate(self.scene.layers()) if layer.volume.role == role), None)
-            needs_samples = visible_now and cached is not None and index not in cached[1]
+            needs_samples = props.visible and cached is not None and index not in cached[1]
             self._refresh(orientation, resample=needs_samples)
-        self._remember(f"colormap/{role}", self.scene.display[role].colormap)
+        if self.settings.value(f"colormap/{role}") != props.colormap:  # not on every slider step
+            self._remember(f"colormap/{role}", props.colormap)
 
     def _on_timepoint(self, index: int) -> None:
         self.refresh_all()

@@ -24,9 +24,6 @@ from viewer.core.volume import Volume
 #: |det| of the 3×3 part below which an affine counts as singular (mm³ per voxel).
 SINGULAR_AFFINE_DET_MM3 = 1e-9
 
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
-
-
 def is_nifti_path(path: str | Path) -> bool:
     """True when the name ends in ``.nii`` or ``.nii.gz``."""
     name = str(path).lower()

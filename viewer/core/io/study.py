@@ -38,9 +38,6 @@ STUDY_KEYS = {
     "description": str,
 }
 
-#: Reserved region names with a meaning in quantification (PRODUCT.md §2).
-RESERVED_REGION_NAMES = ("reference", "background", "core", "penumbra")
-
 PET_UNITS = ("SUV", "Bq/mL")
 
 PET_DOSE_KEYS = {

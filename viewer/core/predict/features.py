@@ -72,8 +72,9 @@ def region_type(name: str) -> str:
     return "other"
 
 
-def _number(value: Any) -> float | None:
-    if value is None or isinstance(value, str):
+def finite_number(value: Any) -> float | None:
+    """A finite float, or None for missing, text, NaN and infinities."""
+    if value is None or isinstance(value, (str, bytes)):
         return None
     try:
         number = float(value)
@@ -85,13 +86,13 @@ def _number(value: Any) -> float | None:
 def feature_value(name: str, region_values: Mapping[str, Any], day: float | None) -> float | None:
     """One feature of a region (raw units), or None when the core could not compute it."""
     if name == "days_since_transplant":
-        return _number(day)
+        return finite_number(day)
     if name.startswith("region_type:"):
         region_name = region_values.get("name")
         if region_name is None:
             return None
         return 1.0 if region_type(str(region_name)) == name.split(":", 1)[1] else 0.0
-    return _number(region_values.get(name))
+    return finite_number(region_values.get(name))
 
 
 def region_features(region_values: Mapping[str, Any], day: float | None, card) -> tuple[dict[str, float], list[str]]:

@@ -35,7 +35,7 @@ import numpy as np
 
 from viewer.core.errors import ViewerError, file_error
 from viewer.core.predict.card import DEMONSTRATION_NOTICE, ModelCard, load_card
-from viewer.core.predict.features import region_features, region_type
+from viewer.core.predict.features import finite_number, region_features, region_type
 from viewer.core.resources import resources_dir
 
 if TYPE_CHECKING:
@@ -271,11 +271,11 @@ class PredictionModel:
         results: list[Prediction | None] = [None] * len(rows)
         complete: list[tuple[int, np.ndarray]] = []
         for index, given in enumerate(rows):
-            missing = [f.name for f in features if _finite(given.get(f.name)) is None]
+            missing = [f.name for f in features if finite_number(given.get(f.name)) is None]
             if missing:
                 results[index] = Prediction(None, reason=f"{', '.join(missing)} missing")
             else:
-                complete.append((index, np.array([_finite(given[f.name]) for f in features], dtype=float)))
+                complete.append((index, np.array([finite_number(given[f.name]) for f in features], dtype=float)))
         if not complete:
             return results  # type: ignore[return-value]
         blocks = []
@@ -319,16 +319,6 @@ class PredictionModel:
     def entry(self, prediction: Prediction) -> dict[str, Any]:
         """The ``prediction`` content of the §3 output schema for one region and this model."""
         return prediction_entry(self, prediction)
-
-
-def _finite(value: Any) -> float | None:
-    if value is None or isinstance(value, (str, bytes)):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -32,6 +32,17 @@ AVOGADRO = 6.02214076e23
 CLUSTER_STRUCTURE = ndimage.generate_binary_structure(3, 1)
 
 
+def clusters_touching(above: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """The seeds plus every face-connected cluster of ``above`` that touches them.
+
+    The drawn reference region is usually a core inside the tube; this grows it to the whole
+    tube (the brightest ¹⁹F object, which holds no cells).
+    """
+    components, _ = ndimage.label(above, structure=CLUSTER_STRUCTURE)
+    touching = np.unique(components[seeds & (components > 0)])
+    return np.isin(components, touching[touching > 0]) | seeds
+
+
 @dataclass(frozen=True)
 class FluorineMeasures:
     """One region's ¹⁹F result; ``cells`` is None when counts cannot be calibrated."""
@@ -107,9 +118,7 @@ class FluorineQuantifier:
         """Detected clusters that touch a calibration region (the whole tube, not just its core)."""
         if mask is None or not mask.any():
             return np.zeros(self.detected.shape, dtype=bool)
-        components, _ = ndimage.label(self.detected, structure=CLUSTER_STRUCTURE)
-        touching = np.unique(components[mask & (components > 0)])
-        return np.isin(components, touching[touching > 0]) | mask
+        return clusters_touching(self.detected, mask)
 
     @property
     def voxel_volume_l(self) -> float:

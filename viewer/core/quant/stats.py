@@ -207,6 +207,10 @@ class TimepointQuantifier:
             self.notes = []
             self._prepare()
 
+    def region_box(self, label: int) -> tuple[slice, slice, slice] | None:
+        """The cached box of a region on its label grid (None if it has no voxels)."""
+        return self._boxes.get(label)
+
     def labels_changed(self, label: int, edited_box: tuple[slice, slice, slice] | None = None) -> None:
         """Update the cached extent of ``label`` after the label map was edited.
 
