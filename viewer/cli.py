@@ -1,5 +1,5 @@
 """Command line: the window (``viewer``, ``viewer open``, ``viewer --demo``), ``viewer demo``,
-``viewer stats``, ``viewer render`` (PRODUCT.md §7).
+``viewer stats``, ``viewer render``, ``viewer report`` (PRODUCT.md §7).
 
 Every failure prints exactly one line ``error: …`` on stderr and exits with status 2; outputs
 are written to a temporary file and renamed, so a failed command leaves nothing behind.
@@ -54,6 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--timepoint", metavar="LABEL", help="timepoint label (default: the first)")
     render.add_argument("--neurological", action="store_true", help="patient left on screen left")
     render.add_argument("-o", "--output", required=True, type=Path, help="PNG file to write")
+
+    report = commands.add_parser("report", help="write the PDF report of a study (PRODUCT.md §6)")
+    report.add_argument("study", type=Path, help="study.toml or a folder holding one")
+    report.add_argument("-o", "--output", required=True, type=Path, help="PDF file to write (replaced only on success)")
+    report.add_argument("--timepoint", metavar="LABEL", help="only this timepoint (default: every timepoint)")
+    report.add_argument("--deidentify", action="store_true",
+                        help="remove patient name, ID, birth date and exact dates (text, images, PDF properties)")
+    report.add_argument("--reviewer", metavar="NAME", help="reviewer named on the report")
+    report.add_argument("--at", metavar="X,Y,Z", help="world point in mm for the key images (default: each timepoint's strongest 19F hotspot)")
+    report.add_argument("--neurological", action="store_true", help="patient left on screen left in the key images")
     return parser
 
 
@@ -63,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command is None:
             return _cmd_gui(args)
-        handler = {"demo": _cmd_demo, "render": _cmd_render, "stats": _cmd_stats, "open": _cmd_gui}[args.command]
+        handler = {"demo": _cmd_demo, "render": _cmd_render, "stats": _cmd_stats, "report": _cmd_report,
+                   "open": _cmd_gui}[args.command]
         return handler(args)
     except ViewerError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -139,6 +150,22 @@ def _cmd_render(args: argparse.Namespace) -> int:
     title = f"{study.id} · {timepoint.label}"
     path = render_view(layers, args.view, point, args.output, radiological=not args.neurological, title=title)
     print(path)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from viewer.core.layers import parse_point
+    from viewer.core.report import ReportOptions, report_from_study
+
+    point = None
+    if args.at:
+        try:
+            point = parse_point(args.at)
+        except ValueError as exc:
+            raise ViewerError(f"--at: {exc}") from None
+    options = ReportOptions(deidentify=args.deidentify, reviewer=args.reviewer, focus=point,
+                            radiological=not args.neurological)
+    print(report_from_study(args.study, args.output, options, args.timepoint))
     return 0
 
 

@@ -208,6 +208,22 @@ def region_color(label: int, name: str) -> tuple[int, int, int]:
     return PALETTE[(int(label) - 1) % len(PALETTE)]
 
 
+#: Highest luminance (0–1) of a region colour drawn on white paper.
+PRINT_MAX_LUMINANCE = 0.62
+
+
+def print_color(rgb: tuple[int, int, int]) -> tuple[float, float, float]:
+    """A region colour (0–255) darkened enough to read on white paper, same hue (0–1 floats).
+
+    White and pale regions (the reference tube) would vanish on a printed page.
+    """
+    color = np.asarray(rgb, dtype=float) / 255.0
+    luminance = float(color @ np.array([0.299, 0.587, 0.114]))
+    if luminance > PRINT_MAX_LUMINANCE:
+        color = color * (PRINT_MAX_LUMINANCE / luminance)
+    return (float(color[0]), float(color[1]), float(color[2]))
+
+
 # -- applying a display to a sampled plane --------------------------------------------------------
 
 def apply_window(values: np.ndarray, levels: tuple[float, float]) -> np.ndarray:

@@ -7,7 +7,7 @@ from typing import Mapping
 import numpy as np
 from scipy import ndimage
 
-from viewer.core.display import default_display
+from viewer.core.display import DisplayProps, default_display
 from viewer.core.io.study import Timepoint
 from viewer.core.quant.fluorine import clusters_touching
 from viewer.core.render import Layer
@@ -41,16 +41,27 @@ def calibration_mask(volumes: Mapping[str, Volume], timepoint: Timepoint, target
     return mask
 
 
-def build_layers(volumes: Mapping[str, Volume], timepoint: Timepoint) -> list[Layer]:
-    """Layers with default displays, in :data:`LAYER_ORDER` (anatomy first)."""
+def build_layers(volumes: Mapping[str, Volume], timepoint: Timepoint,
+                 displays: dict[str, DisplayProps] | None = None) -> list[Layer]:
+    """Layers in :data:`LAYER_ORDER` (anatomy first) with default displays.
+
+    With ``displays`` (role → display), a role already there keeps its display and a new
+    role's default is added to it: how the window keeps one display per role across
+    timepoints, so a report's timepoints share levels and can be compared by eye.
+    """
     layers: list[Layer] = []
     for role in LAYER_ORDER:
         volume = volumes.get(role)
         if volume is None:
             continue
-        exclude = calibration_mask(volumes, timepoint, volume) if role == "fluorine" else None
+        display = displays.get(role) if displays is not None else None
+        if display is None:
+            exclude = calibration_mask(volumes, timepoint, volume) if role == "fluorine" else None
+            display = default_display(volume, exclude)
+            if displays is not None:
+                displays[role] = display
         names = dict(timepoint.region_names) if role == "regions" else {}
-        layers.append(Layer(volume, default_display(volume, exclude), names))
+        layers.append(Layer(volume, display, names))
     return layers
 
 

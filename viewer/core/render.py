@@ -25,6 +25,7 @@ from viewer.core.display import (
     blend_into,
     colormap_lut,
     colormap_rgb_float,
+    print_color,
     region_color,
     shown_mask,
 )
@@ -258,18 +259,8 @@ def _draw_scale_bar(ax, plane: Plane) -> None:
 
 
 def _draw_colorbar(figure, layer: Layer, left: float, width_in: float, height_in: float, image_height_in: float) -> None:
-    lut = colormap_lut(layer.display.colormap)[:, :3]
-    low, high = layer.display.levels
     ax = figure.add_axes((left, 0.2 / height_in + 0.1 * image_height_in / height_in, 0.22 / width_in, 0.7 * image_height_in / height_in))
-    ax.imshow(lut[::-1, None, :], aspect="auto", extent=(0, 1, low, high))
-    ax.set_xticks([])
-    ax.tick_params(colors="white", labelsize=7)
-    for spine in ax.spines.values():
-        spine.set_color("white")
-    ax.set_title(layer.title, color="white", fontsize=7.5, pad=4, loc="left")
-    visible_low = layer.display.visible_range[0]
-    if np.isfinite(visible_low) and low < visible_low < high:
-        ax.axhline(visible_low, color="white", linewidth=1.0, linestyle="--")
+    _colorbar_into(ax, layer, horizontal=False, color="white")
 
 
 def _draw_region_legend(figure, layer: Layer, fused: FusedPlane, left: float, width_in: float, height_in: float) -> None:
@@ -286,3 +277,152 @@ def _draw_region_legend(figure, layer: Layer, fused: FusedPlane, left: float, wi
         color = np.array(region_color(label, name)) / 255.0
         marker = "■" if label in present else "□"
         figure.text(left, y, f"{marker} {name}", color=color, fontsize=8, va="top")
+
+
+# -- key images: three orthogonal views in one figure (reports) ----------------------------------
+
+#: The three orthogonal views, in the order a radiologist reads them.
+ORTHO_VIEWS: tuple[str, ...] = ("axial", "coronal", "sagittal")
+
+
+def render_key_images(
+    layers: Sequence[Layer],
+    world_point: np.ndarray,
+    radiological: bool = True,
+    title: str = "",
+    width_in: float = 7.0,
+    dpi: int = 150,
+):
+    """The three orthogonal views through ``world_point`` side by side, for a printed page.
+
+    Same fusion as the window and ``viewer render`` (:func:`fuse_plane`), on a white page:
+    the views share one height and keep their physical aspect ratio (mm), each with
+    orientation letters, a scale bar and its slice number; below them one horizontal colour bar
+    with units per visible overlay, then the region legend. ``width_in`` is the printed width
+    (inches) and ``dpi`` the image resolution, so a view's pixels are ``width_in·dpi`` wide in
+    total. Returns a matplotlib Figure (Agg canvas, no pyplot state).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    anatomy = layers[0].volume
+    point = np.asarray(world_point, dtype=float)
+    coarse = {view: display_plane(anatomy, view, point, radiological) for view in ORTHO_VIEWS}
+    aspects = {
+        view: (plane.shape[1] * plane.col_step_mm) / (plane.shape[0] * plane.row_step_mm) for view, plane in coarse.items()
+    }
+    gap_in = 0.08
+    image_h_in = (width_in - gap_in * (len(ORTHO_VIEWS) - 1)) / sum(aspects.values())
+    colorbar_layers = [
+        layer for i, layer in enumerate(layers) if i > 0 and layer.display.visible and layer.volume.role != "regions"
+    ]
+    region_layers = [layer for layer in layers if layer.volume.role == "regions" and layer.display.visible]
+    bars_per_row = max(5, min(7, len(colorbar_layers)))
+    bar_rows = -(-len(colorbar_layers) // bars_per_row)
+    title_h_in, label_h_in, bar_h_in, legend_h_in = 0.22, 0.18, 0.62, (0.24 if region_layers else 0.0)
+    height_in = title_h_in + image_h_in + label_h_in + bar_rows * bar_h_in + legend_h_in
+    figure = Figure(figsize=(width_in, height_in), dpi=dpi, facecolor="white")
+    FigureCanvasAgg(figure)
+    figure.text(0.0, 1.0, title, fontsize=8.5, va="top", ha="left", color="black")
+    left_in = 0.0
+    present: set[int] = set()
+    for view in ORTHO_VIEWS:
+        plane_in = aspects[view] * image_h_in
+        plane = refine_plane(coarse[view], coarse[view].shape[0] * coarse[view].row_step_mm / max(1, round(image_h_in * dpi)))
+        fused = fuse_plane(layers, plane)
+        for sampled in fused.samples.values():
+            if sampled.values.dtype.kind in "iu":
+                present |= {int(v) for v in np.unique(sampled.values) if v != 0}
+        bottom_in = height_in - title_h_in - image_h_in
+        ax = figure.add_axes((left_in / width_in, bottom_in / height_in, plane_in / width_in, image_h_in / height_in))
+        ax.imshow(fused.rgb, interpolation="nearest", origin="upper", aspect="auto")
+        ax.set_axis_off()
+        _draw_letters(ax, plane)
+        _draw_scale_bar(ax, plane)
+        index = coarse[view].slice_index
+        depth = anatomy.shape[coarse[view].normal_axis]
+        slice_text = f" · slice {index + 1}/{depth}" if index is not None else ""
+        figure.text((left_in + plane_in / 2) / width_in, (bottom_in - 0.03) / height_in, f"{view}{slice_text}",
+                    fontsize=7, ha="center", va="top", color="black")
+        left_in += plane_in + gap_in
+    top_in = height_in - title_h_in - image_h_in - label_h_in
+    bar_w_in = width_in / bars_per_row
+    for n, layer in enumerate(colorbar_layers):
+        row, column = divmod(n, bars_per_row)
+        row_top = top_in - row * bar_h_in
+        ax = figure.add_axes(((column * bar_w_in + 0.05) / width_in, (row_top - 0.42) / height_in,
+                              (bar_w_in - 0.22) / width_in, 0.11 / height_in))
+        _colorbar_into(ax, layer, horizontal=True, color="black")
+    if region_layers:
+        _legend_row(figure, region_layers[0], present, legend_h_in / 2 / height_in, width_in)
+    return figure
+
+
+def figure_pixels(figure) -> np.ndarray:
+    """A figure drawn at its own dpi as RGB pixels (rows, cols, 3) uint8.
+
+    Reports embed the pixels directly: encoding a PNG only for the PDF writer to decode it
+    again cost about 0.2 s per figure.
+    """
+    figure.canvas.draw()
+    return np.ascontiguousarray(np.asarray(figure.canvas.buffer_rgba())[..., :3])
+
+
+def _colorbar_into(ax, layer: Layer, horizontal: bool, color: str) -> None:
+    """Draw ``layer``'s colour bar (its LUT across its levels, titled with quantity and units)."""
+    lut = colormap_lut(layer.display.colormap)[:, :3]
+    low, high = layer.display.levels
+    if horizontal:
+        ax.imshow(lut[None, :, :], aspect="auto", extent=(low, high, 0, 1))
+        ax.set_yticks([])
+        ax.set_xticks([low, high])  # a printed bar is narrow: its two ends say the range
+        labels = ax.set_xticklabels([_tick(v, high - low) for v in (low, high)])
+        labels[0].set_horizontalalignment("left")  # end labels inside the bar's width: none is clipped
+        labels[-1].set_horizontalalignment("right")
+        ax.set_title(layer.title.replace("\n", " "), color=color, fontsize=6.5, pad=2, loc="left")
+    else:
+        ax.imshow(lut[::-1, None, :], aspect="auto", extent=(0, 1, low, high))
+        ax.set_xticks([])
+        ax.set_title(layer.title, color=color, fontsize=7.5, pad=4, loc="left")
+    if horizontal:
+        ax.tick_params(colors=color, labelsize=6, length=2, pad=1)
+    else:
+        ax.tick_params(colors=color, labelsize=7)
+    for spine in ax.spines.values():
+        spine.set_color(color)
+        if horizontal:
+            spine.set_linewidth(0.5)
+    visible_low = layer.display.visible_range[0]
+    if np.isfinite(visible_low) and low < visible_low < high:
+        if horizontal:
+            ax.axvline(visible_low, color="black", linewidth=0.8, linestyle="--")
+        else:
+            ax.axhline(visible_low, color="white", linewidth=1.0, linestyle="--")
+
+
+def _tick(value: float, span: float) -> str:
+    """A colour-bar tick label with as many decimals as the bar's span needs (3 significant)."""
+    decimals = max(0, 2 - int(np.floor(np.log10(span)))) if span > 0 else 2
+    text = f"{value:,.{decimals}f}"
+    return "0" if float(value) != 0 and abs(value) < 0.5 * 10.0 ** -decimals else text
+
+
+def _legend_row(figure, layer: Layer, present: set[int], y: float, width_in: float) -> None:
+    """Region names on one line after a swatch in the region's colour: filled when the region
+    is in one of the views, hollow otherwise. Swatch edges are darkened so white regions show."""
+    from matplotlib.patches import Rectangle
+    from matplotlib.textpath import TextPath
+
+    labels = sorted(set(layer.region_names) | present)
+    figure.text(0.0, y, "regions:", fontsize=7, va="center", ha="left", color="black", fontweight="bold")
+    x_in = 0.6
+    height_in = figure.get_figheight()
+    for label in labels:
+        name = layer.region_names.get(label, f"label {label}")
+        color = np.array(region_color(label, name)) / 255.0
+        figure.add_artist(Rectangle(
+            (x_in / width_in, y - 0.045 / height_in), 0.09 / width_in, 0.09 / height_in, transform=figure.transFigure,
+            facecolor=color if label in present else "none", edgecolor=print_color(region_color(label, name)), linewidth=0.8,
+        ))
+        figure.text((x_in + 0.13) / width_in, y, name, fontsize=7, va="center", ha="left", color="black")
+        x_in += 0.13 + TextPath((0, 0), name, size=7).get_extents().width / 72.0 + 0.22

@@ -111,8 +111,7 @@ class Scene:
 
     def _adopt_display(self, volumes: dict[str, Volume]) -> None:
         """Give roles seen for the first time their default display (levels from this volume)."""
-        for layer in build_layers(volumes, self.timepoint):
-            self.display.setdefault(layer.volume.role, layer.display)
+        build_layers(volumes, self.timepoint, self.display)
 
     # -- layers -------------------------------------------------------------------------------
     @property

@@ -131,8 +131,8 @@ class PredictionPanel(QtWidgets.QWidget):
                 notice.setStyleSheet(NOTICE_STYLE)
                 notice.setWordWrap(True)
                 form.addWidget(notice)
-            validation = _validation_text(card.validation)
-            training = _first_sentence(str(card.training_data.get("description", "")))
+            validation = card.validation_text()
+            training = card.training_summary()
             text = (f"<b>Outcome:</b> {card.outcome_name} — {card.outcome_meaning}<br>"
                     f"<b>Intended use:</b> {card.intended_use}<br>"
                     f"<b>Validation:</b> {validation}<br><b>Training data:</b> {training}<br>"
@@ -195,16 +195,3 @@ class PredictionPanel(QtWidgets.QWidget):
         self.models_changed.emit()
         return model
 
-
-def _validation_text(validation) -> str:
-    """e.g. "AUC 0.706 (n = 800)" from the card's validation block."""
-    metric = validation.get("metric", "metric")
-    value = validation.get("value")
-    number = f"{value:.3f}" if isinstance(value, (int, float)) else str(value)
-    n = validation.get("n")
-    return f"{metric} {number}" + (f" (n = {n})" if n is not None else "")
-
-
-def _first_sentence(text: str, limit: int = 220) -> str:
-    sentence = text.split(". ")[0].strip()
-    return sentence if len(sentence) <= limit else sentence[: limit - 1] + "…"

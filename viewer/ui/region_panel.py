@@ -27,7 +27,15 @@ from viewer.core.quant.measures import (
     region_measure,
     timepoint_measure,
 )
-from viewer.core.quant.stats import RegionStats, StudyStats, TimepointStats, time_course
+from viewer.core.quant.stats import (
+    RegionStats,
+    StudyStats,
+    TimepointStats,
+    course_positions,
+    course_values,
+    region_label_of,
+    time_course,
+)
 from viewer.core.scene import Scene
 
 Qt = QtCore.Qt
@@ -278,7 +286,7 @@ class TimeCoursePlot(pg.PlotWidget):
         names = time_course(StudyStats(study_id, list(timepoints), []), "live_cells")  # name order
         series = {}
         for name in names:
-            live, dead = _aligned(timepoints, name, "live_cells"), _aligned(timepoints, name, "dead_cells")
+            live, dead = course_values(timepoints, name, "live_cells"), course_values(timepoints, name, "dead_cells")
             if not (np.isnan(live).all() and np.isnan(dead).all()):
                 series[name] = (live, dead)
         if set(series) <= set(self.curves) and x == getattr(self, "_drawn_x", None):
@@ -294,10 +302,10 @@ class TimeCoursePlot(pg.PlotWidget):
         self._drawn_x = list(x)
         self._clear_curves()
         for name in names:
-            live, dead = _aligned(timepoints, name, "live_cells"), _aligned(timepoints, name, "dead_cells")
+            live, dead = course_values(timepoints, name, "live_cells"), course_values(timepoints, name, "dead_cells")
             if np.isnan(live).all() and np.isnan(dead).all():
                 continue  # reference, background: no cells to follow
-            color = region_color(_label_of(timepoints, name), name)
+            color = region_color(region_label_of(timepoints, name), name)
             self.curves[name] = (self._add_curve(x, live, color, live=True), self._add_curve(x, dead, color, live=False))
             self.legend.addItem(self.curves[name][0], name)
         self._add_style_key()
@@ -320,8 +328,7 @@ class TimeCoursePlot(pg.PlotWidget):
 
     def _x_positions(self, timepoints: Sequence[TimepointStats]) -> list[float]:
         """Days; when any day is unknown, the timepoint order instead (days would mislead)."""
-        with_days = all(t.day is not None for t in timepoints)
-        x = [float(t.day) if with_days else float(i) for i, t in enumerate(timepoints)]  # type: ignore[arg-type]
+        x, with_days = course_positions(timepoints)
         self._x_by_label = {t.label: value for t, value in zip(timepoints, x)}
         self.getPlotItem().setLabel("bottom", "days after transplantation" if with_days else "timepoint (days not given)",
                                     color=PLOT_FOREGROUND)
@@ -353,29 +360,6 @@ class TimeCoursePlot(pg.PlotWidget):
         """Ticks at the study's own days, so each point reads against its day."""
         ticks = [(x, f"{x:g}") for x in sorted(set(self._x_by_label.values()))]
         self.getPlotItem().getAxis("bottom").setTicks([ticks] if ticks else None)
-
-
-def _as_float(value: Any) -> float:
-    value = plain_value(value)
-    return float("nan") if value is None else float(value)
-
-
-def _aligned(timepoints: Sequence[TimepointStats], name: str, key: str) -> np.ndarray:
-    """A measure of the region called ``name`` at every timepoint, NaN where it is missing.
-
-    One value per timepoint (not per appearance), so a region drawn only at some timepoints
-    stays at the right days; NaN leaves a gap in the line.
-    """
-    values = []
-    for timepoint in timepoints:
-        region = timepoint.region(name)
-        values.append(_as_float(region.values.get(key)) if region is not None else math.nan)
-    return np.asarray(values, dtype=float)
-
-
-def _label_of(timepoints: Sequence[TimepointStats], name: str) -> int:
-    region = next(r for t in timepoints for r in t.regions if r.name == name)
-    return region.label
 
 
 # -- the panel -----------------------------------------------------------------------------------

@@ -36,6 +36,9 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
         yield tmp
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
+        # mkstemp makes the file private (0600); give it the mode a plain open() would have,
+        # or the mode of the file it replaces.
+        os.chmod(tmp, target.stat().st_mode & 0o7777 if target.exists() else 0o666 & ~current_umask())
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -73,6 +76,7 @@ def write_folder_atomically(
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     old: Path | None = None
     try:
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes the folder private (0700)
         write(tmp)
         if check_target is not None:
             check_target(folder)
@@ -90,6 +94,24 @@ def write_folder_atomically(
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return folder
+
+
+def current_umask() -> int:
+    """The process's file-creation mask, read without changing it where the OS allows (Linux).
+
+    Elsewhere it is read by setting and restoring it, which is not atomic but harmless here
+    (the mask is only consulted to give new outputs their usual permissions).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def fsync_dir(folder: str | Path) -> None:

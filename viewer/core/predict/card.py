@@ -144,6 +144,19 @@ class ModelCard:
     def feature(self, name: str) -> CardFeature:
         return next(f for f in self.features if f.name == name)
 
+    def validation_text(self) -> str:
+        """e.g. "AUC 0.706 (n = 800)" from the card's validation block."""
+        metric = self.validation.get("metric", "metric")
+        value = self.validation.get("value")
+        number = f"{value:.3f}" if isinstance(value, (int, float)) else str(value)
+        n = self.validation.get("n")
+        return f"{metric} {number}" + (f" (n = {n})" if n is not None else "")
+
+    def training_summary(self, limit: int = 220) -> str:
+        """The first sentence of the training-data description (at most ``limit`` characters)."""
+        sentence = str(self.training_data.get("description", "")).split(". ")[0].strip()
+        return sentence if len(sentence) <= limit else sentence[: limit - 1] + "…"
+
     @property
     def title(self) -> str:
         """"name version", with the notice for a demonstration model."""

@@ -438,3 +438,32 @@ def time_course(stats: StudyStats, key: str) -> dict[str, list[tuple[float | Non
         for region in timepoint.regions:
             course.setdefault(region.name, []).append((timepoint.day, region.values.get(key)))
     return course
+
+
+def course_values(timepoints: Sequence[TimepointStats], name: str, key: str) -> np.ndarray:
+    """A measure of the region called ``name`` at every timepoint, NaN where it is missing.
+
+    One value per timepoint (not per appearance), so a region drawn only at some timepoints
+    stays at the right days; NaN leaves a gap in a plotted line.
+    """
+    values = []
+    for timepoint in timepoints:
+        region = timepoint.region(name)
+        value = _clean(region.values.get(key)) if region is not None else None
+        values.append(math.nan if value is None else float(value))
+    return np.asarray(values, dtype=float)
+
+
+def course_positions(timepoints: Sequence[TimepointStats]) -> tuple[list[float], bool]:
+    """x positions of the timepoints in a time course, and whether they are days.
+
+    Days after transplantation when every timepoint has one; the timepoint order otherwise
+    (a partial day axis would mislead).
+    """
+    with_days = all(t.day is not None for t in timepoints)
+    return [float(t.day) if with_days else float(i) for i, t in enumerate(timepoints)], with_days  # type: ignore[arg-type]
+
+
+def region_label_of(timepoints: Sequence[TimepointStats], name: str) -> int:
+    """The label the region called ``name`` has at its first appearance (for its colour)."""
+    return next(r for t in timepoints for r in t.regions if r.name == name).label

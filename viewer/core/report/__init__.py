@@ -1,0 +1,49 @@
+"""PDF reports (PRODUCT.md §6): one description built in the core, one PDF writer.
+
+- :mod:`.inputs` — what a report is made from, from files (:func:`inputs_from_study`) or from
+  the window's scene (:func:`inputs_from_scene`);
+- :mod:`.content` — :func:`build_report` turns the inputs into a :class:`Report` (all text,
+  tables and figures; de-identified on request);
+- :mod:`.deidentify` — the :class:`Scrubber` every string of a de-identified report passes;
+- :mod:`.figures` — the time-course plot (the key images come from :mod:`viewer.core.render`);
+- :mod:`.pdf` — :func:`write_report_pdf` lays a Report out with reportlab, atomically.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from viewer.core.report.content import Report, ReportOptions, build_report
+from viewer.core.report.deidentify import Scrubber
+from viewer.core.report.inputs import TimepointInput, inputs_from_scene, inputs_from_study
+from viewer.core.report.pdf import check_output_path, report_pdf_bytes, write_report_pdf
+
+
+def report_from_study(study_path: str | Path, output: str | Path, options: ReportOptions | None = None,
+                      timepoint_label: str | None = None) -> Path:
+    """``viewer report``: load, quantify, build and write the PDF of a study (atomic).
+
+    The output path is checked before any work, so a bad one costs nothing and writes nothing.
+    """
+    from viewer.core.io.study import open_path
+
+    output = Path(output)
+    check_output_path(output)
+    study = open_path(study_path)
+    inputs, models = inputs_from_study(study, timepoint_label)
+    return write_report_pdf(build_report(study, inputs, models, options), output)
+
+
+__all__ = [
+    "Report",
+    "ReportOptions",
+    "Scrubber",
+    "TimepointInput",
+    "build_report",
+    "check_output_path",
+    "inputs_from_scene",
+    "inputs_from_study",
+    "report_from_study",
+    "report_pdf_bytes",
+    "write_report_pdf",
+]

@@ -1,0 +1,66 @@
+"""Report figures besides the key images: the time course of live and dead cells.
+
+Drawn with matplotlib's Agg canvas (no display, no pyplot state) in the same style as the
+window's time-course plot: one colour per region (the region's colour), live cells solid with
+circles, dead cells dashed with triangles, x at the study's own days.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from viewer.core.display import print_color, region_color
+from viewer.core.quant.stats import TimepointStats, course_positions, course_values, region_label_of, time_course
+
+def time_course_figure(timepoints: Sequence[TimepointStats], name_of=lambda name: name, width_in: float = 7.0,
+                       height_in: float = 2.9, dpi: int = 150):
+    """Live (solid) and dead (dashed) cells per region against days, or None with nothing to plot.
+
+    ``name_of`` maps a region name to the text shown in the legend (the report passes its
+    de-identifying scrubber). Regions without any cell number (reference, background) are left
+    out. Returns a matplotlib Figure.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter
+
+    from viewer.core.quant.stats import StudyStats
+
+    if not timepoints:
+        return None
+    x, with_days = course_positions(timepoints)
+    names = time_course(StudyStats("", list(timepoints), []), "live_cells")
+    series = []
+    for name in names:
+        live, dead = course_values(timepoints, name, "live_cells"), course_values(timepoints, name, "dead_cells")
+        if not (np.isnan(live).all() and np.isnan(dead).all()):
+            series.append((name, live, dead))
+    if not series:
+        return None
+    figure = Figure(figsize=(width_in, height_in), dpi=dpi, facecolor="white")
+    FigureCanvasAgg(figure)
+    ax = figure.add_axes((0.1, 0.17, 0.62, 0.76))
+    for name, live, dead in series:
+        color = print_color(region_color(region_label_of(timepoints, name), name))
+        ax.plot(x, live, color=color, linewidth=1.6, marker="o", markersize=4, label=name_of(name))
+        ax.plot(x, dead, color=color, linewidth=1.2, linestyle="--", marker="^", markersize=3.5)
+    ax.set_xlabel("days after transplantation" if with_days else "timepoint (days not given)", fontsize=8)
+    ax.set_ylabel("cells", fontsize=8)
+    ax.set_xticks(sorted(set(x)))
+    ax.set_xticklabels([f"{v:g}" for v in sorted(set(x))] if with_days else [t.label for t in timepoints])
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
+    ax.tick_params(labelsize=7)
+    ax.set_ylim(bottom=0)
+    ax.grid(True, color="#dddddd", linewidth=0.5)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    region_legend = ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False, title="regions",
+                              title_fontsize=7.5)
+    ax.add_artist(region_legend)
+    style = [Line2D([], [], color="#444444", linewidth=1.6, marker="o", markersize=4, label="live cells"),
+             Line2D([], [], color="#444444", linewidth=1.2, linestyle="--", marker="^", markersize=3.5, label="dead cells")]
+    ax.legend(handles=style, loc="lower left", bbox_to_anchor=(1.02, 0.0), fontsize=7, frameon=False)
+    return figure
