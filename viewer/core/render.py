@@ -411,8 +411,10 @@ def _legend_row(figure, layer: Layer, present: set[int], y: float, width_in: flo
     """Region names on one line after a swatch in the region's colour: filled when the region
     is in one of the views, hollow otherwise. Swatch edges are darkened so white regions show."""
     from matplotlib.patches import Rectangle
-    from matplotlib.textpath import TextPath
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
 
+    measure, font = TextToPath(), FontProperties(size=7)  # font metrics, no glyph outlines: fast
     labels = sorted(set(layer.region_names) | present)
     figure.text(0.0, y, "regions:", fontsize=7, va="center", ha="left", color="black", fontweight="bold")
     x_in = 0.6
@@ -425,4 +427,5 @@ def _legend_row(figure, layer: Layer, present: set[int], y: float, width_in: flo
             facecolor=color if label in present else "none", edgecolor=print_color(region_color(label, name)), linewidth=0.8,
         ))
         figure.text((x_in + 0.13) / width_in, y, name, fontsize=7, va="center", ha="left", color="black")
-        x_in += 0.13 + TextPath((0, 0), name, size=7).get_extents().width / 72.0 + 0.22
+        width_pt = measure.get_text_width_height_descent(name, font, ismath=False)[0]
+        x_in += 0.13 + width_pt / 72.0 + 0.22

@@ -58,6 +58,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     frame_drawn = QtCore.Signal(str)
     stats_ready = QtCore.Signal()
+    #: a report was written (its path) — tests and the status bar
+    report_written = QtCore.Signal(str)
 
     def __init__(self, settings: QtCore.QSettings | None = None) -> None:
         super().__init__()
@@ -130,6 +132,9 @@ class MainWindow(QtWidgets.QMainWindow):
         shots = file_menu.addMenu("Save screenshot of a &view")
         for orientation in ORIENTATIONS:
             self._action(shots, orientation.capitalize() + "…", lambda o=orientation: self._choose_screenshot(o))
+        file_menu.addSeparator()
+        self.report_action = self._action(file_menu, "Export &report (PDF)…", self._choose_report,
+                                          QtGui.QKeySequence("Ctrl+P"))
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", self.close, QtGui.QKeySequence.StandardKey.Quit)
 
@@ -235,10 +240,10 @@ class MainWindow(QtWidgets.QMainWindow):
             QtWidgets.QMessageBox.StandardButton.Yes)
         return answer == QtWidgets.QMessageBox.StandardButton.Yes
 
-    def show_error(self, message: str) -> None:
+    def show_error(self, message: str, title: str = "Cannot open") -> None:
         """The same one-line message the command line prints, in a dialog; the app keeps running."""
         self.last_error = message
-        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Critical, "Cannot open", message, parent=self)
+        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Critical, title, message, parent=self)
         box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
         self.statusBar().showMessage(f"error: {message}", 10_000)
@@ -621,8 +626,14 @@ class MainWindow(QtWidgets.QMainWindow):
             self._show_current_stats(course=new_timepoint)
         elif key == "propose":
             self._apply_proposal(result)
+        elif key == "report":
+            self.statusBar().showMessage(f"Report written to {result}", 15_000)
+            self.report_written.emit(str(result))
 
     def _on_job_failed(self, key: str, generation: int, message: str) -> None:
+        if key == "report":
+            self.show_error(message.removeprefix("ViewerError: "), title="Report not written")
+            return
         self.show_error(f"{key}: {message}")
 
     def _show(self, orientation: str, plane: Plane, rgb: np.ndarray) -> None:
@@ -763,6 +774,48 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.save_screenshot(path, orientation)
             except ViewerError as exc:
                 self.show_error(str(exc))
+
+    # -- reports ----------------------------------------------------------------------------------
+    def _choose_report(self) -> None:
+        if self.scene is None:
+            self.show_error("open a study first", title="Report not written")
+            return
+        from viewer.ui.report_dialog import ReportDialog
+
+        dialog = ReportDialog(self.scene.study, self.scene.timepoint.label, self.scene.cursor, self.scene.radiological,
+                              self.settings, self)
+        if dialog.exec() != QtWidgets.QDialog.DialogCode.Accepted:
+            return
+        dialog.remember()
+        self.export_report(dialog.output(), dialog.options(), dialog.timepoint_label())
+
+    def export_report(self, output: str | os.PathLike[str], options, timepoint_label: str | None = None) -> bool:
+        """Write the PDF report of the open study in the background (same content as ``viewer report``).
+
+        The edited label maps are copied now, so strokes made while the report is built do not
+        change it; the numbers are computed in the statistics thread. Returns False (with an
+        error dialog) when the output cannot be written; ``report_written`` is emitted when done.
+        """
+        from viewer.core.report import build_report, check_output_path, inputs_from_snapshot, snapshot_scene, write_report_pdf
+
+        if self.scene is None:
+            self.show_error("open a study first", title="Report not written")
+            return False
+        output = Path(output)
+        try:
+            check_output_path(output)
+            snapshot = snapshot_scene(self.scene, timepoint_label)
+        except ViewerError as exc:
+            self.show_error(str(exc), title="Report not written")
+            return False
+
+        def job() -> Path:
+            report = build_report(snapshot.study, inputs_from_snapshot(snapshot), snapshot.models, options)
+            return write_report_pdf(report, output)
+
+        self.statusBar().showMessage(f"Writing report to {output}…")
+        self.stats_jobs.submit("report", job)
+        return True
 
     def _about(self) -> None:
         QtWidgets.QMessageBox.about(

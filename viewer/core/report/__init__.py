@@ -15,7 +15,16 @@ from pathlib import Path
 
 from viewer.core.report.content import Report, ReportOptions, build_report
 from viewer.core.report.deidentify import Scrubber
-from viewer.core.report.inputs import TimepointInput, inputs_from_scene, inputs_from_study
+from viewer.core.report.inputs import (
+    SceneSnapshot,
+    TimepointInput,
+    inputs_from_scene,
+    inputs_from_snapshot,
+    inputs_from_study,
+    snapshot_scene,
+    streamed_inputs,
+    study_models,
+)
 from viewer.core.report.pdf import check_output_path, report_pdf_bytes, write_report_pdf
 
 
@@ -30,20 +39,25 @@ def report_from_study(study_path: str | Path, output: str | Path, options: Repor
     output = Path(output)
     check_output_path(output)
     study = open_path(study_path)
-    inputs, models = inputs_from_study(study, timepoint_label)
-    return write_report_pdf(build_report(study, inputs, models, options), output)
+    models = study_models(study)
+    with streamed_inputs(study, timepoint_label, models) as inputs:
+        report = build_report(study, inputs, models, options)
+    return write_report_pdf(report, output)
 
 
 __all__ = [
     "Report",
     "ReportOptions",
+    "SceneSnapshot",
     "Scrubber",
     "TimepointInput",
     "build_report",
     "check_output_path",
     "inputs_from_scene",
+    "inputs_from_snapshot",
     "inputs_from_study",
     "report_from_study",
     "report_pdf_bytes",
+    "snapshot_scene",
     "write_report_pdf",
 ]

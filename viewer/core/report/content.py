@@ -180,7 +180,7 @@ class ReportOptions:
 @dataclass
 class _Builder:
     study: Study
-    inputs: Sequence[TimepointInput]
+    inputs: list[TimepointInput]
     models: Sequence[Any]
     options: ReportOptions
     scrub: Scrubber = field(init=False)
@@ -194,25 +194,31 @@ class _Builder:
         return self.scrub.text(str(text))
 
 
-def build_report(study: Study, inputs: Sequence[TimepointInput], models: Sequence[Any] = (),
+def build_report(study: Study, inputs: Iterable[TimepointInput], models: Sequence[Any] = (),
                  options: ReportOptions | None = None) -> Report:
     """The report of ``inputs`` (one or more timepoints of ``study``) with ``models``' predictions.
+
+    ``inputs`` may be a lazy iterable: each timepoint's section (its key images) is made as soon
+    as that timepoint arrives, while later ones are still being loaded and quantified.
 
     A de-identified report is checked word by word for the study's identifiers before it is
     returned; a leak is a bug and raises instead of producing a report that is not safe to share.
     """
     options = options or ReportOptions()
-    if not inputs:
-        raise ViewerError(f"{study.id}: the report needs at least one timepoint")
-    build = _Builder(study, inputs, models, options)
     created = options.created or datetime.now().astimezone()
-    sections = tuple(_section(build, item) for item in inputs)
+    build = _Builder(study, [], models, options)
+    sections = []
+    for item in inputs:
+        build.inputs.append(item)
+        sections.append(_section(build, item))
+    if not sections:
+        raise ViewerError(f"{study.id}: the report needs at least one timepoint")
     report = Report(
         title=f"{APP_NAME} — report of study {build.t(study.id)}",
         header=_header(build, created),
         deidentified=options.deidentify,
         modalities=_modalities(build),
-        sections=sections,
+        sections=tuple(sections),
         time_course=_time_course(build),
         models=tuple(_model_summary(build, model) for model in models),
         definitions=_definitions(),

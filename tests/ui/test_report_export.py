@@ -1,0 +1,77 @@
+"""File ▸ Export report: the window writes the same report as `viewer report` (issue #7)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from pypdf import PdfReader
+
+from viewer.cli import main
+from viewer.ui.report_dialog import ReportDialog
+
+
+def _text_without_creation_time(pdf) -> str:
+    text = "\n".join(page.extract_text() for page in PdfReader(pdf).pages)
+    return re.sub(r"Created\s*\n?[^\n]*\n", "Created\n", text)
+
+
+def test_window_report_matches_the_command_line(window, qtbot, tmp_path, demo_manifest):
+    from viewer.core.report import ReportOptions
+
+    window.scene.set_cursor(np.array([30.25, 4.5, 28.75]))
+    window.scene.set_timepoint(2)
+    written = []
+    window.report_written.connect(written.append)
+    out = tmp_path / "from window.pdf"
+    options = ReportOptions(reviewer="Dr. Window", focus=window.scene.cursor.copy(), radiological=True)
+    assert window.export_report(out, options, "day 21")
+    qtbot.waitUntil(lambda: bool(written), timeout=60_000)
+    assert written == [str(out)]
+    assert "Report written" in window.statusBar().currentMessage()
+
+    cli_out = tmp_path / "from cli.pdf"
+    assert main(["report", str(demo_manifest), "-o", str(cli_out), "--timepoint", "day 21", "--reviewer", "Dr. Window",
+                 "--at", "30.25,4.5,28.75"]) == 0
+    window_text = _text_without_creation_time(out)
+    assert window_text == _text_without_creation_time(cli_out)
+    assert "through the point chosen in the window at (30.2, 4.5, 28.8) mm" in window_text or \
+        "through the point chosen in the window at (30.3, 4.5, 28.8) mm" in window_text
+    assert "Day 21 after transplantation" in window_text
+
+
+def test_bad_output_is_refused_with_a_dialog(window, tmp_path):
+    from viewer.core.report import ReportOptions
+
+    assert not window.export_report(tmp_path / "report.txt", ReportOptions())
+    assert "must be a .pdf file" in window.last_error
+    assert list(tmp_path.iterdir()) == [] or all(p.name == "settings.ini" for p in tmp_path.iterdir())
+
+
+def test_report_dialog_choices_and_memory(qtbot, settings, demo_manifest):
+    from viewer.core.io.study import load_study
+
+    study = load_study(demo_manifest)
+    dialog = ReportDialog(study, "day 7", np.array([1.0, 2.0, 3.0]), False, settings)
+    qtbot.addWidget(dialog)
+    assert dialog.output().name == "demo-001-report.pdf"
+    assert dialog.timepoint_label() is None
+    assert "(1.0, 2.0, 3.0) mm" in dialog.at_cursor.text()
+    dialog.reviewer.setText("  Dr. Memory ")
+    dialog.deidentify.setChecked(True)
+    dialog.timepoints.setCurrentIndex(2)
+    options = dialog.options()
+    assert options.reviewer == "Dr. Memory" and options.deidentify and not options.radiological
+    assert np.allclose(options.focus, [1.0, 2.0, 3.0])
+    assert dialog.timepoint_label() == "day 7"
+    dialog.at_hotspot.setChecked(True)
+    assert dialog.options().focus is None
+    dialog.remember()
+    again = ReportDialog(study, "day 7", np.zeros(3), True, settings)
+    qtbot.addWidget(again)
+    assert again.reviewer.text() == "Dr. Memory"
+
+
+def test_export_action_is_in_the_file_menu(window):
+    assert window.report_action.text() == "Export &report (PDF)…"
+    assert window.report_action.shortcut().toString() == "Ctrl+P"
