@@ -55,6 +55,7 @@ test: $(VENV)/.installed system-packages
 benchmark: $(VENV)/.installed $(DEMO)/study.toml
 	$(PY) benchmarks/bench_load_and_sample.py --study $(DEMO)
 	$(PY) benchmarks/bench_stats.py --study $(DEMO)
+	$(PY) benchmarks/bench_report.py --study $(DEMO)
 
 clean:
 	rm -rf $(VENV) .demo build dist *.egg-info
