@@ -151,8 +151,9 @@ class _Story:
             story += [_p("Prediction models", self.s["h2"])]
             for model in r.models:
                 story += self._model(model)
-        story += [_p("Definitions of the reported numbers", self.s["h2"]), self._key_values(r.definitions, 1.9, small=True)]
         story += self._signature()
+        story += [_p("Appendix: definitions of the reported numbers", self.s["h2"]),
+                  self._key_values(r.definitions, 1.9, small=True)]
         return story
 
     def _first_page_warnings(self) -> list:
