@@ -15,7 +15,11 @@ DEB_PACKAGES := xvfb poppler-utils libxcb-cursor0 libxkbcommon-x11-0 libxcb-iccc
 	libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-xinerama0 libxcb-xkb1 \
 	libxcb-shape0 libegl1 libgl1 libglx-mesa0 libegl-mesa0 libdbus-1-3 libfontconfig1
 
-.PHONY: demo test venv system-packages benchmark clean
+# binutils: PyInstaller reads and strips ELF files with objdump/strip (`make package` only).
+PACKAGE_DEB_PACKAGES := binutils
+APP_DIR := dist/cell-therapy-viewer
+
+.PHONY: demo test venv system-packages package-system-packages package wheel benchmark clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,13 +29,26 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-system-packages:
-	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# The `package` extra: PyInstaller and build (pinned in pyproject.toml).
+$(VENV)/.installed-package: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[test,package]'
+	touch $@
+
+# $(call install_deb,PACKAGES): install the Debian packages that are missing (as root or with sudo).
+define install_deb
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+endef
+
+system-packages:
+	$(call install_deb,$(DEB_PACKAGES))
+
+package-system-packages:
+	$(call install_deb,$(DEB_PACKAGES) $(PACKAGE_DEB_PACKAGES))
 
 $(DEMO)/study.toml: | $(VENV)/.installed
 	$(VIEWER) demo --out $(DEMO)
@@ -51,6 +68,19 @@ demo: $(VENV)/.installed $(DEMO)/study.toml
 
 test: $(VENV)/.installed system-packages
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
+
+# `make package`: the one-folder desktop application $(APP_DIR) (PyInstaller, packaging/viewer.spec),
+# then its smoke test (packaging/smoke_test.sh: CLI, self-test, the window under Xvfb).
+package: $(VENV)/.installed-package package-system-packages
+	@start=$$(date +%s); \
+	$(VENV)/bin/pyinstaller --noconfirm --clean --log-level WARN --distpath dist --workpath build/pyinstaller \
+		packaging/viewer.spec || exit 2; \
+	echo "built $(APP_DIR) in $$(( $$(date +%s) - start )) s, $$(du -sh $(APP_DIR) | cut -f1)"
+	packaging/smoke_test.sh $(APP_DIR) build/smoke
+
+# `make wheel`: sdist and wheel in dist/ (the wheel carries resources/ as viewer/resources).
+wheel: $(VENV)/.installed-package
+	$(PY) -m build --outdir dist .
 
 benchmark: $(VENV)/.installed $(DEMO)/study.toml
 	$(PY) benchmarks/bench_load_and_sample.py --study $(DEMO)

@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     open_ = commands.add_parser("open", help="open the window on a study, NIfTI file or DICOM folder")
-    open_.add_argument("paths", nargs="+", type=Path, help="study.toml, a folder, a NIfTI file or a DICOM folder")
+    # zero paths opens an empty window: the .desktop file runs `cell-therapy-viewer open %F`
+    open_.add_argument("paths", nargs="*", type=Path, help="study.toml, a folder, a NIfTI file or a DICOM folder")
 
     demo = commands.add_parser("demo", help="write the demo study (real anatomy, simulated overlays, truth.json)")
     demo.add_argument("--out", required=True, type=Path, help="folder to create")

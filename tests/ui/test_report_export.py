@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
 from pypdf import PdfReader
 
 from viewer.cli import main
@@ -75,3 +76,15 @@ def test_report_dialog_choices_and_memory(qtbot, settings, demo_manifest):
 def test_export_action_is_in_the_file_menu(window):
     assert window.report_action.text() == "Export &report (PDF)…"
     assert window.report_action.shortcut().toString() == "Ctrl+P"
+
+
+def test_version_is_the_same_in_about_cli_and_report_footer(window, capsys):
+    from viewer import __version__
+    from viewer.core.report.content import APP_NAME
+    from viewer.ui.app import application_icon
+
+    assert f"{APP_NAME} {__version__}" in window.about_text()
+    with pytest.raises(SystemExit):  # argparse's version action prints and exits
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"viewer {__version__}"
+    assert not application_icon().isNull()

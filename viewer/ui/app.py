@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from viewer import __version__
 from viewer.core.errors import ViewerError
 
 
@@ -35,6 +36,23 @@ def _check_display() -> None:
         raise ViewerError("no display available: set DISPLAY (e.g. run under xvfb-run) or QT_QPA_PLATFORM=offscreen")
 
 
+def application_icon():
+    """The application icon (a QIcon) from the bundled resources; empty if they are missing."""
+    from PySide6 import QtGui
+
+    from viewer.core.resources import resources_dir
+
+    icon = QtGui.QIcon()
+    try:
+        folder = resources_dir() / "icons"
+    except ViewerError:
+        return icon
+    for name in ("cell-therapy-viewer.svg", "cell-therapy-viewer.png"):
+        if (folder / name).is_file():
+            icon.addFile(str(folder / name))
+    return icon
+
+
 def run_gui(paths: Sequence[str | os.PathLike[str]] = ()) -> int:
     """Open the window on ``paths`` (the first that opens) and run the event loop.
 
@@ -54,6 +72,9 @@ def run_gui(paths: Sequence[str | os.PathLike[str]] = ()) -> int:
     threading.Thread(target=warm_up, name="warm-up kernels", daemon=True).start()
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     app.setApplicationName("Cell-therapy viewer")
+    app.setApplicationVersion(__version__)
+    app.setDesktopFileName("cell-therapy-viewer")  # Wayland/X11 match the window to the .desktop entry
+    app.setWindowIcon(application_icon())
     window = MainWindow()
     probe = os.environ.get("VIEWER_STARTUP_PROBE")
     if probe:

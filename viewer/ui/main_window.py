@@ -817,9 +817,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.stats_jobs.submit("report", job)
         return True
 
+    def about_text(self) -> str:
+        """The About box: name and version (the same `viewer.__version__` as `--version` and the
+        report footer), what it does, and the licences."""
+        return (f"Cell-therapy imaging viewer {__version__}\n\nFuses ¹⁹F MRI, SPIO/Gd, PET and sodium maps on anatomy.\n"
+                "Research software — not for clinical decisions.\n\n"
+                "BSD-3-Clause. Demo anatomy: MNI ICBM152 2009 (see resources/anatomy/NOTICE.txt); "
+                "Qt (PySide6) under the LGPL-3.0.")
+
     def _about(self) -> None:
-        QtWidgets.QMessageBox.about(
-            self, "About",
-            f"Cell-therapy imaging viewer {__version__}\n\nFuses ¹⁹F MRI, SPIO/Gd, PET and sodium maps on anatomy.\n"
-            "Research software — not for clinical decisions.",
-        )
+        QtWidgets.QMessageBox.about(self, "About", self.about_text())
