@@ -24,7 +24,13 @@ from viewer import __version__
 from viewer.cli import main
 from viewer.core.io.study import load_study
 from viewer.core.quant.measures import REGION_MEASURES, timepoint_measure
-from viewer.core.report import ReportOptions, Scrubber, build_report, inputs_from_scene, inputs_from_study
+from viewer.core.report import (
+    ReportOptions,
+    Scrubber,
+    build_report,
+    inputs_from_scene,
+    inputs_from_study,
+)
 from viewer.core.report.content import TABLE_MEASURES
 from viewer.core.report.deidentify import DATE_REMOVED, REMOVED
 from viewer.core.scene import Scene

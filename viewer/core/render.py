@@ -135,6 +135,15 @@ def fuse_plane(layers: Sequence[Layer], plane: Plane) -> FusedPlane:
     return FusedPlane(plane, composite_layers(layers, samples, plane.shape), samples)
 
 
+def labels_shown(fused: FusedPlane) -> set[int]:
+    """The region labels visible in a fused plane (label maps are sampled as integers)."""
+    shown: set[int] = set()
+    for sampled in fused.samples.values():
+        if sampled.values.dtype.kind in "iu":
+            shown |= {int(v) for v in np.unique(sampled.values) if v != 0}
+    return shown
+
+
 def _draw_regions(rgb: np.ndarray, labels: np.ndarray, layer: Layer) -> None:
     """Faint fill plus a solid 1-pixel outline for every label, blended into ``rgb`` in place.
 
@@ -264,10 +273,7 @@ def _draw_colorbar(figure, layer: Layer, left: float, width_in: float, height_in
 
 
 def _draw_region_legend(figure, layer: Layer, fused: FusedPlane, left: float, width_in: float, height_in: float) -> None:
-    present: set[int] = set()
-    for sampled in fused.samples.values():
-        if sampled.values.dtype.kind in "iu":  # label maps are sampled as integers
-            present |= {int(v) for v in np.unique(sampled.values) if v != 0}
+    present = labels_shown(fused)
     labels = sorted(set(layer.region_names) | present)
     y = 1 - 0.5 / height_in
     figure.text(left, y, "regions", color="white", fontsize=8, fontweight="bold", va="top")
@@ -330,9 +336,7 @@ def render_key_images(
         plane_in = aspects[view] * image_h_in
         plane = refine_plane(coarse[view], coarse[view].shape[0] * coarse[view].row_step_mm / max(1, round(image_h_in * dpi)))
         fused = fuse_plane(layers, plane)
-        for sampled in fused.samples.values():
-            if sampled.values.dtype.kind in "iu":
-                present |= {int(v) for v in np.unique(sampled.values) if v != 0}
+        present |= labels_shown(fused)
         bottom_in = height_in - title_h_in - image_h_in
         ax = figure.add_axes((left_in / width_in, bottom_in / height_in, plane_in / width_in, image_h_in / height_in))
         ax.imshow(fused.rgb, interpolation="nearest", origin="upper", aspect="auto")
@@ -410,8 +414,8 @@ def _tick(value: float, span: float) -> str:
 def _legend_row(figure, layer: Layer, present: set[int], y: float, width_in: float) -> None:
     """Region names on one line after a swatch in the region's colour: filled when the region
     is in one of the views, hollow otherwise. Swatch edges are darkened so white regions show."""
-    from matplotlib.patches import Rectangle
     from matplotlib.font_manager import FontProperties
+    from matplotlib.patches import Rectangle
     from matplotlib.textpath import TextToPath
 
     measure, font = TextToPath(), FontProperties(size=7)  # font metrics, no glyph outlines: fast

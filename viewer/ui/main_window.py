@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from viewer import __version__
+from viewer import APP_NAME, __version__
 from viewer.core.errors import ViewerError
 from viewer.core.io.study import open_path
 from viewer.core.scene import Scene
@@ -796,7 +796,13 @@ class MainWindow(QtWidgets.QMainWindow):
         change it; the numbers are computed in the statistics thread. Returns False (with an
         error dialog) when the output cannot be written; ``report_written`` is emitted when done.
         """
-        from viewer.core.report import build_report, check_output_path, inputs_from_snapshot, snapshot_scene, write_report_pdf
+        from viewer.core.report import (
+            build_report,
+            check_output_path,
+            inputs_from_snapshot,
+            snapshot_scene,
+            write_report_pdf,
+        )
 
         if self.scene is None:
             self.show_error("open a study first", title="Report not written")
@@ -820,7 +826,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def about_text(self) -> str:
         """The About box: name and version (the same `viewer.__version__` as `--version` and the
         report footer), what it does, and the licences."""
-        return (f"Cell-therapy imaging viewer {__version__}\n\nFuses ¹⁹F MRI, SPIO/Gd, PET and sodium maps on anatomy.\n"
+        return (f"{APP_NAME} {__version__}\n\nFuses ¹⁹F MRI, SPIO/Gd, PET and sodium maps on anatomy.\n"
                 "Research software — not for clinical decisions.\n\n"
                 "BSD-3-Clause. Demo anatomy: MNI ICBM152 2009 (see resources/anatomy/NOTICE.txt); "
                 "Qt (PySide6) under the LGPL-3.0.")

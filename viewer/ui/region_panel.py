@@ -10,7 +10,6 @@ SegmentStatistics habit), so the table, the CSV and the PDF report cannot disagr
 
 from __future__ import annotations
 
-import math
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,6 +23,7 @@ from viewer.core.display import region_color
 from viewer.core.quant.measures import (
     REGION_MEASURES,
     Measure,
+    plain_value,
     region_measure,
     timepoint_measure,
 )
@@ -60,21 +60,6 @@ ALERT_EMPHASIS = QtGui.QColor(185, 0, 0)
 PLOT_BACKGROUND = "#1e1e1e"
 PLOT_FOREGROUND = "#d0d0d0"
 CURRENT_LINE_COLOR = (235, 235, 235, 150)
-
-
-def plain_value(value: Any) -> Any:
-    """Python scalar for Qt (numpy scalars do not cross into QVariant); NaN/inf → None.
-
-    A non-finite number is "could not be computed", exactly like None, so it shows "—".
-    """
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    return value
 
 
 def sort_key(value: Any) -> Any:

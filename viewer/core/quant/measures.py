@@ -7,8 +7,11 @@ column titles. The keys are exactly the output schema of PRODUCT.md §3.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,22 @@ class Measure:
         if self.kind == "float":
             return format_number(float(value), self.digits)
         return str(value)
+
+
+def plain_value(value: Any) -> Any:
+    """A reported value as a plain Python scalar: numpy scalars to bool/int/float, NaN/inf → None.
+
+    A non-finite number means "could not be computed", exactly like None (JSON ``null``, "—" in
+    tables). Used by the JSON/CSV output, the window's table and the report alike.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    return value
 
 
 def format_number(value: float, digits: int = 3) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 
 from viewer.core.io.study import Study, Timepoint, load_timepoint
 from viewer.core.quant.fluorine import FluorineQuantifier
-from viewer.core.quant.measures import REGION_KEYS, TIMEPOINT_KEYS
+from viewer.core.quant.measures import REGION_KEYS, TIMEPOINT_KEYS, plain_value
 from viewer.core.quant.perfusion import MismatchSummary, mismatch_summary, sodium_mean
 from viewer.core.quant.pet import PetQuantifier
 from viewer.core.quant.settings import QuantSettings
@@ -111,17 +111,10 @@ class StudyStats:
 
 
 def _clean(value: Any) -> Any:
-    """JSON-safe: numpy scalars to Python, NaN/inf to None."""
-    if isinstance(value, (np.floating, float)):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
+    """JSON-safe: numpy scalars to Python, NaN/inf to None, also inside dicts."""
     if isinstance(value, dict):
         return {k: _clean(v) for k, v in value.items()}
-    return value
+    return plain_value(value)
 
 
 def _csv(value: Any) -> str:

@@ -19,10 +19,17 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from viewer import __version__
+from viewer import APP_NAME, __version__
 from viewer.core.errors import ViewerError
 from viewer.core.io.study import Study
-from viewer.core.quant.measures import REGION_MEASURES, Measure, format_number, region_measure, timepoint_measure
+from viewer.core.quant.measures import (
+    REGION_MEASURES,
+    Measure,
+    format_number,
+    plain_value,
+    region_measure,
+    timepoint_measure,
+)
 from viewer.core.quant.perfusion import MismatchSummary
 from viewer.core.quant.stats import TimepointStats
 from viewer.core.report.deidentify import Scrubber
@@ -34,10 +41,7 @@ REGIONS_PER_TABLE = 6
 #: Measures shown as rows of the region table (label and name head the columns; predictions
 #: have their own table).
 TABLE_MEASURES: tuple[Measure, ...] = tuple(m for m in REGION_MEASURES if m.key not in ("label", "name", "prediction"))
-#: Region names that hold calibration signal, not cells (no predictions, no cell course).
-CALIBRATION_REGIONS = ("reference", "background")
 
-APP_NAME = "Cell-therapy imaging viewer"
 #: Notes of the numbers that the report shows in the timepoint summary or beside the
 #: predictions instead (mismatch sentence, homing, ¹⁹F noise, demonstration-model notice).
 SUMMARISED_NOTES: tuple[str, ...] = ("core ", "homing: ", "¹⁹F noise σ", "predictions of ")
@@ -145,6 +149,8 @@ class Report:
     footer: str
     info: PdfInfo
     signature: tuple[str, ...] = ()
+    #: the reviewer's name (scrubbed), printed on the signature block's name line
+    reviewer: str | None = None
 
     def text(self) -> str:
         """All the report's words in reading order (for tests and the de-identification check)."""
@@ -226,6 +232,7 @@ def build_report(study: Study, inputs: Iterable[TimepointInput], models: Sequenc
         footer=_footer(build),
         info=_pdf_info(build),
         signature=("Reviewed and approved by", "Name", "Signature", "Date"),
+        reviewer=build.t(options.reviewer) if options.reviewer else None,
     )
     if options.deidentify:
         leaks = build.scrub.leaks(report.text())
@@ -395,7 +402,7 @@ def _region_tables(build: _Builder, stats: TimepointStats) -> tuple[Table, ...]:
         rows = []
         alert_cells = set()
         for row_index, measure in enumerate(TABLE_MEASURES):
-            rows.append((measure.title,) + tuple(measure.format(_plain(r.values.get(measure.key))) for r in chunk))
+            rows.append((measure.title,) + tuple(measure.format(plain_value(r.values.get(measure.key))) for r in chunk))
             if measure.key in ("dead_fraction", "rejection_alert"):
                 alert_cells |= {(row_index, 1 + i) for i, r in enumerate(chunk) if r.values.get("rejection_alert")}
         alert_columns = frozenset(1 + i for i, r in enumerate(chunk) if r.values.get("rejection_alert"))
@@ -403,17 +410,6 @@ def _region_tables(build: _Builder, stats: TimepointStats) -> tuple[Table, ...]:
     if not tables:
         tables.append(Table(("Measure",), (), caption="No regions are drawn at this timepoint."))
     return tuple(tables)
-
-
-def _plain(value: Any) -> Any:
-    """NaN/inf and numpy scalars as the table expects them (NaN shows as "—")."""
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
 
 
 def _mismatch_table(summary: MismatchSummary | None) -> Table | None:

@@ -12,7 +12,14 @@ from typing import Sequence
 import numpy as np
 
 from viewer.core.display import print_color, region_color
-from viewer.core.quant.stats import TimepointStats, course_positions, course_values, region_label_of, time_course
+from viewer.core.quant.stats import (
+    TimepointStats,
+    course_positions,
+    course_values,
+    region_label_of,
+    time_course,
+)
+
 
 def time_course_figure(timepoints: Sequence[TimepointStats], name_of=lambda name: name, width_in: float = 7.0,
                        height_in: float = 2.9, dpi: int = 150):

@@ -140,10 +140,3 @@ def inputs_from_scene(scene: Any, timepoint_label: str | None = None) -> tuple[l
     """
     snapshot = snapshot_scene(scene, timepoint_label)
     return inputs_from_snapshot(snapshot), snapshot.models
-
-
-def study_stats_of(study: Study, inputs: Sequence[TimepointInput]):
-    """The inputs' numbers as one :class:`~viewer.core.quant.stats.StudyStats` (for time courses)."""
-    from viewer.core.quant.stats import StudyStats
-
-    return StudyStats(study.id, [i.stats for i in inputs], [])

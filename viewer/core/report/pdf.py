@@ -28,9 +28,18 @@ from reportlab.lib.utils import ImageReader
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen.canvas import Canvas
-from reportlab.platypus import Flowable, KeepTogether, PageBreak, Paragraph, SimpleDocTemplate, Spacer, TableStyle
+from reportlab.platypus import (
+    Flowable,
+    KeepTogether,
+    PageBreak,
+    Paragraph,
+    SimpleDocTemplate,
+    Spacer,
+    TableStyle,
+)
 from reportlab.platypus import Table as RLTable
 
+from viewer import APP_NAME, __version__
 from viewer.core.errors import ViewerError
 from viewer.core.io.atomic import write_bytes_atomic
 from viewer.core.report.content import Figure, Report, Table, TimepointSection
@@ -76,7 +85,7 @@ def report_pdf_bytes(report: Report) -> bytes:
     document = SimpleDocTemplate(
         buffer, pagesize=A4, leftMargin=MARGIN_PT, rightMargin=MARGIN_PT, topMargin=MARGIN_PT, bottomMargin=MARGIN_PT + 10,
         title=report.info.title, author=report.info.author, subject=report.info.subject,
-        keywords=list(report.info.keywords), creator=report.footer.split(" · ")[0], invariant=report.info.invariant,
+        keywords=list(report.info.keywords), creator=f"{APP_NAME} {__version__}", invariant=report.info.invariant,
         lang="en", initialFontName=FONT, initialFontSize=8.5,  # no Helvetica: every font is embedded
     )
     story = _Story(report, document.width).build()
@@ -261,8 +270,8 @@ class _Story:
         if not self.report.signature:
             return []
         heading, *fields = self.report.signature
-        reviewer = dict(self.report.header).get("Reviewer", "")
-        data = [[_p(f, self.s["body"]), _p(reviewer if f == "Name" and reviewer != "not given" else "", self.s["body"])]
+        reviewer = self.report.reviewer or ""
+        data = [[_p(f, self.s["body"]), _p(reviewer if f == "Name" else "", self.s["body"])]
                 for f in fields]
         table = RLTable(data, colWidths=[1.2 * inch, 3.6 * inch], rowHeights=[0.38 * inch] * len(fields), hAlign="LEFT")
         table.setStyle(TableStyle([
