@@ -10,8 +10,10 @@ DEMO   := .demo/study
 VIEWS  := .demo/views
 
 # xvfb: a virtual X screen for the window tests; poppler-utils: pdftoppm for report checks;
+# dicom3tools: dciodvfy (validates DICOM objects) and a real Siemens MOSAIC example;
+# mricron-data: real NIfTI templates read by the loader tests;
 # the xcb/xkb libraries: Qt's xcb platform plugin on a fresh Debian; EGL/GL: VTK offscreen.
-DEB_PACKAGES := xvfb poppler-utils libxcb-cursor0 libxkbcommon-x11-0 libxcb-icccm4 \
+DEB_PACKAGES := xvfb poppler-utils dicom3tools mricron-data libxcb-cursor0 libxkbcommon-x11-0 libxcb-icccm4 \
 	libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-xinerama0 libxcb-xkb1 \
 	libxcb-shape0 libegl1 libgl1 libglx-mesa0 libegl-mesa0 libdbus-1-3 libfontconfig1
 
@@ -19,7 +21,13 @@ DEB_PACKAGES := xvfb poppler-utils libxcb-cursor0 libxkbcommon-x11-0 libxcb-iccc
 PACKAGE_DEB_PACKAGES := binutils
 APP_DIR := dist/cell-therapy-viewer
 
-.PHONY: demo test venv system-packages package-system-packages package wheel benchmark clean
+# Real scanner files the reading tests compare against dcm2niix/nibabel/SimpleITK. heudiconv's
+# Debian package ships Siemens MOSAIC and classic MR test files; installing it would pull a
+# whole neuroimaging Python stack into the system, so only its test data is unpacked here.
+DEBIAN_DATA := .cache/debian-data
+DEBIAN_DATA_PACKAGES := heudiconv
+
+.PHONY: demo test venv system-packages debian-data package-system-packages package wheel benchmark clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +55,16 @@ endef
 system-packages:
 	$(call install_deb,$(DEB_PACKAGES))
 
+$(DEBIAN_DATA)/.unpacked:
+	@mkdir -p $(DEBIAN_DATA)/debs
+	@cd $(DEBIAN_DATA)/debs && for p in $(DEBIAN_DATA_PACKAGES); do \
+		ls $${p}_*.deb >/dev/null 2>&1 || apt-get download -qq $$p 2>/dev/null || \
+		{ apt-get update -qq >/dev/null 2>&1; apt-get download -qq $$p; } || exit 2; done
+	@for deb in $(DEBIAN_DATA)/debs/*.deb; do dpkg-deb -x $$deb $(DEBIAN_DATA)/root || exit 2; done
+	touch $@
+
+debian-data: $(DEBIAN_DATA)/.unpacked
+
 package-system-packages:
 	$(call install_deb,$(DEB_PACKAGES) $(PACKAGE_DEB_PACKAGES))
 
@@ -66,7 +84,7 @@ demo: $(VENV)/.installed $(DEMO)/study.toml
 		done; \
 	fi
 
-test: $(VENV)/.installed system-packages
+test: $(VENV)/.installed system-packages debian-data
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
 
 # `make package`: the one-folder desktop application $(APP_DIR) (PyInstaller, packaging/viewer.spec),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -70,6 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``viewer`` console script and ``python -m viewer``."""
+    with warnings.catch_warnings():
+        # Library warnings (pydicom on a scanner's non-conforming values, numba, matplotlib)
+        # are not the user's to act on and never reach the terminal (PRODUCT.md §7).
+        if not os.environ.get("VIEWER_DEBUG"):
+            warnings.simplefilter("ignore")
+        return _run(argv)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command is None:

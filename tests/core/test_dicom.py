@@ -352,8 +352,9 @@ def test_pet_round_trip_through_suv(tmp_path):
     files = write_dicom_series(original, tmp_path / "pet", pet=PET, shuffle_seed=11, series_description="PET WB")
     stored = pydicom.dcmread(files[MARKER_IJK[2]])
     assert stored.Modality == "PT" and stored.Units == "BQML"
-    volume = load_dicom_series(tmp_path / "pet")  # role defaults to anatomical: PT forces pet
-    assert volume.role == "pet" and volume.units == "SUV"
+    volume = load_dicom_series(tmp_path / "pet")  # a PT series is read in SUV whatever the role
+    assert volume.role == "anatomical" and volume.units == "SUV"
+    assert load_dicom_series(tmp_path / "pet", role="pet").role == "pet"
     # stored Bq/mL → SUV multiplies by ≈2.4e-4 g/Bq·mL⁻¹, so tolerance scales the same way
     assert_values_match(volume.data, original.data, signed=True)
     assert volume.data[MARKER_IJK] == pytest.approx(MARKER_VALUE / 400.0, rel=1e-4)

@@ -128,7 +128,7 @@ def test_qiba_reference_through_files(tmp_path):
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds.save_as(folder / f"slice{k}.dcm", enforce_file_format=True)
-    volume = load_dicom_series(folder)
+    volume = load_dicom_series(folder, role="pet")
     assert volume.role == "pet" and volume.units == "SUV"
     assert volume.data[0, 0, 0] == pytest.approx(4.11, abs=0.001)
     assert volume.data[1, 0, 0] == pytest.approx(-0.11, abs=0.001)

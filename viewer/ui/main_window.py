@@ -203,10 +203,16 @@ class MainWindow(QtWidgets.QMainWindow):
             study = open_path(Path(path))
             scene = Scene(study, radiological=self.radiological_action.isChecked(),
                           recovery_folder=recovery_folder_for(study))
+            panels = self._build_panels(scene)
         except ViewerError as exc:
             self.show_error(str(exc))
             return False
-        self._set_scene(scene)
+        except Exception as exc:  # a bug: the window keeps what it showed, and says so
+            if os.environ.get("VIEWER_DEBUG"):
+                raise
+            self.show_error(f"{path}: unexpected {type(exc).__name__}: {exc}")
+            return False
+        self._set_scene(scene, panels)
         self._add_recent(Path(path).resolve())
         self._offer_recovery(scene)
         return True
@@ -274,7 +280,11 @@ class MainWindow(QtWidgets.QMainWindow):
             self.open(urls[0].toLocalFile())
 
     # -- scene wiring -------------------------------------------------------------------------------
-    def _set_scene(self, scene: Scene) -> None:
+    def _set_scene(self, scene: Scene, panels: dict[str, QtWidgets.QWidget] | None = None) -> None:
+        """Show ``scene``; ``panels`` come from :meth:`_build_panels` (built before anything of
+        the previous study is torn down, so a study that cannot be shown leaves the window as
+        it was)."""
+        panels = panels if panels is not None else self._build_panels(scene)
         self.scene = scene
         self._samples.clear()
         self._shown_key.clear()
@@ -286,38 +296,40 @@ class MainWindow(QtWidgets.QMainWindow):
         scene.events.connect("timepoint", self._on_timepoint)
         scene.events.connect("radiological", self.refresh_all)
         scene.events.connect("regions", self._on_regions_edited)
-        self._install_panels(scene)
+        self._install_panels(scene, panels)
         title = scene.study.id if scene.study.manifest else scene.study.timepoints[0].label
         self.setWindowTitle(f"{title} — Cell-therapy viewer")
         self._stats_requested = False
         self.refresh_all()
 
-    def _install_panels(self, scene: Scene) -> None:
-        from viewer.ui.colorbar import ColorBarStack
+    def _build_panels(self, scene: Scene) -> dict[str, QtWidgets.QWidget]:
+        """The side panels of ``scene``, not yet shown (may raise: nothing is replaced yet)."""
+        from viewer.ui.annotation_panel import AnnotationPanel
         from viewer.ui.layer_panel import LayerPanel
+        from viewer.ui.prediction_panel import PredictionPanel
         from viewer.ui.region_panel import RegionPanel
+
+        return {"Regions": RegionPanel(scene), "Layers": LayerPanel(scene), "Annotate": AnnotationPanel(scene),
+                "Predictions": PredictionPanel(scene)}
+
+    def _install_panels(self, scene: Scene, panels: dict[str, QtWidgets.QWidget]) -> None:
+        from viewer.ui.colorbar import ColorBarStack
 
         while self._side.count():
             widget = self._side.widget(0)
             self._side.removeTab(0)
             widget.deleteLater()
-        from viewer.ui.annotation_panel import AnnotationPanel
-
-        self.layer_panel = LayerPanel(scene)
-        self.region_panel = RegionPanel(scene)
+        self.layer_panel = panels["Layers"]
+        self.region_panel = panels["Regions"]
         self.region_panel.region_activated.connect(self._go_to_region)
-        self.annotation_panel = AnnotationPanel(scene)
+        self.annotation_panel = panels["Annotate"]
         self.annotation_panel.tool_changed.connect(self._on_tool_changed)
         self.annotation_panel.action_requested.connect(self.run_action)
         self.annotation_panel.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
-        self._side.addTab(self.region_panel, "Regions")
-        self._side.addTab(self.layer_panel, "Layers")
-        self._side.addTab(self.annotation_panel, "Annotate")
-        from viewer.ui.prediction_panel import PredictionPanel
-
-        self.prediction_panel = PredictionPanel(scene)
+        self.prediction_panel = panels["Predictions"]
         self.prediction_panel.models_changed.connect(self._on_models_changed)
-        self._side.addTab(self.prediction_panel, "Predictions")
+        for title in ("Regions", "Layers", "Annotate", "Predictions"):
+            self._side.addTab(panels[title], title)
         for view in self.ortho.views.values():
             view.set_colorbars(ColorBarStack(scene))
         if self.ortho.volume_view is not None:

@@ -1,14 +1,18 @@
-"""Reading one DICOM image series from a folder as a :class:`Volume`.
+"""Reading one DICOM image series as a :class:`Volume`.
+
+What is accepted: a folder (searched recursively, any file names), a DICOMDIR, or a single
+file (an enhanced multi-frame or MOSAIC file is a whole volume). Files are found and grouped
+by :mod:`viewer.core.io.dicom_scan`; each file becomes frames (:mod:`viewer.core.io.dicom_frames`:
+classic slices, MOSAIC tiles, enhanced frames); this module sorts the frames, checks that one
+affine can place them and reads the pixels.
 
 Why these rules:
-- Files are found by content, not name: every file under the folder is tried with
-  ``pydicom.dcmread(force=False)``; files without the DICOM preamble (README, text) and files
-  without pixel data (DICOMDIR, structured reports) are skipped silently.
-- A folder may hold several series; they are grouped by SeriesInstanceUID and the caller must
-  pick one (the error lists them) rather than getting an arbitrary one.
-- Slices are ordered by their position along the slice normal
+- A folder may hold several series; the caller must pick one (the error lists them) rather
+  than getting an arbitrary one or a mix.
+- Frames are ordered by their position along the slice normal
   (``normal = row_cosine × col_cosine``, ``position = normal · ImagePositionPatient``), never
-  by file name or InstanceNumber, which scanners and anonymisers do not keep in order.
+  by file name, InstanceNumber or frame number, which scanners and anonymisers do not keep in
+  order.
 - The slice step is measured from the positions, not taken from SliceThickness (which is the
   slab thickness and may differ from the gap, e.g. overlapping or gapped slices). A series
   with missing slices (non-uniform gaps), duplicate positions (several echoes or time points
@@ -18,28 +22,37 @@ Why these rules:
   ordinary series it equals ``normal · gap``; for CT with gantry tilt it is not along the
   normal, and using the step vector keeps every voxel where the scanner put it (the affine is
   then sheared; the tilt is recorded in ``meta["gantry_tilt_deg"]``).
-- Each slice's own RescaleSlope/RescaleIntercept is applied (PET slopes differ per slice).
+- Each frame's own rescale slope and intercept is applied (PET slopes differ per slice).
+- Pixel data is decoded by pydicom with the pylibjpeg plugins (JPEG baseline, extended and
+  lossless, JPEG-LS, JPEG 2000, RLE); deflate and big-endian are pydicom's own. Each file is
+  decoded once, even when it holds many frames or mosaic tiles.
 - DICOM patient space is LPS (+x left, +y posterior); volumes are RAS, so x and y rows of the
   affine are negated.
 - Array axes: ``data[i, j, k]``, i = column index (along the row direction cosine), j = row
   index (along the column direction cosine), k = slice in sorted order; pydicom's
   ``pixel_array`` is ``[row, column]`` and is transposed.
 - A PET series (Modality PT, or ``role="pet"``) is converted to SUV with
-  :mod:`viewer.core.io.pet_suv`, and refused if the tags do not allow it.
+  :mod:`viewer.core.io.pet_suv`, and refused if the tags do not allow it; the role stays the
+  one the caller asked for.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
-import pydicom
-from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 
 from viewer.core.errors import file_error
+from viewer.core.io.dicom_frames import Frame, frames_of_file
+from viewer.core.io.dicom_scan import (
+    DicomSeries,
+    image_series,
+    short_error,
+    tag_text,
+)
 from viewer.core.io.nifti import check_affine
 from viewer.core.io.pet_suv import suv_conversion
 from viewer.core.volume import Volume
@@ -55,14 +68,8 @@ DUPLICATE_POSITION_TOLERANCE_MM = 0.01
 ORIENTATION_TOLERANCE = 1e-4
 #: Largest difference between PixelSpacing values of the slices (mm).
 PIXEL_SPACING_TOLERANCE_MM = 1e-4
-#: Largest |cos| between row and column direction cosines (they must be perpendicular).
-PERPENDICULAR_TOLERANCE = 1e-3
 #: Gantry tilt (degrees) below which the step vector is treated as along the normal in meta.
 TILT_REPORT_THRESHOLD_DEG = 0.01
-
-#: Elements larger than this (bytes) are read lazily, so scanning headers never loads pixels.
-_DEFER_SIZE_BYTES = 4096
-_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 #: LPS → RAS: negate x and y.
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -82,352 +89,264 @@ class DicomSeriesInfo:
         return f"{self.series_uid} ({description}, {self.modality or '?'}, {self.n_files} files)"
 
 
-@dataclass
-class _Slice:
-    """One image file of the chosen series and its geometry (LPS mm)."""
-
-    path: Path
-    ds: Dataset
-    position_mm: float = 0.0
-    origin_lps: np.ndarray | None = None
-
-
 @dataclass(frozen=True)
 class _Geometry:
-    """The series' sorted slices and its voxel→LPS affine."""
+    """The series' sorted frames and its voxel→LPS affine."""
 
-    slices: list[_Slice]
+    frames: list[Frame]
     affine_lps: np.ndarray
     slice_gap_mm: float
-    pixel_spacing_mm: tuple[float, float]
     tilt_deg: float
 
 
+@dataclass(frozen=True)
+class SeriesGeometry:
+    """Where a series' voxels are, known from its headers alone (no pixel decoded).
+
+    Attributes:
+        shape: (columns, rows, slices) — the volume's ``data.shape``.
+        voxel_to_world: 4×4 RAS affine (mm).
+        spacing_mm: voxel size along i, j, k (mm).
+    """
+
+    shape: tuple[int, int, int]
+    voxel_to_world: np.ndarray
+    spacing_mm: tuple[float, float, float]
+
+
 # -- public API ---------------------------------------------------------------------------------
-def list_dicom_series(folder: str | Path) -> list[DicomSeriesInfo]:
-    """The image series under ``folder`` (sorted by UID).
+def list_dicom_series(path: str | Path) -> list[DicomSeriesInfo]:
+    """The image series under ``path`` (sorted by UID).
 
     Raises:
-        ViewerError: the folder is missing or holds no DICOM image file.
+        ViewerError: the path is missing or holds no DICOM image file.
     """
-    folder = _check_folder(folder)
-    return [_series_info(uid, files) for uid, files in sorted(_scan_folder(folder).items())]
+    path = _check_path(path)
+    return sorted((_series_info(s) for s in image_series([path])), key=lambda info: info.series_uid)
 
 
 def load_dicom_series(
-    folder: str | Path, role: str = "anatomical", name: str = "", series_uid: str | None = None
+    path: str | Path, role: str = "anatomical", name: str = "", series_uid: str | None = None
 ) -> Volume:
     """Read one DICOM image series as a float32 :class:`Volume` in RAS world space.
 
     Args:
-        folder: folder holding the series' files (searched recursively).
-        role: the layer's role; a PET series (Modality PT) always becomes ``"pet"`` in SUV.
+        path: a folder holding the series' files (searched recursively), a DICOMDIR, or one
+            file (enhanced multi-frame, MOSAIC, or a single slice).
+        role: the layer's role. A PET series (Modality PT) is always read in SUV; its role stays
+            the one asked for, so a PET opened on its own is the study's anatomy (in SUV) and
+            the layer keys and the volumes' roles never disagree.
         name: layer name (defaults to SeriesDescription, else the folder name).
-        series_uid: which series to read when the folder holds several.
+        series_uid: which series to read when the path holds several.
 
     Raises:
-        ViewerError: one line naming the folder (and file) and the problem.
+        ViewerError: one line naming the path (and file) and the problem.
     """
-    folder = _check_folder(folder)
-    series = _scan_folder(folder)
-    uid, files = _choose_series(folder, series, series_uid)
-    _check_single_frame(folder, files)
-    geometry = _geometry(folder, files)
-    first = geometry.slices[0].ds
-    modality = _text(first, "Modality").upper()
+    path = _check_path(path)
+    series = _choose_series(path, image_series([path]), series_uid)
+    return volume_from_series(path, series, role=role, name=name)
+
+
+def series_geometry(where: Path, series: DicomSeries) -> SeriesGeometry:
+    """Check that one affine places the series and return it, reading headers only.
+
+    The importer calls this for every series it proposes, so a series with missing slices
+    or mixed orientations is refused before anything is written, at the cost of a header scan.
+
+    Raises:
+        ViewerError: the series cannot be placed as one volume (the message names the file).
+    """
+    geometry = _geometry(where, [frame for path, ds in series.files for frame in frames_of_file(where, path, ds)])
+    rows, cols = geometry.frames[0].shape
+    affine = LPS_TO_RAS @ geometry.affine_lps
+    check_affine(where, affine)
+    spacing = tuple(float(v) for v in np.linalg.norm(affine[:3, :3], axis=0))
+    return SeriesGeometry((cols, rows, len(geometry.frames)), affine, spacing)  # type: ignore[arg-type]
+
+
+def volume_from_series(where: Path, series: DicomSeries, role: str = "anatomical", name: str = "") -> Volume:
+    """Read an already scanned series (see :func:`viewer.core.io.dicom_scan.scan_series`).
+
+    ``where`` is what error messages name (the folder or file the user pointed at).
+    """
+    frames = [frame for path, ds in series.files for frame in frames_of_file(where, path, ds)]
+    geometry = _geometry(where, frames)
+    first = geometry.frames[0].ds
+    modality = tag_text(first, "Modality").upper()
 
     meta: dict[str, Any] = {
         "format": "dicom",
-        "series_uid": uid,
+        "series_uid": series.uid,
         "modality": modality,
-        "description": _text(first, "SeriesDescription"),
-        "n_slices": len(geometry.slices),
+        "description": series.description,
+        "n_slices": len(geometry.frames),
         "slice_gap_mm": geometry.slice_gap_mm,
-        "pixel_spacing_mm": list(geometry.pixel_spacing_mm),
-        "manufacturer": _text(first, "Manufacturer"),
+        "pixel_spacing_mm": list(geometry.frames[0].pixel_spacing_mm),
+        "manufacturer": tag_text(first, "Manufacturer"),
     }
     if geometry.tilt_deg > TILT_REPORT_THRESHOLD_DEG:
         meta["gantry_tilt_deg"] = geometry.tilt_deg
 
-    factors = np.ones(len(geometry.slices))
+    factors = np.ones(len(geometry.frames))
     units = ""
     if role == "pet" or modality == "PT":
-        conversion = suv_conversion([s.ds for s in geometry.slices], folder)
+        conversion = suv_conversion([f.ds for f in geometry.frames], where)
         factors = np.asarray(conversion.factors, dtype=np.float64)
         meta.update(conversion.meta)
-        role, units = "pet", "SUV"
+        units = "SUV"
 
-    data = _read_pixels(folder, geometry.slices, factors)
+    data = _read_pixels(where, geometry.frames, factors)
     affine = LPS_TO_RAS @ geometry.affine_lps
-    check_affine(folder, affine)
-    return Volume(
-        data, affine, role=role, units=units, name=name or meta["description"] or folder.name,
-        source=folder, meta=meta,
-    )
+    check_affine(where, affine)
+    default_name = series.description or (where.name if where.is_dir() else where.parent.name)
+    return Volume(data, affine, role=role, units=units, name=name or default_name, source=where, meta=meta)
 
 
-# -- finding files ------------------------------------------------------------------------------
-def _check_folder(folder: str | Path) -> Path:
-    folder = Path(folder)
-    if not folder.exists():
-        raise file_error(folder, "folder not found")
-    if not folder.is_dir():
-        raise file_error(folder, "is a file, expected a folder of DICOM files")
-    return folder
+# -- choosing -----------------------------------------------------------------------------------
+def _check_path(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise file_error(path, "folder not found")
+    return path
 
 
-def _scan_folder(folder: Path) -> dict[str, list[tuple[Path, Dataset]]]:
-    """Every DICOM image file under ``folder`` grouped by SeriesInstanceUID."""
-    series: dict[str, list[tuple[Path, Dataset]]] = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        ds = _read_header(path)
-        if ds is None or not any(key in ds for key in _PIXEL_KEYWORDS):
-            continue
-        series.setdefault(_text(ds, "SeriesInstanceUID"), []).append((path, ds))
-    if not series:
-        raise file_error(folder, "contains no DICOM image files")
-    return series
+def _series_info(series: DicomSeries) -> DicomSeriesInfo:
+    return DicomSeriesInfo(series.uid, series.description, series.modality, series.n_files)
 
 
-def _read_header(path: Path) -> Dataset | None:
-    """The dataset with large values (pixels) deferred, or None for a non-DICOM file."""
-    try:
-        return pydicom.dcmread(path, force=False, defer_size=_DEFER_SIZE_BYTES)
-    except InvalidDicomError:
-        return None
-    except OSError as exc:
-        raise file_error(path, f"cannot be read ({_short(exc)})") from None
-    except Exception as exc:  # a DICOM file with a broken body
-        raise file_error(path, f"is a damaged DICOM file ({_short(exc)})") from None
-
-
-def _series_info(uid: str, files: Sequence[tuple[Path, Dataset]]) -> DicomSeriesInfo:
-    ds = files[0][1]
-    return DicomSeriesInfo(uid or "(no SeriesInstanceUID)", _text(ds, "SeriesDescription"),
-                           _text(ds, "Modality"), len(files))
-
-
-def _choose_series(
-    folder: Path, series: dict[str, list[tuple[Path, Dataset]]], series_uid: str | None
-) -> tuple[str, list[tuple[Path, Dataset]]]:
+def _choose_series(where: Path, found: Sequence[DicomSeries], series_uid: str | None) -> DicomSeries:
     """The requested series, or the only one; otherwise an error listing them all."""
-    listing = ", ".join(_series_info(uid, files).summary() for uid, files in sorted(series.items()))
+    listing = ", ".join(_series_info(s).summary() for s in sorted(found, key=lambda s: s.uid))
     if series_uid is not None:
-        if series_uid not in series:
-            raise file_error(folder, f"has no series {series_uid}; it contains {listing}")
-        return series_uid, series[series_uid]
-    if len(series) > 1:
-        raise file_error(folder, f"contains {len(series)} series: {listing}; choose one with series_uid")
-    uid, files = next(iter(series.items()))
-    return uid, files
-
-
-def _check_single_frame(folder: Path, files: Iterable[tuple[Path, Dataset]]) -> None:
-    """Refuse multi-frame (enhanced) files: one file per slice is what is supported."""
-    for path, ds in files:
-        frames = _text(ds, "NumberOfFrames")
-        if frames and frames.isdigit() and int(frames) > 1:
-            raise file_error(folder, f"{path.name} is a multi-frame (enhanced) DICOM file with {frames} "
-                                     "frames; only one slice per file is supported")
-        if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
-            raise file_error(folder, f"{path.name} is a colour image (SamplesPerPixel "
-                                     f"{ds.SamplesPerPixel}); expected greyscale")
+        for series in found:
+            if series.uid == series_uid:
+                return series
+        raise file_error(where, f"has no series {series_uid}; it contains {listing}")
+    if len(found) > 1:
+        raise file_error(where, f"contains {len(found)} series: {listing}; choose one with series_uid")
+    return found[0]
 
 
 # -- geometry -----------------------------------------------------------------------------------
-def _geometry(folder: Path, files: Sequence[tuple[Path, Dataset]]) -> _Geometry:
-    """Sort slices along the normal and build the voxel→LPS affine."""
-    first_path, first = files[0]
-    row_cos, col_cos = _orientation(folder, first_path, first)
-    normal = np.cross(row_cos, col_cos)
-    row_spacing, col_spacing = _pixel_spacing(folder, first_path, first)
-    shape = _rows_columns(folder, first_path, first)
+def _geometry(where: Path, frames: list[Frame]) -> _Geometry:
+    """Sort frames along the normal and build the voxel→LPS affine."""
+    first = frames[0]
+    normal = first.normal
+    for frame in frames[1:]:
+        _check_same_plane(where, frame, first)
+    ordered = sorted(frames, key=lambda f: float(normal @ f.origin_lps))
+    positions = np.array([float(normal @ f.origin_lps) for f in ordered])
 
-    slices = []
-    for path, ds in files:
-        _check_same_plane(folder, path, ds, (first_path, row_cos, col_cos, row_spacing, col_spacing, shape))
-        origin = _vector(folder, path, ds, "ImagePositionPatient", 3)
-        slices.append(_Slice(path, ds, float(normal @ origin), origin))
-    slices.sort(key=lambda s: s.position_mm)
-
-    if len(slices) == 1:
-        step = normal * _single_slice_thickness(folder, slices[0])
+    if len(ordered) == 1:
+        step = normal * _single_slice_thickness(where, ordered[0])
     else:
-        step = _slice_step(folder, slices)
+        step = _slice_step(where, ordered, positions)
     gap = float(abs(normal @ step))
     tilt = float(np.degrees(np.arccos(min(1.0, gap / float(np.linalg.norm(step))))))
 
+    row_spacing, col_spacing = first.pixel_spacing_mm
     affine = np.eye(4)
-    affine[:3, 0] = row_cos * col_spacing  # i runs along a row: one column per step
-    affine[:3, 1] = col_cos * row_spacing  # j runs down a column: one row per step
+    affine[:3, 0] = first.row_cosine * col_spacing  # i runs along a row: one column per step
+    affine[:3, 1] = first.col_cosine * row_spacing  # j runs down a column: one row per step
     affine[:3, 2] = step
-    affine[:3, 3] = slices[0].origin_lps
-    return _Geometry(slices, affine, gap, (row_spacing, col_spacing), tilt)
+    affine[:3, 3] = ordered[0].origin_lps
+    return _Geometry(ordered, affine, gap, tilt)
 
 
-def _slice_step(folder: Path, slices: Sequence[_Slice]) -> np.ndarray:
+def _slice_step(where: Path, frames: Sequence[Frame], positions: np.ndarray) -> np.ndarray:
     """Mean vector between consecutive slice origins, after checking they are evenly spaced."""
-    positions = np.array([s.position_mm for s in slices])
     gaps = np.diff(positions)
     smallest = int(np.argmin(gaps))
     if gaps[smallest] < DUPLICATE_POSITION_TOLERANCE_MM:
-        a, b = slices[smallest].path.name, slices[smallest + 1].path.name
-        raise file_error(folder, f"slices {a} and {b} are at the same position ({positions[smallest]:.3f} mm "
-                                 "along the normal); several echoes or time points in one series are not supported")
+        a, b = frames[smallest].label, frames[smallest + 1].label
+        raise file_error(where, f"slices {a} and {b} are at the same position ({positions[smallest]:.3f} mm "
+                                "along the normal); several echoes or time points in one series are not supported")
     median = float(np.median(gaps))
     tolerance = max(SPACING_RELATIVE_TOLERANCE * median, SPACING_ABSOLUTE_TOLERANCE_MM)
     worst = int(np.argmax(np.abs(gaps - median)))
     if abs(gaps[worst] - median) > tolerance:
-        a, b = slices[worst].path.name, slices[worst + 1].path.name
-        raise file_error(folder, f"slice spacing is not uniform: gaps range from {gaps.min():.4g} to "
-                                 f"{gaps.max():.4g} mm (median {median:.4g} mm; {gaps[worst]:.4g} mm between "
-                                 f"{a} and {b}); a slice may be missing")
-    origins = np.array([s.origin_lps for s in slices])
-    step = (origins[-1] - origins[0]) / (len(slices) - 1)
-    expected = origins[0] + np.arange(len(slices))[:, None] * step
+        a, b = frames[worst].label, frames[worst + 1].label
+        raise file_error(where, f"slice spacing is not uniform: gaps range from {gaps.min():.4g} to "
+                                f"{gaps.max():.4g} mm (median {median:.4g} mm; {gaps[worst]:.4g} mm between "
+                                f"{a} and {b}); a slice may be missing")
+    origins = np.array([f.origin_lps for f in frames])
+    step = (origins[-1] - origins[0]) / (len(frames) - 1)
+    expected = origins[0] + np.arange(len(frames))[:, None] * step
     off_line = np.linalg.norm(origins - expected, axis=1)
     if off_line.max() > tolerance:
-        bad = slices[int(np.argmax(off_line))].path.name
-        raise file_error(folder, f"slice origins do not lie on a straight line ({bad} is "
-                                 f"{off_line.max():.3g} mm off it)")
+        bad = frames[int(np.argmax(off_line))].label
+        raise file_error(where, f"slice origins do not lie on a straight line ({bad} is "
+                                f"{off_line.max():.3g} mm off it)")
     return step
 
 
-def _single_slice_thickness(folder: Path, single: _Slice) -> float:
+def _single_slice_thickness(where: Path, single: Frame) -> float:
     """Third-axis extent of a one-slice series: SliceThickness, else SpacingBetweenSlices (mm)."""
-    for tag in ("SliceThickness", "SpacingBetweenSlices"):
-        text = _text(single.ds, tag)
-        if text:
-            try:
-                value = float(text)
-            except ValueError:
-                continue
-            if np.isfinite(value) and value > 0:
-                return value
-    raise file_error(folder, f"single-slice series ({single.path.name}) has neither SliceThickness nor "
-                             "SpacingBetweenSlices, so its voxel depth is unknown")
+    if single.thickness_mm is None:
+        raise file_error(where, f"single-slice series ({single.label}) has neither SliceThickness nor "
+                                "SpacingBetweenSlices, so its voxel depth is unknown")
+    return single.thickness_mm
 
 
-def _check_same_plane(folder: Path, path: Path, ds: Dataset, reference: tuple) -> None:
-    """Every slice must share orientation, PixelSpacing and Rows/Columns with the first."""
-    first_path, row_cos, col_cos, row_spacing, col_spacing, shape = reference
-    r, c = _orientation(folder, path, ds)
-    if max(np.abs(r - row_cos).max(), np.abs(c - col_cos).max()) > ORIENTATION_TOLERANCE:
-        raise file_error(folder, f"slices have different orientations (ImageOrientationPatient of {path.name} "
-                                 f"differs from {first_path.name}); localizers or multi-stack series are not "
-                                 "supported")
-    spacing = _pixel_spacing(folder, path, ds)
-    if max(abs(spacing[0] - row_spacing), abs(spacing[1] - col_spacing)) > PIXEL_SPACING_TOLERANCE_MM:
-        raise file_error(folder, f"slices have different PixelSpacing ({path.name}: {spacing[0]:g}\\{spacing[1]:g} "
-                                 f"mm, {first_path.name}: {row_spacing:g}\\{col_spacing:g} mm)")
-    if _rows_columns(folder, path, ds) != shape:
-        raise file_error(folder, f"slices have different sizes (Rows/Columns of {path.name} differ from "
-                                 f"{first_path.name})")
-
-
-def _orientation(folder: Path, path: Path, ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Unit row and column direction cosines (LPS) from ImageOrientationPatient."""
-    values = _vector(folder, path, ds, "ImageOrientationPatient", 6)
-    row, col = values[:3], values[3:]
-    norms = np.linalg.norm(row), np.linalg.norm(col)
-    if min(norms) < 0.5 or max(norms) > 1.5:
-        raise file_error(folder, f"{path.name}: ImageOrientationPatient does not hold unit vectors")
-    row, col = row / norms[0], col / norms[1]
-    if abs(float(row @ col)) > PERPENDICULAR_TOLERANCE:
-        raise file_error(folder, f"{path.name}: ImageOrientationPatient row and column directions are not "
-                                 "perpendicular")
-    return row, col
-
-
-def _pixel_spacing(folder: Path, path: Path, ds: Dataset) -> tuple[float, float]:
-    """(row spacing, column spacing) in mm: PixelSpacing[0] is the distance between rows."""
-    values = _vector(folder, path, ds, "PixelSpacing", 2)
-    if not np.all(values > 0):
-        raise file_error(folder, f"{path.name}: PixelSpacing must be positive, got {values.tolist()}")
-    return float(values[0]), float(values[1])
-
-
-def _rows_columns(folder: Path, path: Path, ds: Dataset) -> tuple[int, int]:
-    for tag in ("Rows", "Columns"):
-        if tag not in ds or ds.get(tag) in (None, ""):
-            raise file_error(folder, f"{path.name}: {tag} is missing")
-    return int(ds.Rows), int(ds.Columns)
-
-
-def _vector(folder: Path, path: Path, ds: Dataset, tag: str, length: int) -> np.ndarray:
-    """A multi-valued numeric tag as floats, refusing missing or malformed values."""
-    value = ds.get(tag)
-    items = [] if value is None else [value] if isinstance(value, (str, float, int)) else list(value)
-    if not items or items == [""]:
-        raise file_error(folder, f"{path.name}: {tag} is missing")
-    try:
-        numbers = np.array([float(v) for v in items])
-    except (TypeError, ValueError):
-        raise file_error(folder, f"{path.name}: {tag} is not numeric") from None
-    if numbers.shape != (length,) or not np.all(np.isfinite(numbers)):
-        raise file_error(folder, f"{path.name}: {tag} must hold {length} finite numbers, got {numbers.size}")
-    return numbers
+def _check_same_plane(where: Path, frame: Frame, first: Frame) -> None:
+    """Every frame must share orientation, PixelSpacing and size with the first."""
+    difference = max(np.abs(frame.row_cosine - first.row_cosine).max(),
+                     np.abs(frame.col_cosine - first.col_cosine).max())
+    if difference > ORIENTATION_TOLERANCE:
+        raise file_error(where, f"slices have different orientations (ImageOrientationPatient of {frame.label} "
+                                f"differs from {first.label}); localizers or multi-stack series are not "
+                                "supported")
+    spacing, reference = frame.pixel_spacing_mm, first.pixel_spacing_mm
+    if max(abs(spacing[0] - reference[0]), abs(spacing[1] - reference[1])) > PIXEL_SPACING_TOLERANCE_MM:
+        raise file_error(where, f"slices have different PixelSpacing ({frame.label}: {spacing[0]:g}\\{spacing[1]:g} "
+                                f"mm, {first.label}: {reference[0]:g}\\{reference[1]:g} mm)")
+    if frame.shape != first.shape:
+        raise file_error(where, f"slices have different sizes (Rows/Columns of {frame.label} differ from "
+                                f"{first.label})")
 
 
 # -- pixels -------------------------------------------------------------------------------------
-def _read_pixels(folder: Path, slices: Sequence[_Slice], factors: np.ndarray) -> np.ndarray:
-    """float32 ``[i, j, k]`` array: each slice's stored values · its slope + intercept, × factor."""
-    rows, cols = int(slices[0].ds.Rows), int(slices[0].ds.Columns)
-    data = np.empty((cols, rows, len(slices)), dtype=np.float32)
-    for k, item in enumerate(slices):
-        stored = _pixel_array(folder, item, rows, cols)
-        slope, intercept = _rescale(folder, item)
-        data[:, :, k] = ((stored.astype(np.float64) * slope + intercept) * factors[k]).T
-        item.ds = _drop_pixels(item.ds)
+def _read_pixels(where: Path, frames: Sequence[Frame], factors: np.ndarray) -> np.ndarray:
+    """float32 ``[i, j, k]`` array: each frame's stored values · its slope + intercept, × factor.
+
+    Files are decoded one at a time (all their frames at once) and released once their
+    frames are copied, so memory holds the volume plus one file's pixels.
+    """
+    rows, cols = frames[0].shape
+    data = np.empty((cols, rows, len(frames)), dtype=np.float32)
+    slices_of_file: dict[Path, list[int]] = {}
+    for k, frame in enumerate(frames):
+        slices_of_file.setdefault(frame.path, []).append(k)
+    for path, indices in slices_of_file.items():
+        stored = _decode(where, frames[indices[0]])
+        for k in indices:
+            frame = frames[k]
+            image = frame.cut(stored)
+            if image.shape != frame.shape:
+                raise file_error(where, f"{frame.label}: pixel data has shape {image.shape}, expected "
+                                        f"{frame.shape}")
+            data[:, :, k] = ((image.astype(np.float64) * frame.slope + frame.intercept) * factors[k]).T
     return data
 
 
-def _pixel_array(folder: Path, item: _Slice, rows: int, cols: int) -> np.ndarray:
-    """The slice's stored values, shape (Rows, Columns)."""
+def _decode(where: Path, frame: Frame) -> np.ndarray:
+    """All stored values of the frame's file: (rows, columns) or (frames, rows, columns).
+
+    Read from the file itself (headers were scanned with the pixels deferred), with no
+    processing but the decoding: rescale is applied per frame by the caller.
+    """
+    from pydicom.pixels import pixel_array
+
     try:
-        array = item.ds.pixel_array
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pixel_array(str(frame.path))
     except Exception as exc:  # unsupported compression, truncated data, missing decoder
-        syntax = getattr(getattr(item.ds, "file_meta", None), "TransferSyntaxUID", None)
+        meta = getattr(frame.ds, "file_meta", None)
+        syntax = getattr(meta, "TransferSyntaxUID", None)
         what = f" ({syntax.name})" if syntax is not None else ""
-        problem = f"{item.path.name}: cannot decode the pixel data{what}: {_short(exc)}"
-        raise file_error(folder, problem) from None
-    if array.shape != (rows, cols):
-        raise file_error(folder, f"{item.path.name}: pixel data has shape {array.shape}, expected "
-                                 f"{(rows, cols)}")
-    return array
+        raise file_error(where, f"{frame.path.name}: cannot decode the pixel data{what}: {short_error(exc)}") from None
 
 
-def _rescale(folder: Path, item: _Slice) -> tuple[float, float]:
-    """This slice's (RescaleSlope, RescaleIntercept), defaults 1 and 0."""
-    values = []
-    for tag, default in (("RescaleSlope", 1.0), ("RescaleIntercept", 0.0)):
-        text = _text(item.ds, tag)
-        try:
-            value = float(text) if text else default
-        except ValueError:
-            raise file_error(folder, f"{item.path.name}: {tag} {text!r} is not a number") from None
-        if not np.isfinite(value):
-            raise file_error(folder, f"{item.path.name}: {tag} is not finite")
-        values.append(value)
-    return values[0], values[1]
-
-
-def _drop_pixels(ds: Dataset) -> Dataset:
-    """Release a slice's pixel bytes once copied into the volume (keeps headers for meta)."""
-    for key in _PIXEL_KEYWORDS:
-        if key in ds:
-            delattr(ds, key)
-    return ds
-
-
-def _text(ds: Dataset, tag: str) -> str:
-    value = ds.get(tag)
-    return "" if value is None else str(value).strip()
-
-
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
-
-
-__all__ = ["DicomSeriesInfo", "list_dicom_series", "load_dicom_series"]
+__all__ = ["DicomSeriesInfo", "SeriesGeometry", "list_dicom_series", "load_dicom_series", "series_geometry",
+           "volume_from_series"]

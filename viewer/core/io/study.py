@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import tomllib
 from dataclasses import dataclass, field, fields
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -29,9 +30,10 @@ STUDY_KEYS = {
     "id": str,
     "patient": str,
     "patient_id": str,
-    "birth_date": str,
+    "birth_date": (date, str),
     "sex": str,
-    "study_date": str,
+    "day0": (date, str),
+    "study_date": (date, str),
     "condition": str,
     "therapy": str,
     "injected_cells": (int, float),
@@ -166,6 +168,7 @@ def parse_manifest(raw: Mapping[str, Any], path: Path) -> Study:
             info[key] = _typed(path, f"[study] {key}", study_table[key], kinds)
     if "id" not in info or not str(info["id"]).strip():
         raise file_error(path, "[study] id is required")
+    _normalise_dates(path, info)
     if "injected_cells" in info:
         _positive(path, "[study] injected_cells", info["injected_cells"])
 
@@ -180,6 +183,42 @@ def parse_manifest(raw: Mapping[str, Any], path: Path) -> Study:
     if duplicates:
         raise file_error(path, f"[[timepoint]] label {duplicates[0]!r} is used more than once")
     return Study(str(info["id"]), path, info, calibration, timepoints, models)
+
+
+#: Keys of [study] holding calendar dates: TOML dates (``1970-01-02``) or ISO strings.
+DATE_KEYS = ("birth_date", "day0")
+
+
+def _normalise_dates(path: Path, info: dict[str, Any]) -> None:
+    """Dates become ISO ``YYYY-MM-DD`` strings in ``info`` (one form for report and scrubber).
+
+    ``study_date`` is the older name of ``day0`` (the transplantation date, PRODUCT.md §2):
+    still read, stored as ``day0``; giving both is refused as ambiguous.
+    """
+    if "study_date" in info:
+        if "day0" in info:
+            raise file_error(path, "[study] gives both day0 and study_date (its older name); keep day0")
+        info["day0"] = info.pop("study_date")
+    for key in DATE_KEYS:
+        if key in info:
+            info[key] = _iso_date(path, f"[study] {key}", info[key])
+
+
+def _iso_date(path: Path, where: str, value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    try:
+        return date.fromisoformat(str(value).strip()).isoformat()
+    except ValueError:
+        raise file_error(path, f"{where} must be a date like 1970-01-02, got {value!r}") from None
+
+
+def study_day0(study: "Study") -> date | None:
+    """The transplantation date (day 0) of a study, if its manifest gives one."""
+    value = study.info.get("day0")
+    return date.fromisoformat(value) if value else None
 
 
 def _parse_calibration(path: Path, table: Mapping[str, Any]) -> Calibration:

@@ -254,8 +254,8 @@ def _header(build: _Builder, created: datetime) -> tuple[tuple[str, str], ...]:
         rows.append(("Patient", _patient_name(str(info.get("patient") or "not given"))))
         rows.append(("Patient ID", str(info.get("patient_id") or "not given")))
         rows.append(("Birth date", str(info.get("birth_date") or "not given")))
-        if info.get("study_date"):
-            rows.append(("Transplantation (day 0)", str(info["study_date"])))
+        if info.get("day0"):
+            rows.append(("Transplantation (day 0)", str(info["day0"])))
     for key, title in (("sex", "Sex"), ("condition", "Condition"), ("therapy", "Therapy")):
         if info.get(key):
             rows.append((title, build.t(info[key])))
@@ -297,7 +297,7 @@ def _modalities(build: _Builder) -> Table:
 
 
 def _day_zero(study: Study) -> date | None:
-    text = str(study.info.get("study_date") or "")
+    text = str(study.info.get("day0") or "")
     try:
         return date.fromisoformat(text)
     except ValueError:

@@ -22,7 +22,7 @@ REMOVED = "[removed]"
 DATE_REMOVED = "[date removed]"
 
 #: Manifest keys of ``[study]`` that identify the patient and are dropped when de-identifying.
-IDENTIFYING_KEYS: tuple[str, ...] = ("patient", "patient_id", "birth_date", "study_date")
+IDENTIFYING_KEYS: tuple[str, ...] = ("patient", "patient_id", "birth_date", "day0")
 
 # Calendar dates in the spellings found in manifests, DICOM and notes: 2026-03-02, 2026/03/02,
 # 20260302 (DICOM DA, only when it is a valid date), 02.03.2026, 03/02/2026. Two-digit years
@@ -64,7 +64,7 @@ class Scrubber:
                 checked += [f"{parts[1]} {parts[0]}", f"{parts[0]}, {parts[1]}"]
             elif parts:
                 checked.append(parts[0])
-        for key in ("patient_id", "birth_date", "study_date"):
+        for key in ("patient_id", "birth_date", "day0"):
             value = str(info.get(key) or "").strip()
             if value:
                 checked.append(value)

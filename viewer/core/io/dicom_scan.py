@@ -1,0 +1,310 @@
+"""Finding DICOM files and grouping them into series, headers only.
+
+Shared by the series loader (:mod:`viewer.core.io.dicom`) and the exam importer, so that a
+folder a user opens and a folder they import are read by the same rules.
+
+Why these rules:
+- Files are found by content, not name: every file under a folder is tried with
+  ``pydicom.dcmread(force=False)``; files without the DICOM preamble (README, text, JSON) are
+  skipped. PACS exports name files ``IM000123`` or ``1.2.840…`` without an extension.
+- A ``DICOMDIR`` given as the path is followed through its directory records (pydicom's
+  ``FileSet``), so a CD/DVD export is read in the order and with the files it lists; a folder
+  holding a DICOMDIR is scanned like any folder (its referenced files lie below it), and the
+  DICOMDIR itself, having no pixel data, is never taken for an image.
+- Pixel data is never read here: elements larger than ``_DEFER_SIZE_BYTES`` are deferred, so
+  scanning a 1,000-file exam costs about what ``dcmread(stop_before_pixels=True)`` costs.
+- Files are grouped by SeriesInstanceUID. Objects without pixel data (structured reports,
+  presentation states, RT plans, KOS) are kept as series with ``has_pixels = False`` so that an
+  importer can list them with the reason they are skipped instead of hiding them.
+- pydicom warns about non-conforming values (a DS with too many digits, an unknown VR); these
+  are the scanner's problem, not the user's, and never reach the terminal.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from viewer.core.errors import ViewerError, file_error
+
+#: Elements larger than this (bytes) are read lazily, so scanning headers never loads pixels.
+_DEFER_SIZE_BYTES = 4096
+PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+DICOMDIR_NAME = "DICOMDIR"
+
+#: ``progress(done, total)`` while scanning; ``total`` is the number of candidate files.
+ProgressCallback = Callable[[int, int], None]
+#: Returns True when the user asked to stop; scanning then raises :class:`ScanCancelled`.
+CancelCheck = Callable[[], bool]
+
+
+class ScanCancelled(ViewerError):
+    """The user cancelled a scan (the window's Cancel button, Ctrl+C)."""
+
+
+@dataclass
+class DicomSeries:
+    """The files of one SeriesInstanceUID and the facts an exam browser shows about it.
+
+    ``files`` are ``(path, header)`` pairs sorted by path; headers have their pixel data
+    deferred. Every property reads the first file: a series shares these attributes.
+    """
+
+    uid: str
+    files: list[tuple[Path, Dataset]] = field(default_factory=list)
+
+    @property
+    def first(self) -> Dataset:
+        return self.files[0][1]
+
+    def text(self, keyword: str) -> str:
+        """The first file's value of ``keyword`` as stripped text ('' when absent)."""
+        return tag_text(self.first, keyword)
+
+    @property
+    def has_pixels(self) -> bool:
+        """True when at least one file holds pixel data."""
+        return any(has_pixel_data(ds) for _, ds in self.files)
+
+    def images_only(self) -> "DicomSeries":
+        """The same series without its files that hold no pixel data."""
+        return DicomSeries(self.uid, [(p, ds) for p, ds in self.files if has_pixel_data(ds)])
+
+    @property
+    def modality(self) -> str:
+        return self.text("Modality").upper()
+
+    @property
+    def description(self) -> str:
+        return self.text("SeriesDescription") or self.text("ProtocolName")
+
+    @property
+    def study_uid(self) -> str:
+        return self.text("StudyInstanceUID")
+
+    @property
+    def study_date(self) -> str:
+        """YYYYMMDD of the study (falls back to the series' and the acquisition's date)."""
+        for keyword in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate"):
+            value = self.text(keyword)
+            if value:
+                return value[:8]
+        return ""
+
+    @property
+    def nucleus(self) -> str:
+        """Imaged nucleus as written ("1H", "19F", "23NA"): classic ImagedNucleus (0018,0085)
+        or the enhanced MR ResonantNucleus (0018,9100), '' when neither is present."""
+        return self.text("ImagedNucleus") or self.text("ResonantNucleus")
+
+    @property
+    def image_type(self) -> tuple[str, ...]:
+        """ImageType (classic) or FrameType (enhanced), upper case."""
+        value = self.first.get("ImageType") or self.first.get("FrameType")
+        if value is None:
+            value = _shared_frame_type(self.first)
+        return tuple(str(v).strip().upper() for v in _as_list(value))
+
+    @property
+    def n_files(self) -> int:
+        return len(self.files)
+
+    @property
+    def n_images(self) -> int:
+        """2-D images stored: the sum of NumberOfFrames (1 for a classic file)."""
+        return sum(number_of_frames(ds) for _, ds in self.files)
+
+
+def tag_text(ds: Dataset, keyword: str) -> str:
+    """A tag's value as stripped text ('' when absent or empty)."""
+    value = ds.get(keyword)
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v).strip() for v in value)
+    return str(value).strip()
+
+
+def has_pixel_data(ds: Dataset) -> bool:
+    """True when the dataset holds an image (integer or float pixel data)."""
+    return any(key in ds for key in PIXEL_KEYWORDS)
+
+
+def number_of_frames(ds: Dataset) -> int:
+    """NumberOfFrames as an int (1 when absent or malformed)."""
+    try:
+        return max(int(str(ds.get("NumberOfFrames", 1) or 1).strip()), 1)
+    except ValueError:
+        return 1
+
+
+def read_header(path: Path) -> Dataset | None:
+    """The dataset with large values (pixels) deferred, or None for a non-DICOM file.
+
+    Raises:
+        ViewerError: the file cannot be read (permissions) or is a damaged DICOM file.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pydicom.dcmread(path, force=False, defer_size=_DEFER_SIZE_BYTES)
+    except InvalidDicomError:
+        return None
+    except IsADirectoryError:
+        return None
+    except OSError as exc:
+        raise file_error(path, f"cannot be read ({short_error(exc)})") from None
+    except Exception as exc:  # a DICOM file with a broken body
+        raise file_error(path, f"is a damaged DICOM file ({short_error(exc)})") from None
+
+
+def candidate_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Every file to try: files as given, folders recursively, a DICOMDIR through its records.
+
+    Raises:
+        ViewerError: a path does not exist.
+    """
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise file_error(path, "not found")
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")))
+        elif path.name.upper() == DICOMDIR_NAME:
+            found.extend(dicomdir_files(path))
+        else:
+            found.append(path)
+    unique: dict[Path, None] = {}
+    for path in found:
+        unique.setdefault(path, None)
+    return list(unique)
+
+
+def dicomdir_files(path: Path) -> list[Path]:
+    """The files a DICOMDIR's records reference, in record order.
+
+    Raises:
+        ViewerError: not a readable DICOMDIR, or it references a file that is missing.
+    """
+    from pydicom.fileset import FileSet
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fileset = FileSet(pydicom.dcmread(path))
+    except Exception as exc:
+        raise file_error(path, f"is not a readable DICOMDIR ({short_error(exc)})") from None
+    files = []
+    for instance in fileset:
+        target = Path(instance.path)
+        if not target.is_file():
+            raise file_error(path, f"references {target}, which is missing")
+        files.append(target)
+    return files
+
+
+def iter_dicom_files(
+    paths: Iterable[str | Path],
+    progress: ProgressCallback | None = None,
+    should_cancel: CancelCheck | None = None,
+) -> Iterator[tuple[Path, Dataset]]:
+    """``(path, header)`` of every DICOM file under ``paths`` (non-DICOM files skipped)."""
+    candidates = candidate_files(paths)
+    total = len(candidates)
+    for done, path in enumerate(candidates, start=1):
+        if should_cancel is not None and should_cancel():
+            raise ScanCancelled("scan cancelled")
+        ds = read_header(path)
+        if progress is not None:
+            progress(done, total)
+        if ds is None or _is_directory_record_file(ds):
+            continue
+        yield path, ds
+
+
+def scan_series(
+    paths: Iterable[str | Path],
+    progress: ProgressCallback | None = None,
+    should_cancel: CancelCheck | None = None,
+) -> list[DicomSeries]:
+    """Every series under ``paths``, image series or not, ordered by study date, study UID,
+    SeriesNumber and UID (the order a PACS browser shows)."""
+    by_uid: dict[str, DicomSeries] = {}
+    for path, ds in iter_dicom_files(paths, progress, should_cancel):
+        uid = tag_text(ds, "SeriesInstanceUID") or f"(no SeriesInstanceUID: {path.parent})"
+        by_uid.setdefault(uid, DicomSeries(uid)).files.append((path, ds))
+    return sorted(by_uid.values(), key=_series_order)
+
+
+def image_series(paths: Iterable[str | Path]) -> list[DicomSeries]:
+    """The series that hold pixel data.
+
+    Raises:
+        ViewerError: there is none (the message names the paths).
+    """
+    paths = list(paths)
+    found = [s.images_only() for s in scan_series(paths) if s.has_pixels]
+    if not found:
+        if len(paths) == 1 and Path(paths[0]).is_file():
+            raise file_error(paths[0], "is not a DICOM image file (expected a DICOM image file, a DICOMDIR or a "
+                                       "folder of DICOM files)")
+        where = ", ".join(str(p) for p in paths)
+        raise ViewerError(f"{where}: contains no DICOM image files")
+    return found
+
+
+def short_error(exc: BaseException) -> str:
+    """An exception as one short line."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _is_directory_record_file(ds: Dataset) -> bool:
+    meta = getattr(ds, "file_meta", None)
+    sop = str(getattr(meta, "MediaStorageSOPClassUID", "") or "")
+    return sop == "1.2.840.10008.1.3.10" or "DirectoryRecordSequence" in ds
+
+
+def _series_order(series: DicomSeries) -> tuple:
+    number = series.text("SeriesNumber")
+    try:
+        numeric = float(number)
+    except ValueError:
+        numeric = float("inf")
+    return (series.study_date, series.study_uid, numeric, series.uid)
+
+
+def _shared_frame_type(ds: Dataset) -> object:
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if shared:
+        for item in shared:
+            for seq_name in ("MRImageFrameTypeSequence", "CTImageFrameTypeSequence", "PETFrameTypeSequence"):
+                seq = item.get(seq_name)
+                if seq and "FrameType" in seq[0]:
+                    return seq[0].FrameType
+    return ()
+
+
+def _as_list(value: object) -> list:
+    if value is None or value == "":
+        return []
+    if isinstance(value, (str, bytes)):
+        return [value]
+    try:
+        return list(value)  # type: ignore[call-overload]
+    except TypeError:
+        return [value]
+
+
+__all__ = [
+    "DicomSeries", "ScanCancelled", "PIXEL_KEYWORDS", "candidate_files", "dicomdir_files", "has_pixel_data",
+    "image_series", "iter_dicom_files", "number_of_frames", "read_header", "scan_series",
+    "short_error", "tag_text",
+]
