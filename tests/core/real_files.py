@@ -134,3 +134,30 @@ def assert_matches_nifti(volume, nifti_path: Path, **tolerances) -> None:
     """:func:`assert_same_image` of a :class:`Volume` against a NIfTI read by nibabel."""
     img = nib.load(str(nifti_path))
     assert_same_image(np.asarray(volume.data), volume.voxel_to_world, img.get_fdata(), img.affine, **tolerances)
+
+
+def simpleitk_image(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(data[i, j, k], RAS voxel→world affine) of a file or DICOM folder read by SimpleITK.
+
+    SimpleITK (GDCM for DICOM) is LPS with arrays ordered [k, j, i]; both are converted here.
+    """
+    import SimpleITK as sitk
+
+    if path.is_dir():
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path)))
+        image = reader.Execute()
+    else:
+        image = sitk.ReadImage(str(path))
+    data = np.transpose(sitk.GetArrayFromImage(image), (2, 1, 0))
+    direction = np.array(image.GetDirection(), dtype=float).reshape(3, 3)
+    affine = np.eye(4)
+    affine[:3, :3] = direction @ np.diag(image.GetSpacing())
+    affine[:3, 3] = image.GetOrigin()
+    return data, np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
+
+
+def assert_matches_simpleitk(volume, path: Path, **tolerances) -> None:
+    """:func:`assert_same_image` of a :class:`Volume` against SimpleITK's reading of ``path``."""
+    data, affine = simpleitk_image(path)
+    assert_same_image(np.asarray(volume.data), volume.voxel_to_world, data, affine, **tolerances)

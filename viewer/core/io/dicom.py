@@ -25,7 +25,8 @@ Why these rules:
 - Each frame's own rescale slope and intercept is applied (PET slopes differ per slice).
 - Pixel data is decoded by pydicom with the pylibjpeg plugins (JPEG baseline, extended and
   lossless, JPEG-LS, JPEG 2000, RLE); deflate and big-endian are pydicom's own. Each file is
-  decoded once, even when it holds many frames or mosaic tiles.
+  decoded once, even when it holds many frames or mosaic tiles, from a fresh read of the file
+  (a deflated file cannot be read lazily, so the scanned header is not reused).
 - DICOM patient space is LPS (+x left, +y posterior); volumes are RAS, so x and y rows of the
   affine are negated.
 - Array axes: ``data[i, j, k]``, i = column index (along the row direction cosine), j = row
@@ -44,6 +45,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import pydicom
 
 from viewer.core.errors import file_error
 from viewer.core.io.dicom_frames import Frame, frames_of_file
@@ -335,12 +337,10 @@ def _decode(where: Path, frame: Frame) -> np.ndarray:
     Read from the file itself (headers were scanned with the pixels deferred), with no
     processing but the decoding: rescale is applied per frame by the caller.
     """
-    from pydicom.pixels import pixel_array
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return pixel_array(str(frame.path))
+            return pydicom.dcmread(frame.path).pixel_array
     except Exception as exc:  # unsupported compression, truncated data, missing decoder
         meta = getattr(frame.ds, "file_meta", None)
         syntax = getattr(meta, "TransferSyntaxUID", None)
