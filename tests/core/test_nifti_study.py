@@ -155,3 +155,32 @@ def test_pet_in_bq_per_ml_is_converted_with_manifest_dose(tmp_path):
     decayed = 3.7e8 * 2 ** (-3600 / 6586.2)
     np.testing.assert_allclose(pet.data, np.asarray(raw.data) * 59940 / decayed, rtol=1e-5)
     assert pet.units == "SUV"
+
+
+@pytest.mark.parametrize("dtype,value", [(np.uint32, 2**31 + 5), (np.float64, 3.0e9)])
+def test_label_maps_beyond_int32_are_refused_not_wrapped(tmp_path, dtype, value):
+    manifest = write_small_study(tmp_path / "s")
+    labels = np.zeros((60, 64, 48), dtype)
+    labels[30, 32, 24] = value
+    affine = nib.load(str(tmp_path / "s" / "t1.nii")).affine
+    save_nifti(labels, tmp_path / "s" / "regions.nii.gz", affine)
+    study = load_study(manifest)
+    with pytest.raises(ViewerError) as excinfo:
+        load_timepoint(study, study.timepoints[0])
+    assert "labels up to 2147483647" in str(excinfo.value) and "regions.nii.gz" in str(excinfo.value)
+
+
+def test_day0_and_birth_date_are_toml_dates_or_iso_text(tmp_path):
+    manifest = write_small_study(tmp_path / "s")
+    text = manifest.read_text().replace('[study]\n', '[study]\nday0 = 2026-03-02\nbirth_date = "1961-04-12"\n', 1)
+    manifest.write_text(text)
+    study = load_study(manifest)
+    assert study.info["day0"] == "2026-03-02" and study.info["birth_date"] == "1961-04-12"
+    manifest.write_text(text.replace("day0 = 2026-03-02", 'study_date = "2026-03-02"'))
+    assert load_study(manifest).info["day0"] == "2026-03-02"  # the older name of day0
+    manifest.write_text(text.replace("day0 = 2026-03-02", "day0 = 2026-03-02\nstudy_date = 2026-03-02"))
+    with pytest.raises(ViewerError, match="both day0 and study_date"):
+        load_study(manifest)
+    manifest.write_text(text.replace("day0 = 2026-03-02", 'day0 = "2 March"'))
+    with pytest.raises(ViewerError, match="day0 must be a date"):
+        load_study(manifest)

@@ -8,7 +8,8 @@ Why these rules:
   ``pydicom.dcmread(force=False)``; files without the DICOM preamble (README, text, JSON) are
   skipped. PACS exports name files ``IM000123`` or ``1.2.840…`` without an extension.
 - A ``DICOMDIR`` given as the path is followed through its directory records (pydicom's
-  ``FileSet``), so a CD/DVD export is read in the order and with the files it lists; a folder
+  ``FileSet``), so a CD/DVD export is read in the order and with the files it lists (a record
+  pointing outside the DICOMDIR's folder is refused, as the manifest refuses ``../``); a folder
   holding a DICOMDIR is scanned like any folder (its referenced files lie below it), and the
   DICOMDIR itself, having no pixel data, is never taken for an image.
 - Pixel data is never read here: elements larger than ``_DEFER_SIZE_BYTES`` are deferred, so
@@ -201,9 +202,12 @@ def dicomdir_files(path: Path) -> list[Path]:
             fileset = FileSet(pydicom.dcmread(path))
     except Exception as exc:
         raise file_error(path, f"is not a readable DICOMDIR ({short_error(exc)})") from None
+    root = path.parent.resolve()
     files = []
     for instance in fileset:
         target = Path(instance.path)
+        if not target.resolve().is_relative_to(root):
+            raise file_error(path, f"references {target}, outside the DICOMDIR's folder")
         if not target.is_file():
             raise file_error(path, f"references {target}, which is missing")
         files.append(target)

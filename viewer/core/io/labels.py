@@ -367,10 +367,13 @@ def update_manifest_regions(
 
 
 def _relative_to(root: Path, path: Path) -> str:
+    """``path`` relative to the study folder, both with symlinks resolved: a study opened
+    through a linked folder must not get ``../link/…`` (refused by the manifest's
+    stay-inside rule, PRODUCT.md §2)."""
     if path.is_absolute():
         try:
-            path = Path(os.path.relpath(path, root.resolve()))
-        except ValueError:  # another drive on Windows: keep absolute
+            path = Path(os.path.relpath(path.resolve(), root.resolve()))
+        except ValueError:  # another drive on Windows: keep absolute (refused by the manifest)
             return path.as_posix()
     return path.as_posix()
 

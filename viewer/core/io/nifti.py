@@ -7,6 +7,28 @@ Why these rules:
   copying it (``get_fdata`` would always copy to float64).
 - A 4-D file holding a single volume is squeezed; a true 4-D series is refused, because every
   layer of a timepoint is one 3-D map.
+- Voxels are made usable once, at load (:func:`supported_voxels`), so the plane kernels
+  (numba compiles them per dtype and has no ``float16``, no long double and no non-native
+  byte order), quantification (float32/float64 arithmetic) and label maps (``int32`` on
+  other grids) never meet a dtype they cannot take. The rule, by stored dtype:
+
+  - native ``uint8 int8 uint16 int16 uint32 int32 float32 float64``: kept as they are; an
+    uncompressed, unscaled file stays memory-mapped (a 150 MB ``.nii`` is not copied at open);
+  - non-native byte order (big-endian files on a little-endian machine): the same dtype in
+    native order — one copy, unavoidable, since numba cannot read swapped bytes;
+  - ``bool`` → ``uint8`` (numpy refuses ``bool - bool``; a mask stays an integer map);
+  - ``float16`` → ``float32`` and long double → ``float64`` (numba has neither; float16 →
+    float32 is exact, long double → float64 rounds to double precision). NIfTI has no
+    bool or float16 code and nibabel refuses FLOAT128 on x86, so these three only reach
+    :func:`supported_voxels` from arrays other readers hand it;
+  - ``int64``/``uint64`` → ``int32`` when every value fits (exact, half the memory, and
+    label maps stay integer), else ``float64`` when every |value| ≤ 2**53 (exact); larger
+    values are refused, since no supported type would hold them exactly;
+  - complex (``complex64/128``) and colour (``RGB24``/``RGBA32``, structured) voxels are
+    refused with one line: every layer is one real-valued map, and choosing magnitude, phase
+    or a colour channel for the user would load the file wrongly.
+
+  Scaled files (``scl_slope``/``scl_inter``) are scaled by nibabel to float before this rule.
 - Writes are atomic: a temporary file beside the target, then ``os.replace``.
 """
 
@@ -23,6 +45,24 @@ from viewer.core.volume import Volume
 
 #: |det| of the 3×3 part below which an affine counts as singular (mm³ per voxel).
 SINGULAR_AFFINE_DET_MM3 = 1e-9
+
+#: Largest integer magnitude float64 holds exactly (53-bit significand).
+FLOAT64_EXACT_INT_LIMIT = 2**53
+
+#: Float dtypes numba cannot compile the kernels for, and the float each becomes.
+_WIDENED_FLOATS: dict[np.dtype, np.dtype] = {np.dtype(np.float16): np.dtype(np.float32)}
+if np.dtype(np.longdouble).itemsize > 8:  # x86 long double; on some platforms it is float64
+    _WIDENED_FLOATS[np.dtype(np.longdouble)] = np.dtype(np.float64)
+
+#: NIfTI datatype codes of colour voxels and their names in nifti1.h.
+_NIFTI_COLOUR_TYPES = {128: "NIFTI_TYPE_RGB24", 2304: "NIFTI_TYPE_RGBA32"}
+
+#: What to load instead of data that is not one real value per voxel.
+_MULTI_VALUE_ADVICE = {
+    "c": ("holds complex values", "load the magnitude image"),
+    "V": ("holds colour (multi-channel) voxels", "load a single-channel (grey-scale) image"),
+}
+
 
 def is_nifti_path(path: str | Path) -> bool:
     """True when the name ends in ``.nii`` or ``.nii.gz``."""
@@ -66,6 +106,7 @@ def load_nifti(path: str | Path, role: str = "anatomical", name: str = "") -> Vo
         raise file_error(path, f"not a readable NIfTI image ({_short(exc)})") from None
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise file_error(path, f"is a {type(img).__name__}, expected NIfTI-1 or NIfTI-2")
+    refuse_multi_value(path, img.get_data_dtype(), _datatype_label(img))
 
     shape = img.shape
     if len(shape) == 4 and shape[3] == 1:
@@ -83,11 +124,13 @@ def load_nifti(path: str | Path, role: str = "anatomical", name: str = "") -> Vo
     sform_code = int(img.header["sform_code"])
     qform_code = int(img.header["qform_code"])
     meta["affine_source"] = "sform" if sform_code > 0 else "qform" if qform_code > 0 else "pixdim"
+    meta["stored_dtype"] = img.get_data_dtype().str
 
     try:
         data = np.asanyarray(img.dataobj)
         if data.ndim == 4:
             data = data[..., 0]
+        data = supported_voxels(path, data)
         if not has_finite_value(data):
             raise file_error(path, "contains only NaN or infinite values")
     except ViewerError:
@@ -95,6 +138,72 @@ def load_nifti(path: str | Path, role: str = "anatomical", name: str = "") -> Vo
     except Exception as exc:  # truncated gzip stream, short file, bad dtype
         raise file_error(path, f"cannot read the voxel data ({_short(exc)}); the file may be truncated") from None
     return Volume(data, affine, role=role, name=name or _stem(path), source=path, meta=meta)
+
+
+def refuse_multi_value(path: str | Path, dtype: np.dtype, label: str = "") -> None:
+    """Refuse complex and colour (structured) voxels with one line naming the file and why.
+
+    ``label`` names a colour datatype as the file's header does (``NIFTI_TYPE_RGB24``);
+    numpy's structured dtype has no readable name.
+    """
+    dtype = np.dtype(dtype)
+    kind = "V" if dtype.fields is not None else dtype.kind
+    if kind not in _MULTI_VALUE_ADVICE:
+        return
+    what, advice = _MULTI_VALUE_ADVICE[kind]
+    name = dtype.name if kind == "c" else (label or "structured")
+    raise file_error(path, f"{what} ({name}); {advice}")
+
+
+def supported_voxels(path: str | Path, data: np.ndarray) -> np.ndarray:
+    """``data`` in a dtype the plane kernels and quantification take (rule: module docstring).
+
+    Returns ``data`` itself — a memory map stays a memory map — when it already is one; else
+    one converted copy. Raises ViewerError for complex, colour or inexactly representable data.
+    """
+    refuse_multi_value(path, data.dtype)
+    target = _supported_dtype(path, data)
+    if target == data.dtype:
+        return data
+    return np.asarray(data).astype(target)  # a plain array: the copy is in memory, not mapped
+
+
+def _supported_dtype(path: str | Path, data: np.ndarray) -> np.dtype:
+    """The native dtype ``data`` is loaded as (may read the data once for int64/uint64)."""
+    dtype = data.dtype.newbyteorder("=")
+    if dtype == np.bool_:
+        return np.dtype(np.uint8)
+    if dtype in _WIDENED_FLOATS:
+        return _WIDENED_FLOATS[dtype]
+    if dtype in (np.dtype(np.int64), np.dtype(np.uint64)):
+        return _dtype_for_wide_integers(path, data)
+    return dtype
+
+
+def _dtype_for_wide_integers(path: str | Path, data: np.ndarray) -> np.dtype:
+    """int32 when every value fits, float64 when every |value| ≤ 2**53, else refused."""
+    if data.size == 0:
+        return np.dtype(np.int32)
+    low, high = int(data.min()), int(data.max())
+    limits = np.iinfo(np.int32)
+    if limits.min <= low and high <= limits.max:
+        return np.dtype(np.int32)
+    if -FLOAT64_EXACT_INT_LIMIT <= low and high <= FLOAT64_EXACT_INT_LIMIT:
+        return np.dtype(np.float64)
+    raise file_error(
+        path, f"holds {data.dtype.name} values up to {max(abs(low), abs(high))}, beyond 2**53: "
+              "no supported type (float64 at most) holds them exactly")
+
+
+def _datatype_label(img: nib.Nifti1Image) -> str:
+    """The standard's name of the header's datatype (``NIFTI_TYPE_RGB24``), or nibabel's."""
+    code = int(img.header["datatype"])
+    if code in _NIFTI_COLOUR_TYPES:
+        return _NIFTI_COLOUR_TYPES[code]
+    try:
+        return str(img.header.get_value_label("datatype"))
+    except Exception:  # an unknown code; nibabel would have refused the file already
+        return ""
 
 
 def save_nifti(volume_or_array: Volume | np.ndarray, path: str | Path, affine: np.ndarray | None = None) -> Path:

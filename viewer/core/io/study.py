@@ -9,10 +9,11 @@ and the key, on one line.
 from __future__ import annotations
 
 import math
+import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Mapping
 
 import numpy as np
@@ -22,6 +23,8 @@ from viewer.core.io.nifti import is_nifti_path, load_nifti
 from viewer.core.volume import ROLES, Volume
 
 MANIFEST_NAME = "study.toml"
+#: Largest region label: label maps are mapped onto other grids as int32.
+LARGEST_LABEL = int(np.iinfo(np.int32).max)
 
 #: Image keys of a timepoint, in display order (anatomy first, regions last).
 IMAGE_ROLES: tuple[str, ...] = ROLES
@@ -247,8 +250,8 @@ def _parse_model(path: Path, index: int, table: Any) -> ModelEntry:
     if not isinstance(table, dict):
         raise file_error(path, f"{where} must be a table")
     _check_keys(path, where, table, {"onnx", "card"})
-    onnx = _existing(path, where, "onnx", table)
-    card = _existing(path, where, "card", table)
+    onnx = _existing(path, where, "onnx", table, kind="model")
+    card = _existing(path, where, "card", table, kind="model")
     return ModelEntry(onnx, card)
 
 
@@ -344,28 +347,91 @@ def _positive(path: Path, where: str, value: float) -> None:
         raise file_error(path, f"{where} must be positive, got {value!r}")
 
 
-def _existing(path: Path, where: str, key: str, table: Mapping[str, Any]) -> Path:
+def _existing(path: Path, where: str, key: str, table: Mapping[str, Any], kind: str = "image") -> Path:
+    """The file or folder a manifest entry names, resolved, inside the study folder and present.
+
+    PRODUCT.md §2: paths are relative to the manifest and stay inside its folder, so a study
+    copied from elsewhere cannot make the tools read (or print into a report) outside files.
+    Checked in order, the first failure being the one-line error:
+
+    - the text: not absolute, and no ``..`` climbing above the manifest folder (``sub/../x``
+      stays inside and is fine; ``sub/../../x`` is refused);
+    - where it really leads: the resolved path (every symlink followed) must lie inside the
+      resolved study folder. A symlink inside the study that points outside is refused like
+      ``../``; a link to another place inside the study is fine. Hard links cannot be told
+      from files and are allowed (``viewer import`` may hard-link data in);
+    - it exists; and for a folder (a DICOM series, read recursively), no symlink in it leads
+      outside either.
+
+    ``kind`` ("image", "model") names what the paths are in the message.
+    """
     value = table[key]
     if not isinstance(value, str) or not value.strip():
         raise file_error(path, f"{where} {key} must be a relative path string")
-    target = (path.parent / value).resolve()
+    entry = f"{where} {key}: {value}"
+    _check_relative_inside(path, entry, value, kind)
+    root = _resolved(path, entry, path.parent)
+    target = _resolved(path, entry, root / value)
+    if not target.is_relative_to(root):
+        raise file_error(path, f"{entry} leads outside the study folder (a link to {target}); "
+                               f"{kind} paths must stay inside it, copy the file into the study")
     if not target.exists():
-        raise file_error(path, f"{where} {key}: {value} not found ({target})")
+        raise file_error(path, f"{entry} not found ({target})")
+    if target.is_dir():
+        _check_folder_links_inside(path, entry, root, target, kind)
     return target
+
+
+def _check_relative_inside(path: Path, entry: str, value: str, kind: str) -> None:
+    """Refuse, from the text alone, an absolute path or one whose ``..`` climb out."""
+    if PurePath(value).anchor:
+        raise file_error(path, f"{entry} is an absolute path; {kind} paths must be relative to the study folder")
+    normal = os.path.normpath(value)
+    if normal == os.pardir or normal.startswith(os.pardir + os.sep):
+        raise file_error(path, f"{entry} climbs out of the study folder (..); {kind} paths must stay inside it")
+
+
+def _resolved(path: Path, entry: str, candidate: Path) -> Path:
+    """``candidate`` with every symlink followed, or a one-line error (a loop, a NUL byte)."""
+    try:
+        return candidate.resolve()
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise file_error(path, f"{entry} cannot be resolved ({exc})") from None
+
+
+def _check_folder_links_inside(path: Path, entry: str, root: Path, folder: Path, kind: str) -> None:
+    """Refuse a folder holding a symlink (file or folder) that leads outside the study.
+
+    Only symlinks can lead out of a folder that is itself inside, so this lists names and
+    follows links only; nothing is read. Linked folders are not descended (a link inside
+    the study is checked where it points).
+    """
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        for name in (*dirnames, *filenames):
+            link = Path(dirpath) / name
+            if not link.is_symlink():
+                continue
+            target = _resolved(path, entry, link)
+            if not target.is_relative_to(root):
+                inside = link.relative_to(folder).as_posix()
+                raise file_error(path, f"{entry}: {inside} in it is a link to {target}, outside the study folder; "
+                                       f"{kind} paths must stay inside it, copy the file into the study")
 
 
 # -- images ----------------------------------------------------------------------------------
 
 def load_image(path: Path, role: str, name: str = "") -> Volume:
-    """Open a NIfTI file or a DICOM series folder as a Volume of the given role."""
-    path = Path(path)
-    if path.is_dir():
-        from viewer.core.io.dicom import load_dicom_series
+    """Open a NIfTI file, a DICOM series (folder, DICOMDIR or file) as a Volume of the given role.
 
-        return load_dicom_series(path, role=role, name=name)
-    if is_nifti_path(path):
+    Anything else is refused by the DICOM reader: "is not a DICOM image file (expected …)".
+    """
+    path = Path(path)
+    if is_nifti_path(path) and not path.is_dir():
         return load_nifti(path, role=role, name=name)
-    raise file_error(path, "not a NIfTI file (.nii, .nii.gz) nor a DICOM series folder")
+    from viewer.core.io.dicom import load_dicom_series
+
+    # a folder of DICOM files, a DICOMDIR, or one DICOM file (enhanced multi-frame, MOSAIC)
+    return load_dicom_series(path, role=role, name=name)
 
 
 def load_timepoint(study: Study, timepoint: Timepoint) -> dict[str, Volume]:
@@ -397,9 +463,15 @@ def _as_label_volume(volume: Volume) -> Volume:
     else:
         if not np.all(np.isfinite(data)) or not np.all(data == np.round(data)):
             raise file_error(volume.source or volume.name, "a region label map must hold whole numbers only")
+        if np.abs(data).max() > LARGEST_LABEL:
+            raise file_error(volume.source or volume.name, f"a region label map must hold labels up to {LARGEST_LABEL}, "
+                                                           f"got {float(np.abs(data).max()):.0f}")
         labels = data.astype(np.int32)
     if labels.min() < 0:
         raise file_error(volume.source or volume.name, "a region label map must not hold negative labels")
+    if int(labels.max()) > LARGEST_LABEL:
+        raise file_error(volume.source or volume.name, f"a region label map must hold labels up to {LARGEST_LABEL}, "
+                                                       f"got {int(labels.max())}")
     return Volume(labels, volume.voxel_to_world, "regions", "label", volume.name, volume.source, volume.meta)
 
 
