@@ -260,9 +260,7 @@ def _slice_step(where: Path, frames: Sequence[Frame], positions: np.ndarray) -> 
     gaps = np.diff(positions)
     smallest = int(np.argmin(gaps))
     if gaps[smallest] < DUPLICATE_POSITION_TOLERANCE_MM:
-        a, b = frames[smallest].label, frames[smallest + 1].label
-        raise file_error(where, f"slices {a} and {b} are at the same position ({positions[smallest]:.3f} mm "
-                                "along the normal); several echoes or time points in one series are not supported")
+        _refuse_duplicates(where, frames, positions, smallest)
     median = float(np.median(gaps))
     tolerance = max(SPACING_RELATIVE_TOLERANCE * median, SPACING_ABSOLUTE_TOLERANCE_MM)
     worst = int(np.argmax(np.abs(gaps - median)))
@@ -280,6 +278,22 @@ def _slice_step(where: Path, frames: Sequence[Frame], positions: np.ndarray) -> 
         raise file_error(where, f"slice origins do not lie on a straight line ({bad} is "
                                 f"{off_line.max():.3g} mm off it)")
     return step
+
+
+def _refuse_duplicates(where: Path, frames: Sequence[Frame], positions: np.ndarray, index: int) -> None:
+    """Two frames at one position: name them, and when whole files are whole volumes (a 4-D
+    series of MOSAIC or multi-frame files: fMRI time points, DWI directions), say how to
+    load one."""
+    a, b = frames[index], frames[index + 1]
+    per_file: dict[Path, int] = {}
+    for frame in frames:
+        per_file[frame.path] = per_file.get(frame.path, 0) + 1
+    if a.path != b.path and per_file[a.path] > 1 and per_file[b.path] > 1:
+        raise file_error(where, f"{len(per_file)} files each hold a whole volume at the same slice positions "
+                                f"({a.path.name} and {b.path.name}, …): a 4-D series (time points or diffusion "
+                                "directions); open one of its files to load that volume")
+    raise file_error(where, f"slices {a.label} and {b.label} are at the same position ({positions[index]:.3f} mm "
+                            "along the normal); several echoes or time points in one series are not supported")
 
 
 def _single_slice_thickness(where: Path, single: Frame) -> float:
