@@ -252,3 +252,20 @@ def test_render_of_a_real_mosaic_file_draws_the_demosaiced_volume(tmp_path, capf
     captured = capfd.readouterr()
     assert captured.err == "" and out.stat().st_size > 1000
     assert load_dicom_series(path).shape == (72, 72, 20)
+
+
+def test_a_segmentation_beside_its_image_is_not_a_second_series(tmp_path):
+    folder = tmp_path / "exam"
+    folder.mkdir()
+    shutil.copy(real_file(PYDICOM_TEST_FILES, "CT_small.dcm"), folder / "ct")
+    shutil.copy(real_file(PYDICOM_DATA, "liver.dcm"), folder / "seg")
+    assert [info.modality for info in list_dicom_series(folder)] == ["CT"]
+    assert load_dicom_series(folder).shape == (128, 128, 1)
+    with pytest.raises(ViewerError, match="Segmentation"):
+        load_dicom_series(folder / "seg")
+
+
+def test_a_truncated_compressed_file_says_so():
+    path = real_file(PYDICOM_DATA, "emri_small_jpeg_2k_lossless_too_short.dcm")
+    with pytest.raises(ViewerError, match="is truncated"):
+        load_dicom_series(path)

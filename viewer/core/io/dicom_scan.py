@@ -18,7 +18,10 @@ Why these rules:
   presentation states, RT plans, KOS) are kept as series with ``has_pixels = False`` so that an
   importer can list them with the reason they are skipped instead of hiding them.
 - pydicom warns about non-conforming values (a DS with too many digits, an unknown VR); these
-  are the scanner's problem, not the user's, and never reach the terminal.
+  are the scanner's problem, not the user's, and never reach the terminal. One warning is a
+  user's problem: compressed pixel data that ends before its delimiter (a file cut short in a
+  copy) — pydicom drops the pixels, so it becomes a "truncated" error here instead of a file
+  silently taken for one without an image.
 """
 
 from __future__ import annotations
@@ -37,7 +40,11 @@ from viewer.core.errors import ViewerError, file_error
 #: Elements larger than this (bytes) are read lazily, so scanning headers never loads pixels.
 _DEFER_SIZE_BYTES = 4096
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+#: What pydicom warns when encapsulated pixel data ends before its sequence delimiter: it
+#: then drops the element, and the file would look like one without an image.
+_TRUNCATION_WARNING = "End of file reached before delimiter"
 DICOMDIR_NAME = "DICOMDIR"
+SEGMENTATION_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 
 #: ``progress(done, total)`` while scanning; ``total`` is the number of candidate files.
 ProgressCallback = Callable[[int, int], None]
@@ -76,6 +83,11 @@ class DicomSeries:
     def images_only(self) -> "DicomSeries":
         """The same series without its files that hold no pixel data."""
         return DicomSeries(self.uid, [(p, ds) for p, ds in self.files if has_pixel_data(ds)])
+
+    @property
+    def is_segmentation(self) -> bool:
+        """A DICOM Segmentation (SEG): pixel data that are region labels, not an image."""
+        return self.text("SOPClassUID") == SEGMENTATION_SOP_CLASS
 
     @property
     def modality(self) -> str:
@@ -152,9 +164,15 @@ def read_header(path: Path) -> Dataset | None:
         ViewerError: the file cannot be read (permissions) or is a damaged DICOM file.
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return pydicom.dcmread(path, force=False, defer_size=_DEFER_SIZE_BYTES)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(path, force=False, defer_size=_DEFER_SIZE_BYTES)
+        if any(_TRUNCATION_WARNING in str(w.message) for w in caught):
+            raise file_error(path, "is truncated (the file ends before its pixel data does); it may have been "
+                                   "cut short by a copy or a transfer")
+        return ds
+    except ViewerError:
+        raise
     except InvalidDicomError:
         return None
     except IsADirectoryError:
@@ -255,6 +273,9 @@ def image_series(paths: Iterable[str | Path]) -> list[DicomSeries]:
     """
     paths = list(paths)
     found = [s.images_only() for s in scan_series(paths) if s.has_pixels]
+    images = [s for s in found if not s.is_segmentation]
+    if images:  # a SEG beside its image is not a second image to choose (alone, it is refused by name)
+        found = images
     if not found:
         if len(paths) == 1 and Path(paths[0]).is_file():
             raise file_error(paths[0], "is not a DICOM image file (expected a DICOM image file, a DICOMDIR or a "
