@@ -27,6 +27,8 @@ Why it is built this way:
 - *Atomic.* Everything is written into a temporary sibling folder and renamed into place; an
   existing study is replaced only once the new one is complete.
 - *Deterministic.* One ``numpy.random.default_rng(seed)`` stream, drawn in a fixed order.
+- *DICOM exam* (``viewer demo --dicom``): :mod:`viewer.core.demo_exam` writes the same images
+  as a PACS export, so ``viewer import`` can be tried on scanner-like data.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from scipy import ndimage
 from viewer import __version__ as viewer_version
 from viewer.core.errors import file_error
 from viewer.core.io.atomic import write_folder_atomically, write_text_atomic
+from viewer.core.io.dicom_write import PetTags, write_dicom_series
 from viewer.core.io.nifti import save_nifti
 from viewer.core.io.study import MANIFEST_NAME, write_manifest
 from viewer.core.resources import resource_path
@@ -76,9 +79,9 @@ STUDY_INFO: dict[str, Any] = {
     "id": "demo-001",
     "patient": "Mustermann^Erika",
     "patient_id": "DEMO-0001",
-    "birth_date": "1961-04-12",
+    "birth_date": date(1961, 4, 12),  # TOML dates in the manifest (PRODUCT.md §2)
     "sex": "F",
-    "study_date": "2026-03-02",
+    "day0": date(2026, 3, 2),
     "condition": "CNS vasculitis with a stroke-like lesion (right periventricular white matter)",
     "therapy": "UC-MSC, intracerebral",
     "injected_cells": 62500,
@@ -190,18 +193,28 @@ TIMEPOINTS: tuple[TimepointDesign, ...] = (
 
 # -- public API -------------------------------------------------------------------------------
 
-def write_demo_study(out_dir: str | Path, *, seed: int = DEFAULT_SEED, overwrite: bool = False) -> Path:
+def write_demo_study(out_dir: str | Path, *, seed: int = DEFAULT_SEED, overwrite: bool = False,
+                     dicom_exam: bool = False) -> Path:
     """Write the demonstration study into ``out_dir`` and return its manifest path.
 
     The folder gets ``study.toml``, ``truth.json``, ``anat/t1.nii`` (uncompressed, shared by
-    every timepoint) and one folder per timepoint (``day1``, ``day7``, ``day21``). The whole
-    study is built in a temporary sibling folder and renamed into place.
+    every timepoint) and one folder per timepoint (``day1``, ``day7``, ``day21``); with
+    ``dicom_exam`` also ``exam/``, the same images as a DICOM exam (:mod:`viewer.core.demo_exam`).
+    The whole study is built in a temporary sibling folder and renamed into place.
 
     Raises:
         ViewerError: ``out_dir`` exists and is not empty (without ``overwrite``), or is a file.
     """
     out_dir = Path(out_dir).absolute()
-    write_folder_atomically(out_dir, lambda tmp: _build(tmp, seed), lambda target: _check_target(target, overwrite))
+
+    def build(tmp: Path) -> None:
+        _build(tmp, seed)
+        if dicom_exam:
+            from viewer.core.demo_exam import EXAM_FOLDER, write_demo_exam
+
+            write_demo_exam(tmp, tmp / EXAM_FOLDER, seed=seed)
+
+    write_folder_atomically(out_dir, build, lambda target: _check_target(target, overwrite))
     return out_dir / MANIFEST_NAME
 
 
@@ -787,18 +800,29 @@ def _copy_demo_models(root: Path) -> list[dict[str, str]]:
 
 def _write_pet_dicom(volume: Volume, folder: Path, design: TimepointDesign, seed: int) -> None:
     """The day-7 PET as a DICOM series in Bq/mL with QIBA SUV tags (shuffled file order)."""
-    from viewer.core.io.dicom_write import PetTags, write_dicom_series
-
-    day = date.fromisoformat(STUDY_INFO["study_date"]) + timedelta(days=design.day)
-    injection = datetime.combine(day, datetime.strptime(PET_PATIENT["injection"], "%H:%M:%S").time())
-    series = datetime.combine(day, datetime.strptime(PET_PATIENT["series"], "%H:%M:%S").time())
-    tags = PetTags(weight_kg=PET_PATIENT["weight_kg"], dose_bq=PET_PATIENT["dose_bq"],
-                   half_life_s=PET_PATIENT["half_life_s"], injection=injection, series=series,
-                   units="BQML", decay_correction="START", sex=STUDY_INFO["sex"],
-                   height_m=PET_PATIENT["height_m"])
-    write_dicom_series(volume, folder, modality="PT", pet=tags, series_description=f"FDG PET {design.label}",
+    day = _visit_date(STUDY_INFO["day0"], design.day)
+    write_dicom_series(volume, folder, modality="PT", pet=_pet_tags(day), series_description=f"FDG PET {design.label}",
                        patient_name=STUDY_INFO["patient"], patient_id=STUDY_INFO["patient_id"],
                        study_date=day.strftime("%Y%m%d"), shuffle_seed=seed + design.day)
+
+
+def _visit_date(day0: date | str, day: float) -> date:
+    """The calendar date of a timepoint: day 0 (a date or ISO text) plus ``day`` days."""
+    start = day0 if isinstance(day0, date) else date.fromisoformat(str(day0))
+    return start + timedelta(days=int(day))
+
+
+def _at(day: date, clock: str) -> datetime:
+    """``day`` at the local time ``clock`` ("HH:MM:SS")."""
+    return datetime.combine(day, datetime.strptime(clock, "%H:%M:%S").time())
+
+
+def _pet_tags(day: date) -> PetTags:
+    """The demo's F-18 FDG PET dose and timing on the visit ``day`` (PET_PATIENT)."""
+    return PetTags(weight_kg=PET_PATIENT["weight_kg"], dose_bq=PET_PATIENT["dose_bq"],
+                   half_life_s=PET_PATIENT["half_life_s"], injection=_at(day, PET_PATIENT["injection"]),
+                   series=_at(day, PET_PATIENT["series"]), units="BQML", decay_correction="START",
+                   sex=STUDY_INFO["sex"], height_m=PET_PATIENT["height_m"])
 
 
 def _count_noise_sd(labels_on: dict[str, np.ndarray], noise_scale: dict[str, np.ndarray],
