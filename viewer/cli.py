@@ -1,5 +1,5 @@
 """Command line: the window (``viewer``, ``viewer open``, ``viewer --demo``), ``viewer demo``,
-``viewer stats``, ``viewer render``, ``viewer report`` (PRODUCT.md §7).
+``viewer stats``, ``viewer render``, ``viewer report``, ``viewer import`` (PRODUCT.md §7).
 
 Every failure prints exactly one line ``error: …`` on stderr and exits with status 2; outputs
 are written to a temporary file and renamed, so a failed command leaves nothing behind.
@@ -13,10 +13,16 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from viewer import __version__
 from viewer.core.errors import ViewerError
+
+if TYPE_CHECKING:
+    from datetime import date
+    from typing import TextIO
+
+    from viewer.core.importer import Exam
 
 EXIT_USAGE = 2
 
@@ -42,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", required=True, type=Path, help="folder to create")
     demo.add_argument("--seed", type=int, default=7, help="random seed of the simulation (default 7)")
     demo.add_argument("--overwrite", action="store_true", help="replace an existing demo folder")
+    demo.add_argument("--dicom", action="store_true",
+                      help="also write the demo as a DICOM exam in OUT/exam (try: viewer import OUT/exam -o STUDY)")
 
     stats = commands.add_parser("stats", help="per-region numbers of every timepoint (PRODUCT.md §3)")
     stats.add_argument("study", type=Path, help="study.toml or a folder holding one")
@@ -66,6 +74,21 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--reviewer", metavar="NAME", help="reviewer named on the report")
     report.add_argument("--at", metavar="X,Y,Z", help="world point in mm for the key images (default: each timepoint's strongest 19F hotspot)")
     report.add_argument("--neurological", action="store_true", help="patient left on screen left in the key images")
+
+    import_ = commands.add_parser("import", help="make a study from a DICOM exam or BIDS NIfTI folders (PRODUCT.md §8)")
+    import_.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                         help="folders (searched recursively), DICOMDIR files, DICOM or BIDS NIfTI files")
+    import_.add_argument("-o", "--output", required=True, type=Path, metavar="STUDY_DIR", help="study folder to create")
+    import_.add_argument("--day0", metavar="YYYY-MM-DD", help="date of day 0 (transplantation); default: the first date")
+    import_.add_argument("--dry-run", action="store_true", help="print the series table and the manifest; write nothing")
+    import_.add_argument("--patient", metavar="ID", help="the patient to import when the exam holds several")
+    import_.add_argument("--role", action="append", default=[], metavar="SERIES=ROLE",
+                         help="set a series' role (SERIES: SeriesNumber, SeriesInstanceUID or NIfTI file name; "
+                              "ROLE: anatomical, fluorine, spio, gd, pet, sodium, adc, tmax or skip); repeatable")
+    import_.add_argument("--link", action="store_true",
+                         help="hard-link the files instead of copying (copies where linking is impossible)")
+    import_.add_argument("--overwrite", action="store_true", help="replace STUDY_DIR if it exists and is not empty")
+    import_.add_argument("--id", dest="study_id", metavar="ID", help="study id (default: the STUDY_DIR name)")
     return parser
 
 
@@ -85,7 +108,7 @@ def _run(argv: Sequence[str] | None) -> int:
         if args.command is None:
             return _cmd_gui(args)
         handler = {"demo": _cmd_demo, "render": _cmd_render, "stats": _cmd_stats, "report": _cmd_report,
-                   "open": _cmd_gui}[args.command]
+                   "open": _cmd_gui, "import": _cmd_import}[args.command]
         return handler(args)
     except ViewerError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -114,9 +137,12 @@ def _cmd_gui(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from viewer.core.demo import write_demo_study
+    from viewer.core.demo_exam import EXAM_FOLDER
 
-    manifest = write_demo_study(args.out, seed=args.seed, overwrite=args.overwrite)
+    manifest = write_demo_study(args.out, seed=args.seed, overwrite=args.overwrite, dicom_exam=args.dicom)
     print(manifest)
+    if args.dicom:
+        print(manifest.parent / EXAM_FOLDER)
     return 0
 
 
@@ -178,6 +204,103 @@ def _cmd_report(args: argparse.Namespace) -> int:
                             radiological=not args.neurological)
     print(report_from_study(args.study, args.output, options, args.timepoint))
     return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    """Scan, plan, print the table; then write the study (or, with --dry-run, its manifest)."""
+    from viewer.core.importer import (
+        check_output,
+        default_study_id,
+        format_table,
+        manifest_text,
+        plan_import,
+        scan_exam,
+        write_study,
+    )
+
+    day0 = _parse_day0(args.day0)
+    check_output(args.output, tuple(args.paths), args.overwrite)
+    progress = _TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
+    try:
+        exam = scan_exam(args.paths, progress)
+        overrides = _role_overrides(exam, args.role)
+        plan = plan_import(exam, overrides, day0=day0, patient=args.patient)
+        sys.stdout.write(format_table(plan))
+        plan.require_writable()
+        study_id = args.study_id or default_study_id(args.output)
+        if args.dry_run:
+            sys.stdout.write(f"\n# {args.output / 'study.toml'} (dry run: nothing written)\n")
+            sys.stdout.write(manifest_text(plan, study_id))
+            return 0
+        manifest = write_study(plan, args.output, study_id=study_id, link=args.link, overwrite=args.overwrite,
+                               progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    images = sum(len(tp.images) for tp in plan.timepoints)
+    print(f"wrote {manifest} ({len(plan.timepoints)} timepoints, {images} images)")
+    return 0
+
+
+def _parse_day0(text: str | None) -> date | None:
+    """``--day0`` as a date (one ``error:`` line when it is not YYYY-MM-DD)."""
+    from datetime import date
+
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise ViewerError(f"--day0: expected a date YYYY-MM-DD, got {text!r}") from None
+
+
+def _role_overrides(exam: Exam, pairs: Sequence[str]) -> dict[str, str | None]:
+    """``--role SERIES=ROLE`` options as the plan's overrides (``skip`` leaves a series out)."""
+    from viewer.core.importer import IMPORT_ROLES, resolve_series
+
+    overrides: dict[str, str | None] = {}
+    for pair in pairs:
+        key, sep, role = pair.partition("=")
+        role = role.strip()
+        if not sep or not key.strip() or role not in (*IMPORT_ROLES, "skip"):
+            raise ViewerError(f"--role {pair!r}: expected SERIES=ROLE with ROLE one of {', '.join(IMPORT_ROLES)} or skip")
+        try:
+            entry_id = resolve_series(exam, key.strip())
+        except ViewerError as exc:
+            raise ViewerError(f"--role {pair}: {exc}") from None
+        overrides[entry_id] = None if role == "skip" else role
+    return overrides
+
+
+class _TerminalProgress:
+    """A one-line progress bar on a terminal: "scanning [#####.....] 512/1000"; redrawn at
+    most 10 times a second so a fast scan is not slowed by the terminal."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.last = 0.0
+        self.shown = False
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        import time
+
+        now = time.monotonic()
+        if done < total and now - self.last < 0.1:
+            return
+        self.last = now
+        filled = int(self.WIDTH * done / total) if total else self.WIDTH
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        self.stream.write(f"\r\033[K{stage:<9} [{bar}] {done}/{total}")
+        self.stream.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+            self.shown = False
 
 
 if __name__ == "__main__":
