@@ -125,7 +125,7 @@ def write_study(
             (:func:`check_output`), a file cannot be copied, or the manifest is invalid.
         ImportCancelled: ``should_cancel`` returned True; nothing is left behind.
     """
-    from viewer.core.io.atomic import fsync_dir, write_folder_atomically
+    from viewer.core.io.atomic import flush_files, write_folder_atomically
     from viewer.core.io.study import MANIFEST_NAME, write_manifest
 
     plan.require_writable()
@@ -136,16 +136,20 @@ def write_study(
 
     def build(folder: Path) -> None:
         linker = _Linker(link)
+        made: set[Path] = set()
+        placed: list[Path] = []
         for done, (source, relative) in enumerate(jobs, start=1):
             if should_cancel is not None and should_cancel():
                 raise ImportCancelled("import cancelled; nothing was written")
             destination = folder / relative
-            destination.parent.mkdir(parents=True, exist_ok=True)
+            if destination.parent not in made:
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                made.add(destination.parent)
             linker.place(source, destination)
+            placed.append(destination)
             if progress is not None:
                 progress("copying", done, len(jobs))
-        for sub in sorted({(folder / rel).parent for _, rel in jobs}):
-            fsync_dir(sub)
+        flush_files(folder, placed)  # durable before the folder is renamed into place
         write_manifest(manifest_data(plan, study_id), folder / MANIFEST_NAME)
 
     write_folder_atomically(target, build, lambda t: check_output(t, plan.exam.sources, overwrite))
@@ -180,9 +184,7 @@ class _Linker:
                     raise file_error(source, f"cannot be linked into the study ({exc.strerror})") from None
                 self.link = False
         try:
-            shutil.copyfile(source, destination)
-            with open(destination, "rb") as handle:
-                os.fsync(handle.fileno())
+            shutil.copyfile(source, destination)  # made durable all at once by flush_files
         except OSError as exc:
             raise file_error(source, f"cannot be copied into the study ({exc.strerror or exc})") from None
 

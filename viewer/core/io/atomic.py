@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 
 @contextmanager
@@ -126,3 +127,39 @@ def fsync_dir(folder: str | Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def flush_files(folder: str | Path, files: Iterable[str | Path]) -> None:
+    """Make freshly written ``files`` (all under ``folder``) durable before a folder is renamed
+    into place.
+
+    On Linux one ``syncfs`` of the folder's file system commits them all at once — an exam
+    import writes a thousand files, and one ``fsync`` each cost more than the copying. Where
+    ``syncfs`` is missing, every file is fsynced. Either way the folders are fsynced after.
+    """
+    if not _syncfs(Path(folder)):
+        for path in files:
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+    for sub in sorted({Path(path).parent for path in files} | {Path(folder)}):
+        fsync_dir(sub)
+
+
+def _syncfs(folder: Path) -> bool:
+    """``syncfs(2)`` on the file system holding ``folder``; False where it is unavailable."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        syncfs = libc.syncfs
+    except (OSError, AttributeError):
+        return False
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        return syncfs(descriptor) == 0
+    finally:
+        os.close(descriptor)
+

@@ -30,7 +30,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from viewer.core.errors import file_error
-from viewer.core.io.dicom_scan import number_of_frames, tag_text
+from viewer.core.io.dicom_scan import number_of_frames, raw_ascii, tag_text
 
 #: Largest |cos| between row and column direction cosines (they must be perpendicular).
 PERPENDICULAR_TOLERANCE = 1e-3
@@ -129,9 +129,17 @@ def check_greyscale(where: Path, path: Path, ds: Dataset) -> None:
 
 
 def vector(where: Path, label: str, ds: Dataset, tag: str, length: int) -> np.ndarray:
-    """A multi-valued numeric tag as floats, refusing missing or malformed values."""
-    value = ds.get(tag)
-    items = [] if value is None else [value] if isinstance(value, (str, float, int)) else list(value)
+    """A multi-valued numeric tag as floats, refusing missing or malformed values.
+
+    Read from the file's bytes when not converted yet (:func:`~.dicom_scan.raw_ascii`: the
+    geometry of every file of an exam is checked before import, and pydicom's DS objects cost
+    more than the arithmetic)."""
+    raw = raw_ascii(ds, tag)
+    if raw is not None:
+        items = raw.split("\\") if raw else []
+    else:
+        value = ds.get(tag)
+        items = [] if value is None else [value] if isinstance(value, (str, float, int)) else list(value)
     if not items or items == [""]:
         raise file_error(where, f"{label}: {tag} is missing")
     try:
@@ -165,10 +173,11 @@ def pixel_spacing(where: Path, label: str, values: np.ndarray) -> tuple[float, f
 
 def rows_columns(where: Path, label: str, ds: Dataset) -> tuple[int, int]:
     """(Rows, Columns) of the stored image."""
-    for tag in ("Rows", "Columns"):
-        if tag not in ds or ds.get(tag) in (None, ""):
+    rows, columns = ds.get("Rows"), ds.get("Columns")
+    for tag, value in (("Rows", rows), ("Columns", columns)):
+        if value in (None, ""):
             raise file_error(where, f"{label}: {tag} is missing")
-    return int(ds.Rows), int(ds.Columns)
+    return int(rows), int(columns)
 
 
 def rescale_value(where: Path, label: str, ds: Dataset, tag: str, default: float) -> float:

@@ -145,10 +145,10 @@ class _Protocol:
 def is_mosaic(ds: Dataset) -> bool:
     """True for a Siemens MOSAIC image (ImageType holds "MOSAIC", or the Siemens private
     NumberOfImagesInMosaic is above 1)."""
-    image_type = ds.get("ImageType") or ()
-    values = [image_type] if isinstance(image_type, str) else list(image_type)
-    if any(str(v).strip().upper() == "MOSAIC" for v in values):
+    if "MOSAIC" in tag_text(ds, "ImageType").upper().split("\\"):
         return True
+    if "SIEMENS" not in tag_text(ds, "Manufacturer").upper():
+        return False  # the private count lives in Siemens' (0019) block only; its lookup is slow
     count = _private_image_count(ds)
     return count is not None and count > 1
 

@@ -26,14 +26,19 @@ Why these rules:
 
 from __future__ import annotations
 
+import functools
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 import pydicom
+from pydicom.dataelem import RawDataElement
+from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.tag import BaseTag, Tag
 
 from viewer.core.errors import ViewerError, file_error
 
@@ -50,6 +55,8 @@ SEGMENTATION_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 ProgressCallback = Callable[[int, int], None]
 #: Returns True when the user asked to stop; scanning then raises :class:`ScanCancelled`.
 CancelCheck = Callable[[], bool]
+#: ``on_damaged(path, message)``: a damaged or truncated file, skipped (for an importer's list).
+DamagedCallback = Callable[[Path, str], None]
 
 
 class ScanCancelled(ViewerError):
@@ -135,13 +142,54 @@ class DicomSeries:
 
 
 def tag_text(ds: Dataset, keyword: str) -> str:
-    """A tag's value as stripped text ('' when absent or empty)."""
+    """A tag's value as stripped text ('' when absent or empty).
+
+    Values of the plain-ASCII VRs (UIDs, code strings, dates, times, decimal and integer
+    strings) are decoded straight from the file's bytes when pydicom has not converted them
+    yet: converting a DS or UI value builds and validates Python objects, and for a 1,000-file
+    exam that conversion cost more than reading the files (benchmarks/bench_import.py).
+    """
+    raw = raw_ascii(ds, keyword)
+    if raw is not None:
+        return raw
     value = ds.get(keyword)
     if value is None:
         return ""
     if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
         return "\\".join(str(v).strip() for v in value)
     return str(value).strip()
+
+
+#: VRs whose values are ASCII text with ``\\`` between values (PS3.5 §6.2): safe to decode
+#: without the dataset's character set.
+_ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI"})
+
+
+def raw_ascii(ds: Dataset, keyword: str) -> str | None:
+    """The stripped text of a not-yet-converted ASCII-VR element, '' when empty, or None when
+    the element is absent, already converted, or of another VR (then use pydicom's value)."""
+    tag = _tag_of(keyword)
+    if tag is None:
+        return None
+    element = ds.get_item(tag)
+    if element is None or not isinstance(element, RawDataElement):
+        return None
+    vr = element.VR or dictionary_VR(element.tag)
+    if vr not in _ASCII_VRS:
+        return None
+    if not element.value:
+        return ""
+    text = element.value.decode("ascii", "replace")
+    return "\\".join(part.strip(" \x00") for part in text.split("\\")).strip()
+
+
+@functools.lru_cache(maxsize=512)
+def _tag_of(keyword: str) -> BaseTag | None:
+    """The tag of a keyword, looked up once (pydicom resolves keywords on every access)."""
+    try:
+        return Tag(keyword)
+    except (KeyError, ValueError):
+        return None
 
 
 def has_pixel_data(ds: Dataset) -> bool:
@@ -161,26 +209,33 @@ def read_header(path: Path) -> Dataset | None:
     """The dataset with large values (pixels) deferred, or None for a non-DICOM file.
 
     Raises:
-        ViewerError: the file cannot be read (permissions) or is a damaged DICOM file.
+        ViewerError: the file cannot be read (permissions), is truncated or is damaged.
     """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        return _read_header(path, caught)
+
+
+def _read_header(path: Path, caught: list) -> Dataset | None:
+    """:func:`read_header` inside a caller's ``catch_warnings(record=True)`` (one context for
+    a whole scan: entering one per file cost a tenth of the scan); ``caught`` is emptied."""
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            ds = pydicom.dcmread(path, force=False, defer_size=_DEFER_SIZE_BYTES)
-        if any(_TRUNCATION_WARNING in str(w.message) for w in caught):
-            raise file_error(path, "is truncated (the file ends before its pixel data does); it may have been "
-                                   "cut short by a copy or a transfer")
-        return ds
-    except ViewerError:
-        raise
+        ds = pydicom.dcmread(path, force=False, defer_size=_DEFER_SIZE_BYTES)
     except InvalidDicomError:
         return None
-    except IsADirectoryError:
+    except (IsADirectoryError, FileNotFoundError):  # a folder, or a dangling link: nothing to read
         return None
     except OSError as exc:
         raise file_error(path, f"cannot be read ({short_error(exc)})") from None
     except Exception as exc:  # a DICOM file with a broken body
         raise file_error(path, f"is a damaged DICOM file ({short_error(exc)})") from None
+    finally:
+        truncated = any(_TRUNCATION_WARNING in str(w.message) for w in caught)
+        del caught[:]
+    if truncated:
+        raise file_error(path, "is truncated (the file ends before its pixel data does); it may have been "
+                               "cut short by a copy or a transfer")
+    return ds
 
 
 def candidate_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -195,7 +250,7 @@ def candidate_files(paths: Iterable[str | Path]) -> list[Path]:
         if not path.exists():
             raise file_error(path, "not found")
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")))
+            found.extend(_files_below(path))
         elif path.name.upper() == DICOMDIR_NAME:
             found.extend(dicomdir_files(path))
         else:
@@ -204,6 +259,16 @@ def candidate_files(paths: Iterable[str | Path]) -> list[Path]:
     for path in found:
         unique.setdefault(path, None)
     return list(unique)
+
+
+def _files_below(folder: Path) -> list[Path]:
+    """Every file under ``folder`` (hidden names skipped), sorted; os.walk's directory
+    listing already tells files from folders, so no file is stat'ed here."""
+    files = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        files.extend(Path(root, name) for name in names if not name.startswith("."))
+    return sorted(files)
 
 
 def dicomdir_files(path: Path) -> list[Path]:
@@ -236,30 +301,46 @@ def iter_dicom_files(
     paths: Iterable[str | Path],
     progress: ProgressCallback | None = None,
     should_cancel: CancelCheck | None = None,
-) -> Iterator[tuple[Path, Dataset]]:
-    """``(path, header)`` of every DICOM file under ``paths`` (non-DICOM files skipped)."""
+    on_damaged: DamagedCallback | None = None,
+) -> list[tuple[Path, Dataset]]:
+    """``(path, header)`` of every DICOM file under ``paths`` (non-DICOM files skipped).
+
+    A damaged or truncated file raises, unless ``on_damaged(path, message)`` is given: then
+    it is reported there and skipped (an importer lists it; a loader must refuse).
+    """
     candidates = candidate_files(paths)
     total = len(candidates)
-    for done, path in enumerate(candidates, start=1):
-        if should_cancel is not None and should_cancel():
-            raise ScanCancelled("scan cancelled")
-        ds = read_header(path)
-        if progress is not None:
-            progress(done, total)
-        if ds is None or _is_directory_record_file(ds):
-            continue
-        yield path, ds
+    found: list[tuple[Path, Dataset]] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for done, path in enumerate(candidates, start=1):
+            if should_cancel is not None and should_cancel():
+                raise ScanCancelled("scan cancelled")
+            try:
+                ds = _read_header(path, caught)
+            except ViewerError as exc:
+                if on_damaged is None:
+                    raise
+                on_damaged(path, str(exc))
+                ds = None
+            if progress is not None:
+                progress(done, total)
+            if ds is not None and not _is_directory_record_file(ds):
+                found.append((path, ds))
+    return found
 
 
 def scan_series(
     paths: Iterable[str | Path],
     progress: ProgressCallback | None = None,
     should_cancel: CancelCheck | None = None,
+    on_damaged: DamagedCallback | None = None,
 ) -> list[DicomSeries]:
     """Every series under ``paths``, image series or not, ordered by study date, study UID,
-    SeriesNumber and UID (the order a PACS browser shows)."""
+    SeriesNumber and UID (the order a PACS browser shows). ``on_damaged``: see
+    :func:`iter_dicom_files`."""
     by_uid: dict[str, DicomSeries] = {}
-    for path, ds in iter_dicom_files(paths, progress, should_cancel):
+    for path, ds in iter_dicom_files(paths, progress, should_cancel, on_damaged):
         uid = tag_text(ds, "SeriesInstanceUID") or f"(no SeriesInstanceUID: {path.parent})"
         by_uid.setdefault(uid, DicomSeries(uid)).files.append((path, ds))
     return sorted(by_uid.values(), key=_series_order)
@@ -292,9 +373,8 @@ def short_error(exc: BaseException) -> str:
 
 
 def _is_directory_record_file(ds: Dataset) -> bool:
-    meta = getattr(ds, "file_meta", None)
-    sop = str(getattr(meta, "MediaStorageSOPClassUID", "") or "")
-    return sop == "1.2.840.10008.1.3.10" or "DirectoryRecordSequence" in ds
+    """A DICOMDIR (Media Storage Directory): every one holds a DirectoryRecordSequence."""
+    return "DirectoryRecordSequence" in ds
 
 
 def _series_order(series: DicomSeries) -> tuple:
@@ -331,5 +411,5 @@ def _as_list(value: object) -> list:
 __all__ = [
     "DicomSeries", "ScanCancelled", "PIXEL_KEYWORDS", "candidate_files", "dicomdir_files", "has_pixel_data",
     "image_series", "iter_dicom_files", "number_of_frames", "read_header", "scan_series",
-    "short_error", "tag_text",
+    "raw_ascii", "short_error", "tag_text",
 ]
