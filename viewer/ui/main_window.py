@@ -85,6 +85,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.region_panel: QtWidgets.QWidget | None = None
         self.annotation_panel: QtWidgets.QWidget | None = None
         self.prediction_panel: QtWidgets.QWidget | None = None
+        self.import_dialog: QtWidgets.QDialog | None = None  # the series browser, once opened
         self.setWindowTitle("Cell-therapy viewer")
         self.setAcceptDrops(True)
         self.resize(1500, 900)
@@ -126,6 +127,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._action(file_menu, "&Open study…", self._choose_study, QtGui.QKeySequence.StandardKey.Open)
         self._action(file_menu, "Open &image (NIfTI)…", self._choose_image)
         self._action(file_menu, "Open &DICOM folder…", self._choose_dicom_folder)
+        self._action(file_menu, "&Import DICOM exam…", self._choose_exam, QtGui.QKeySequence("Ctrl+I"))
         self.recent_menu = file_menu.addMenu("Open &recent")
         file_menu.addSeparator()
         self._action(file_menu, "Save &screenshot of the window…", lambda: self._choose_screenshot(None))
@@ -198,7 +200,12 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # -- opening -------------------------------------------------------------------------------
     def open(self, path: str | os.PathLike[str]) -> bool:
-        """Open a study, a NIfTI file or a DICOM folder; errors become a dialog, not a crash."""
+        """Open a study, a NIfTI file or a DICOM folder; errors become a dialog, not a crash.
+
+        A folder or DICOMDIR holding several image series opens the series browser instead
+        (True: the path was handed to it; the study it writes is opened when imported)."""
+        if self._offer_series_browser(Path(path)):
+            return True
         try:
             study = open_path(Path(path))
             scene = Scene(study, radiological=self.radiological_action.isChecked(),
@@ -268,6 +275,42 @@ class MainWindow(QtWidgets.QMainWindow):
         path = QtWidgets.QFileDialog.getExistingDirectory(self, "Open DICOM series folder")
         if path:
             self.open(path)
+
+    # -- exam import (the series browser) ------------------------------------------------------------
+    def _choose_exam(self) -> None:
+        path = QtWidgets.QFileDialog.getExistingDirectory(self, "Import DICOM exam (folder, CD or PACS export)")
+        if path:
+            self.import_exam([path])
+
+    def import_exam(self, paths: list[str | os.PathLike[str]], note: str = "") -> QtWidgets.QDialog:
+        """Show the series browser on ``paths`` and scan them; the study it writes is opened."""
+        from viewer.ui.import_dialog import ImportDialog
+
+        if self.import_dialog is not None:
+            self.import_dialog.deleteLater()
+        dialog = self.import_dialog = ImportDialog(paths, note, self)
+        dialog.study_written.connect(self.open)
+        dialog.open()
+        dialog.scan()
+        return dialog
+
+    def _offer_series_browser(self, path: Path) -> bool:
+        """A folder (without study.toml) or DICOMDIR holding several image series: the series
+        browser, instead of only the "contains N series" error. Headers only."""
+        from viewer.core.io.dicom import list_dicom_series
+        from viewer.core.io.study import MANIFEST_NAME
+
+        if not (path.is_dir() and not (path / MANIFEST_NAME).exists()) and path.name.upper() != "DICOMDIR":
+            return False
+        try:
+            found = list_dicom_series(path)
+        except ViewerError:
+            return False  # opening it says what is wrong
+        if len(found) < 2:
+            return False
+        self.import_exam([path], f"{path} holds {len(found)} image series. Choose the role of each (or skip it) "
+                                 "and import them as a new study, which then opens.")
+        return True
 
     def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:  # noqa: N802
         if event.mimeData().hasUrls():

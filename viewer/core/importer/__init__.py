@@ -33,6 +33,7 @@ from viewer.core.importer.write import (
     manifest_text,
     write_study,
 )
+from viewer.core.io.dicom_scan import ScanCancelled
 
 __all__ = [
     "IMPORT_ROLES",
@@ -47,6 +48,7 @@ __all__ = [
     "PlannedImage",
     "PlannedTimepoint",
     "RoleGuess",
+    "ScanCancelled",
     "SeriesEntry",
     "SeriesFacts",
     "VolumeGeometry",

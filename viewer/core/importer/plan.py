@@ -246,8 +246,8 @@ def _choose_patient(exam: Exam, wanted: str | None) -> tuple[PatientFacts | None
         return None, f"{exam.where()}: no patient {wanted!r} in the exam (it holds {listing})"
     if len(patients) > 1:
         listing = ", ".join(p.describe() for p in patients)
-        return None, (f"{exam.where()}: the exam holds {len(patients)} patients ({listing}); choose one with "
-                      "--patient ID")
+        return None, (f"{exam.where()}: the exam holds {len(patients)} patients ({listing}); choose one "
+                      "(--patient ID, or the patient box of the import window)")
     return (patients[0] if patients else None), ""
 
 

@@ -102,7 +102,7 @@ def check_output(out_dir: str | Path, sources: tuple[Path, ...], overwrite: bool
     if target.exists() and not target.is_dir():
         raise file_error(target, "exists and is not a folder")
     if target.is_dir() and any(target.iterdir()) and not overwrite:
-        raise file_error(target, "exists and is not empty; use --overwrite to replace it")
+        raise file_error(target, "exists and is not empty; replace it with --overwrite (in the window: 'replace the study folder')")
 
 
 def write_study(
