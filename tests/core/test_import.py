@@ -587,3 +587,21 @@ def test_manifest_text_validates_when_written(exam, tmp_path):
     assert 'id = "demo-001"' in text
     with pytest.raises(ViewerError):
         plan_import(scan_exam([exam]), patient="nobody").require_writable()
+
+
+def test_an_unreadable_file_is_one_skipped_row_not_the_end_of_the_import(tmp_path, capsys):
+    """A CD with one damaged file (a DICOM preamble, then garbage) and one file cut short in
+    its compressed pixel data: both listed as unreadable, the rest imported."""
+    study = {"date": DAY_A, "uid": generate_uid(), "id": "1"}
+    work = tmp_path / "exam"
+    write_series(work, "t1", volume((16, 16, 6), (1, 1, 1)), study, 3, "T1 MPRAGE")
+    (work / "broken").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\xff\xff" + b"\x07" * 64)
+    from tests.core.real_files import PYDICOM_DATA, real_file
+
+    shutil.copy(real_file(PYDICOM_DATA, "emri_small_jpeg_2k_lossless_too_short.dcm"), work / "cut")
+    out = tmp_path / "study"
+    code, stdout, err = run(["import", work, "-o", out], capsys)
+    assert code == 0 and err == ""
+    rows = [line for line in stdout.splitlines() if "unreadable" in line]
+    assert len(rows) == 2 and any("truncated" in row for row in rows), stdout
+    assert load_study(out / "study.toml").timepoints[0].has("anatomical")

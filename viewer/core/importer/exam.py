@@ -12,6 +12,8 @@ Why these rules:
   role but is skipped with the reader's own reason, so a missing slice or a MOSAIC file the
   reader cannot place yet is shown in the table instead of failing the whole import or
   producing a study that does not open.
+- A damaged or truncated DICOM file is one skipped row ("unreadable: …"), not the end of the
+  scan: one bad file on a CD must not stop the rest; its series shows the gap it leaves.
 - Nothing is written and no pixel is decoded: scanning costs about one
   ``dcmread(stop_before_pixels=True)`` per file.
 """
@@ -53,8 +55,8 @@ def scan_exam(
     """Every series under ``paths`` with its proposed role or skip reason.
 
     Raises:
-        ViewerError: a path does not exist, a DICOM file is damaged, or nothing under the
-            paths is DICOM or NIfTI (the message names the paths and how many files were seen).
+        ViewerError: a path does not exist, or nothing under the paths is DICOM or NIfTI
+            (the message names the paths and how many files were seen).
         ScanCancelled: ``should_cancel`` returned True.
     """
     sources = tuple(Path(p) for p in paths)
@@ -65,8 +67,10 @@ def scan_exam(
     # a DICOMDIR found in a folder is not followed again: the files it lists lie below it
     others = [f for f in files if not is_nifti_path(f) and f.name.upper() != DICOMDIR_NAME]
     scan_progress = None if progress is None else (lambda done, total: progress("scanning", done, total))
-    series = scan_series(others, scan_progress, should_cancel) if others else []
-    entries = [*_dicom_entries(series, progress, should_cancel), *nifti_entries(niftis)]
+    damaged: list[SeriesEntry] = []
+    on_damaged = lambda path, message: damaged.append(damaged_entry(path, message))  # noqa: E731
+    series = scan_series(others, scan_progress, should_cancel, on_damaged) if others else []
+    entries = [*_dicom_entries(series, progress, should_cancel), *nifti_entries(niftis), *damaged]
     where = ", ".join(str(p) for p in sources)
     if not entries:
         raise ViewerError(f"{where}: no DICOM files nor NIfTI images found ({len(files)} files looked at)")
@@ -108,6 +112,19 @@ def dicom_entry(series: DicomSeries) -> SeriesEntry:
         files=tuple(path for path, _ in images.files), geometry=geometry, guess=guess, candidate=candidate,
         problem=problem if candidate is not None else "", has_pixels=series.has_pixels,
         derived=facts.image_type[:1] == ("DERIVED",),
+    )
+
+
+def damaged_entry(path: Path, message: str) -> SeriesEntry:
+    """A file that is DICOM but cannot be read (damaged, truncated): one skipped row, so one
+    bad file on a CD does not stop the import of the rest — its series then shows what the
+    missing file costs it (a gap in the slices)."""
+    reason = message.removeprefix(f"{path}: ")
+    return SeriesEntry(
+        entry_id=f"damaged:{path}", source="dicom", patient=PatientFacts(), date=None, session="",
+        study_uid="", series_number=None, modality="", nucleus="", description=f"unreadable file {path.name}",
+        n_files=1, n_images=0, folder=path.parent, files=(path,), geometry=None,
+        guess=RoleGuess(None, f"unreadable: {reason}", "damaged"), has_pixels=False,
     )
 
 
