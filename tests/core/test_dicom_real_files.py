@@ -269,3 +269,20 @@ def test_a_truncated_compressed_file_says_so():
     path = real_file(PYDICOM_DATA, "emri_small_jpeg_2k_lossless_too_short.dcm")
     with pytest.raises(ViewerError, match="is truncated"):
         load_dicom_series(path)
+
+
+@pytest.mark.parametrize("position", ["first", "last"])
+def test_a_damaged_end_slice_is_refused_not_silently_dropped(tmp_path, position):
+    """A slice whose DICOM magic is damaged is not recognised as DICOM; at either end of the
+    stack its loss leaves no gap, so without a check the volume loses a slice silently."""
+    folder = tmp_path / "ct"
+    shutil.copytree(real_file(CT5N.parent, CT5N.name), folder)
+    files = sorted(folder.iterdir(), key=lambda p: float(pydicom.dcmread(p).ImagePositionPatient[2]))
+    victim = files[0] if position == "first" else files[-1]
+    payload = bytearray(victim.read_bytes())
+    payload[128:132] = b"XXXX"
+    victim.write_bytes(bytes(payload))
+    with pytest.raises(ViewerError) as excinfo:
+        load_dicom_series(folder)
+    message = str(excinfo.value)
+    assert victim.name in message and "damaged" in message and "\n" not in message

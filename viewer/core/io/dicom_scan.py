@@ -42,6 +42,11 @@ from pydicom.tag import BaseTag, Tag
 
 from viewer.core.errors import ViewerError, file_error
 
+#: A file refused as not DICOM is searched for the series' UIDs in this many first bytes
+#: (a DICOM header is rarely longer), and UIDs shorter than this are not searched (too
+#: likely to occur by chance).
+_DAMAGED_SEARCH_BYTES = 65536
+_MIN_UID_SEARCH_LENGTH = 16
 #: Elements larger than this (bytes) are read lazily, so scanning headers never loads pixels.
 _DEFER_SIZE_BYTES = 4096
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -308,9 +313,19 @@ def iter_dicom_files(
     A damaged or truncated file raises, unless ``on_damaged(path, message)`` is given: then
     it is reported there and skipped (an importer lists it; a loader must refuse).
     """
-    candidates = candidate_files(paths)
+    return _read_all(candidate_files(paths), progress, should_cancel, on_damaged)[0]
+
+
+def _read_all(
+    candidates: list[Path],
+    progress: ProgressCallback | None,
+    should_cancel: CancelCheck | None,
+    on_damaged: DamagedCallback | None,
+) -> tuple[list[tuple[Path, Dataset]], list[Path]]:
+    """(DICOM files with their headers, files not recognised as DICOM)."""
     total = len(candidates)
     found: list[tuple[Path, Dataset]] = []
+    unrecognised: list[Path] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for done, path in enumerate(candidates, start=1):
@@ -318,6 +333,8 @@ def iter_dicom_files(
                 raise ScanCancelled("scan cancelled")
             try:
                 ds = _read_header(path, caught)
+                if ds is None:
+                    unrecognised.append(path)
             except ViewerError as exc:
                 if on_damaged is None:
                     raise
@@ -327,7 +344,7 @@ def iter_dicom_files(
                 progress(done, total)
             if ds is not None and not _is_directory_record_file(ds):
                 found.append((path, ds))
-    return found
+    return found, unrecognised
 
 
 def scan_series(
@@ -338,12 +355,45 @@ def scan_series(
 ) -> list[DicomSeries]:
     """Every series under ``paths``, image series or not, ordered by study date, study UID,
     SeriesNumber and UID (the order a PACS browser shows). ``on_damaged``: see
-    :func:`iter_dicom_files`."""
+    :func:`iter_dicom_files`; it also receives files that are not readable as DICOM but hold
+    the UID of a series found (see :func:`_damaged_members`)."""
+    found, unrecognised = _read_all(candidate_files(paths), progress, should_cancel, on_damaged)
     by_uid: dict[str, DicomSeries] = {}
-    for path, ds in iter_dicom_files(paths, progress, should_cancel, on_damaged):
+    for path, ds in found:
         uid = tag_text(ds, "SeriesInstanceUID") or f"(no SeriesInstanceUID: {path.parent})"
         by_uid.setdefault(uid, DicomSeries(uid)).files.append((path, ds))
+    for path, uid in _damaged_members(unrecognised, by_uid):
+        message = (f"{path}: is not readable as DICOM (its header is damaged) but holds the UID of series {uid}; "
+                   "the series would be read without this file")
+        if on_damaged is None:
+            raise ViewerError(message)
+        on_damaged(path, message)
     return sorted(by_uid.values(), key=_series_order)
+
+
+def _damaged_members(unrecognised: list[Path], series: dict[str, DicomSeries]) -> list[tuple[Path, str]]:
+    """Files refused as "not DICOM" that carry a found series' UID in their first bytes.
+
+    A slice whose preamble or file meta is damaged is not recognised as DICOM; at the first or
+    last position its loss leaves no gap for the spacing check to see, so the volume would
+    silently lose a slice. Its header text still holds the SeriesInstanceUID, which no
+    unrelated file (a README, a JPEG, a NIfTI) does.
+    """
+    if not unrecognised or not series:
+        return []
+    uids = [(uid, uid.encode("ascii", "ignore")) for uid in series if len(uid) >= _MIN_UID_SEARCH_LENGTH]
+    members = []
+    for path in unrecognised:
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(_DAMAGED_SEARCH_BYTES)
+        except OSError:
+            continue
+        for uid, needle in uids:
+            if needle and needle in head:
+                members.append((path, uid))
+                break
+    return members
 
 
 def image_series(paths: Iterable[str | Path]) -> list[DicomSeries]:
