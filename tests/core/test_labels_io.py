@@ -178,12 +178,11 @@ def test_failure_while_writing_leaves_previous_files_and_no_temporaries(tmp_path
     old_nii, old_json = path.read_bytes(), label_table_path(path).read_bytes()
     editable.rename(1, "other")
 
-    def broken_save(img, filename):
-        with open(filename, "wb") as handle:
-            handle.write(b"half a NIfTI")
+    def broken_write(handle, img, compressed):
+        handle.write(b"half a NIfTI")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(labels_io.nib, "save", broken_save)
+    monkeypatch.setattr(labels_io, "_write_nifti", broken_write)
     with pytest.raises(ViewerError, match="No space left"):
         save_label_map(editable, path)
     assert path.read_bytes() == old_nii and label_table_path(path).read_bytes() == old_json

@@ -123,7 +123,7 @@ def test_thirty_mixed_actions_replay_to_identical_map_table_and_history(tmp_path
 
     (info,) = find_recoverable(tmp_path)
     assert (info.study_id, info.timepoint_label, info.labels_key) == ("demo-001", "day 7", "day7/regions.nii.gz")
-    assert info.n_edits == 30 and not info.torn and info.shape == SHAPE
+    assert info.n_actions == 30 and not info.torn and info.shape == SHAPE
 
     fresh = _plain(dtype)
     assert recover(info, fresh) == 30
@@ -191,7 +191,7 @@ def test_torn_last_record_is_ignored_and_complete_records_kept(tmp_path):
     for cut in (1, 7, 20, 100):
         path.write_bytes(full[:-cut])
         (info,) = find_recoverable(tmp_path)
-        assert info.torn and info.n_edits == 11
+        assert info.torn and info.n_actions == 11
         fresh = _plain()
         assert recover(info, fresh) == 11
         np.testing.assert_array_equal(fresh.data, states[10][0])
@@ -201,12 +201,12 @@ def test_torn_last_record_is_ignored_and_complete_records_kept(tmp_path):
     # garbage after complete records (zeros from a power cut, a flipped byte)
     path.write_bytes(full + b"\0" * 4096)
     (info,) = find_recoverable(tmp_path)
-    assert info.torn and info.n_edits == 12
+    assert info.torn and info.n_actions == 12
     damaged = bytearray(full)
     damaged[-3] ^= 0xFF
     path.write_bytes(bytes(damaged))
     (info,) = find_recoverable(tmp_path)
-    assert info.torn and info.n_edits == 11
+    assert info.torn and info.n_actions == 11
     assert reference.data.shape == SHAPE
 
 
@@ -295,7 +295,8 @@ def test_undo_and_redo_after_save_are_journaled_with_their_data(tmp_path):
     volume, table = load_label_map(tmp_path / "r.nii.gz")
     fresh = EditableLabels(volume, table)
     (info,) = find_recoverable(folder)
-    assert recover(info, fresh) == info.n_edits == 8
+    assert recover(info, fresh) == info.n_actions == 8
+    assert info.summary == "1 edit, 3 undone"  # one new edit; undo ×5, redo ×2 of edits saved before
     np.testing.assert_array_equal(fresh.data, live.data)
     assert fresh.table == live.table
     assert [e.description for e in fresh._redo] == [e.description for e in live._redo]
@@ -315,7 +316,7 @@ def test_live_journal_is_not_offered_and_recovery_rejournals(tmp_path):
     list(random_actions(second, seed=4, n_actions=5))
     _close(second)  # a second crash
     (info,) = find_recoverable(tmp_path)
-    assert info.n_edits == 15
+    assert info.n_actions == 15
     third = _plain()
     recover(info, third)
     _assert_same_state(third, second)
@@ -466,7 +467,8 @@ def test_sigkilled_session_is_recovered_exactly(tmp_path):
 
     (info,) = find_recoverable(tmp_path / "rec")
     assert info.study_id == "crash-001" and info.labels_key == str(map_path)
-    assert info.n_edits == 11 and info.last_description == "brush E"
+    assert info.n_actions == 11 and info.last_description == "brush E"
+    assert (info.n_edits, info.n_undone) == (8, 1)  # A B C D, rename, delete, add, E; 2 undos, 1 redo
     volume, table = load_label_map(info.labels_key)
     fresh = EditableLabels(volume, table)
     assert recover(info, fresh) == 11
@@ -487,7 +489,7 @@ def test_killed_while_editing_recovers_exactly_the_completed_actions(tmp_path):
     _kill(proc)
 
     (info,) = find_recoverable(tmp_path / "rec")
-    assert info.n_edits >= count  # every reported action is on disk (maybe a few more)
+    assert info.n_actions >= count  # every reported action is on disk (maybe a few more)
     volume, table = load_label_map(map_path)
     fresh = EditableLabels(volume, table)
     replayed = recover(info, fresh)

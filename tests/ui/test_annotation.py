@@ -3,6 +3,8 @@ numbers in the region table, saving, and the unsaved-edits question."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -131,6 +133,8 @@ def test_closing_with_unsaved_edits_asks(window, qtbot):
 
 CRASHING_SESSION = r"""
 import sys, time
+import os
+
 import numpy as np
 from PySide6 import QtCore, QtWidgets
 app = QtWidgets.QApplication([])
@@ -193,9 +197,56 @@ def test_killed_app_offers_recovery_and_restores_exactly(qtbot, tmp_path, study_
     qtbot.addWidget(win)
     win.show()
     assert win.open(study_copy)
-    assert offered and offered[0][0].n_edits >= 4
+    assert offered and (offered[0][0].n_edits, offered[0][0].n_undone) == (4, 1)  # a region added, 3 strokes, 1 undone
     editable = win.scene.editable()
     np.testing.assert_array_equal(editable.data, np.load(expected))
     assert editable.table.label_of("drawn before the crash") is not None
     assert editable.dirty
     win.jobs.wait()
+
+
+def _open_window(qtbot, settings, manifest):
+    from viewer.ui.main_window import MainWindow
+
+    win = MainWindow(settings=settings)
+    win.ask_unsaved = lambda unsaved: QtWidgets.QMessageBox.StandardButton.Discard
+    win.ask_recover = lambda infos: False
+    qtbot.addWidget(win)
+    win.show()
+    drawn: set[str] = set()
+    win.frame_drawn.connect(drawn.add)
+    assert win.open(manifest)
+    qtbot.waitUntil(lambda: len(drawn) == 3, timeout=20_000)
+    return win
+
+
+def test_second_window_on_a_study_is_told_and_reloads_without_losing_edits(qtbot, settings, study_copy, tmp_path):
+    """Two windows on one study: the second is told who edits it and opens read-only; once the
+    first saved and closed, the second's save is stopped (the study changed), and "reload"
+    brings its edits back on top of the first's."""
+    from viewer.core.io.labels import load_label_map
+    from viewer.core.io.study import load_study
+
+    box_a, box_b = (slice(10, 14),) * 3, (slice(20, 24),) * 3
+    first = _open_window(qtbot, settings, study_copy)
+    first.scene.editable().paint_mask("first", box_a, np.ones((4, 4, 4), bool), 1)
+    second = _open_window(qtbot, QtCore.QSettings(str(tmp_path / "second.ini"), QtCore.QSettings.Format.IniFormat), study_copy)
+    assert "is being edited by" in second.last_notice and f"(PID {os.getpid()})" in second.last_notice
+    qtbot.waitUntil(lambda: second.annotation_panel.read_only, timeout=5_000)
+    assert not second.annotation_panel.tool_buttons["brush"].isEnabled()
+    assert second.save_regions() is None and "is being edited by" in second.last_error
+
+    assert first.save_regions() is not None
+    first.close()
+    second.scene.editable().paint_mask("second", box_b, np.ones((4, 4, 4), bool), 2)
+    asked = []
+    second.ask_changed_on_disk = lambda message: asked.append(message) or "reload"
+    second.ask_recover = lambda infos: True
+    assert second.save_regions() is None  # told, reloaded, edits offered back and replayed
+    assert asked and "changed on disk" in asked[0]
+    assert (second.scene.editable().data[box_b] == 2).all() and (second.scene.editable().data[box_a] == 1).all()
+    saved = second.save_regions()
+    assert saved is not None and not second.annotation_panel.read_only
+    data = np.asarray(load_label_map(load_study(study_copy).timepoint(second.scene.timepoint.label).images["regions"])[0].data)
+    assert (data[box_a] == 1).all() and (data[box_b] == 2).all()
+    second.jobs.wait()

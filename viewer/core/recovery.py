@@ -14,8 +14,11 @@ instead of periodically dumping the whole map: a brush stroke costs a few kB, ne
   :class:`RecoveryJournal`. Overriding the three choke points of the history is the whole
   hook: no listener guesswork, no monkey-patching, nothing added to ``regions.py``. An
   existing ``EditableLabels`` is converted with :meth:`RecoveryJournal.attach`.
-  ``mark_saved()`` (called by :func:`viewer.core.io.labels.save_label_map`) clears the
-  journal: the saved file is the new base.
+  ``mark_saved()`` clears the journal: the saved file is the new base. A study save
+  (:func:`viewer.core.io.labels.save_timepoint_regions`) calls it only after the manifest
+  points at the new map, so until then the journal holds every edit; a crash after the
+  switch but before the clearing leaves a journal whose edits the map already holds, which
+  :func:`holds_journal_result` recognises (the window drops it instead of offering it).
 - The journal is an append-only file of records. Each record is
   ``magic "CTJ1" · u32 header length · u64 payload length · u32 CRC-32`` followed by a JSON
   header and a binary payload; the CRC covers both lengths, the header and the payload. A
@@ -443,9 +446,10 @@ class RecoveryJournal:
 class JournaledLabels(EditableLabels):
     """An :class:`EditableLabels` that journals every new edit, undo and redo.
 
-    ``mark_saved()`` (called by ``save_label_map``) clears the journal and makes the saved
-    state its new base. After a "Save As" set ``journal.labels_key`` to the new file before
-    the next edit, so a later recovery reloads the map the new journal is based on.
+    ``mark_saved()`` (called by the save once the file is in place) clears the journal and
+    makes the saved state its new base; the next journal names ``labels.source`` (the saved
+    file, which the study save sets) as its map, so a later recovery reloads the map the new
+    journal is based on.
     """
 
     journal: RecoveryJournal | None = None
@@ -490,6 +494,8 @@ class JournaledLabels(EditableLabels):
     def mark_saved(self) -> None:
         super().mark_saved()
         if self.journal is not None:
+            if self.labels.source is not None:
+                self.journal.labels_key = str(self.labels.source)
             self.journal.clear()
             self.journal.begin(self)
 
@@ -503,7 +509,11 @@ class RecoveryInfo:
     Attributes:
         path: the journal file.
         study_id, timepoint_label, labels_key: which map the edits belong to.
-        n_edits: actions recorded (edits, undos and redos): what :func:`recover` replays.
+        n_edits: edits the user made, as undo steps: a brush stroke (many records merged
+            by its squash) is one, a rename or an added region is one. What the prompt says.
+        n_undone: undos minus redos (negative: edits saved before were redone).
+        n_actions: records of edits, undos, redos and stroke merges: what :func:`recover`
+            replays and returns.
         last_edit_time: when the last complete action was recorded (local time).
         started_time: when the journal was started.
         last_description: the last edit's description ("brush core").
@@ -516,12 +526,45 @@ class RecoveryInfo:
     timepoint_label: str
     labels_key: str
     n_edits: int
+    n_undone: int
+    n_actions: int
     last_edit_time: datetime
     started_time: datetime
     last_description: str
     torn: bool
     shape: tuple[int, int, int]
     dtype: str
+
+    @property
+    def summary(self) -> str:
+        """``4 edits`` or ``4 edits, 1 undone`` (``0 edits, 2 redone``: saved edits redone): the prompt's words."""
+        edits = f"{self.n_edits} edit{'' if self.n_edits == 1 else 's'}"
+        if self.n_undone > 0:
+            return f"{edits}, {self.n_undone} undone"
+        if self.n_undone < 0:
+            return f"{edits}, {-self.n_undone} redone"
+        return edits
+
+
+def _count_edits(actions: list[tuple[dict[str, Any], memoryview]]) -> tuple[int, int]:
+    """(edits as undo steps, undos minus redos) of a journal's action records.
+
+    Each ``edit`` record is one edit; a ``squash`` of N records (a live brush stroke) turns
+    N of them into one, so 4 strokes count 4 whatever the mouse moves. Undo and redo are not
+    edits: they are counted apart, as the net number of edits undone.
+    """
+    edits = undone = 0
+    for header, _payload in actions:
+        kind = header.get("kind")
+        if kind == "edit":
+            edits += 1
+        elif kind == "squash":
+            edits -= max(int(header.get("count", 1)) - 1, 0)
+        elif kind == "undo":
+            undone += 1
+        elif kind == "redo":
+            undone -= 1
+    return max(edits, 0), undone
 
 
 def _is_locked(path: Path) -> bool:
@@ -576,13 +619,16 @@ def find_recoverable(folder: str | Path, include_live: bool = False) -> list[Rec
             continue
         last = actions[-1][0]
         description = next((r[0]["edit"]["description"] for r in reversed(actions) if "edit" in r[0]), "")
+        n_edits, n_undone = _count_edits(actions)
         found.append(
             RecoveryInfo(
                 path=path,
                 study_id=str(start.get("study_id", "")),
                 timepoint_label=str(start.get("timepoint", "")),
                 labels_key=str(start.get("labels_key", "")),
-                n_edits=len(actions),
+                n_edits=n_edits,
+                n_undone=n_undone,
+                n_actions=len(actions),
                 last_edit_time=datetime.fromtimestamp(float(last.get("time", 0.0))).astimezone(),
                 started_time=datetime.fromtimestamp(float(start.get("time", 0.0))).astimezone(),
                 last_description=str(description),
@@ -728,3 +774,34 @@ def recover(info: RecoveryInfo | str | Path, editable: EditableLabels, *, force:
     if journal is not None and journal.error is None and journal.path is not None and journal.path != path:
         discard(path)
     return len(records)
+
+
+def holds_journal_result(info: RecoveryInfo | str | Path, editable: EditableLabels) -> bool:
+    """True when ``editable`` already holds what replaying the journal would give.
+
+    That is the journal of a save killed after the manifest was switched to the new map but
+    before the journal was cleared: its edits are saved, and offering them again would only
+    confuse. Checked by replaying onto a scratch copy and comparing voxels and label table
+    (``editable`` is not changed). A journal that cannot be read or replayed, or was made on
+    another map (fingerprint), does not count as held: it stays offered.
+    """
+    path = info.path if isinstance(info, RecoveryInfo) else Path(info)
+    try:
+        start, records, _torn = _load(path)
+    except ViewerError:
+        return False
+    if not records:
+        return True
+    mine = _fingerprint(editable)
+    if list(start["shape"]) != mine["shape"] or start["dtype"] != mine["dtype"]:
+        return False
+    scratch = EditableLabels(
+        Volume.from_array(np.array(editable.data), editable.labels.voxel_to_world, role="regions"),
+        editable.table,
+        editable.max_undo,
+    )
+    try:
+        _replay(scratch, records, check=False)
+    except _Inconsistent:
+        return False
+    return scratch.table == editable.table and np.array_equal(scratch.data, editable.data)

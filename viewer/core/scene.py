@@ -4,26 +4,48 @@ No Qt here: widgets observe the scene through :class:`~viewer.core.events.Events
 through its methods, and tests drive the same methods without a window. Display settings are
 kept per *role* (not per file), so switching timepoints keeps a PET window or a ¹⁹F threshold
 and timepoints stay comparable. Volumes of a timepoint are loaded on first use and kept.
+
+Saving is the scene's too (:meth:`Scene.save_regions`): one writer per study (the study lock,
+taken at the first edit when ``editing_lock``), files changed on disk since they were read
+refused, then the save transaction of :mod:`viewer.core.io.labels`. :meth:`Scene.reconcile`
+tidies a study after a crash before :meth:`Scene.recoverable` offers the edits back.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from viewer.core.display import DisplayProps, default_display
+from viewer.core.errors import ViewerError
 from viewer.core.events import Events
+from viewer.core.io.labels import (
+    ReconciledFiles,
+    SavedRegions,
+    reconcile_study_files,
+    save_timepoint_regions,
+)
 from viewer.core.io.study import Study, Timepoint, load_timepoint
+from viewer.core.io.study_lock import (
+    FileState,
+    LockState,
+    StudyLock,
+    StudyLocked,
+    check_unchanged,
+    file_state,
+)
 from viewer.core.layers import LAYER_ORDER, build_layers, default_focus
 from viewer.core.quant.stats import TimepointQuantifier, TimepointStats
 from viewer.core.recovery import (
     RecoveryInfo,
     RecoveryJournal,
+    discard,
     find_recoverable,
+    holds_journal_result,
     recover,
 )
 from viewer.core.regions import EditableLabels, LabelTable
@@ -38,19 +60,51 @@ from viewer.core.spaces import (
 from viewer.core.volume import ROLE_QUANTITY, Volume
 
 
+@dataclass(frozen=True)
+class Reconciliation:
+    """What :meth:`Scene.reconcile` did when the study was opened.
+
+    Attributes:
+        files: hidden temporaries and orphaned maps of a killed save that were removed.
+        saved_journals: journals whose edits the saved map already held (dropped, not offered).
+        locked: another live session holds the study: nothing was touched, this session is
+            read-only (None: the study was free).
+        taken_over: the stale lock (its holder ended) or confirmed lock that was taken over.
+    """
+
+    files: ReconciledFiles = field(default_factory=ReconciledFiles)
+    saved_journals: tuple[Path, ...] = ()
+    locked: LockState | None = None
+    taken_over: LockState | None = None
+
+
 class Scene:
     """Evented state of the viewer.
 
     Events: ``timepoint``, ``cursor``, ``display`` (role=...), ``order``, ``radiological``,
-    ``regions`` (the label map or its names changed), ``stats`` (new numbers are available).
+    ``regions`` (the label map or its names changed), ``stats`` (new numbers are available),
+    ``lock`` (state=..., message=...: another session holds the study, this one cannot save),
+    ``saved`` (timepoint=..., path=...: a timepoint's regions were saved).
     """
 
     def __init__(self, study: Study, timepoint: int = 0, radiological: bool = True,
-                 recovery_folder: Path | None = None) -> None:
+                 recovery_folder: Path | None = None, editing_lock: bool = False) -> None:
         self.events = Events()
         self.study = study
         #: where region edits are journaled for crash recovery (None: not journaled)
         self.recovery_folder = recovery_folder
+        #: take the study's lock at the first edit (the window does; a headless scene locks
+        #: only while it saves)
+        self.editing_lock = editing_lock
+        #: this session's hold on the study (None: not holding it)
+        self.lock: StudyLock | None = None
+        #: the live lock of another session that keeps this one from saving (None: none seen)
+        self.locked_by: LockState | None = None
+        # the manifest and each timepoint's map as read, to notice others rewriting them
+        self._manifest_state: FileState | None = file_state(study.manifest, content_hash=True)
+        self._map_states: dict[str, FileState | None] = {
+            tp.label: file_state(tp.images.get("regions")) for tp in study.timepoints
+        }
         # Loading and quantification may run in worker threads. One lock per timepoint and
         # cache, held only while that entry is built: reading a ready entry never waits.
         self._locks_guard = threading.Lock()
@@ -278,6 +332,140 @@ class Scene:
             changed += int(edit is not None or table_edit is not None)
         return changed
 
+    # -- saving, the study lock and crash recovery ----------------------------------------------------
+    def acquire_lock(self, take_over: bool = False) -> StudyLock:
+        """Hold the study's lock (kept until :meth:`release_lock` or :meth:`close`).
+
+        Raises:
+            StudyLocked: another live session holds it, or a session of another host does and
+                ``take_over`` is False (the user did not confirm that session has ended).
+            ViewerError: the study has no manifest, or the lock file cannot be created.
+        """
+        if self.lock is not None and self.lock.held:
+            return self.lock
+        self.release_lock()
+        if self.study.manifest is None:
+            raise ViewerError(f"{self.study.id}: regions can be saved only for a study opened from its study.toml")
+        self.lock = StudyLock.acquire(self.study.manifest, take_over=take_over)
+        self.locked_by = None
+        return self.lock
+
+    def release_lock(self) -> None:
+        """Let other sessions edit the study."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def close(self) -> None:
+        """End of the session: the lock is released and the journals are closed (kept on
+        disk: unsaved edits stay recoverable; discard or save them first to drop them)."""
+        self.release_lock()
+        for editable in self._editables.values():
+            journal = getattr(editable, "journal", None)
+            if journal is not None:
+                journal.close()
+
+    def _claim_for_editing(self) -> None:
+        """The first edit takes the study's lock, so no other window saves over these edits.
+
+        When another session holds it the edit stays (in memory and in the journal), the
+        ``lock`` event says who holds it and saving is refused. Never raises: a lock file
+        that cannot be created (a read-only folder) is reported by the save instead.
+        """
+        if not self.editing_lock or self.lock is not None or self.locked_by is not None or self.study.manifest is None:
+            return
+        try:
+            self.acquire_lock()
+        except StudyLocked as exc:
+            self.locked_by = exc.state
+            self.events.emit("lock", state=exc.state, message=str(exc))
+        except ViewerError:
+            pass
+
+    def save_regions(self, timepoint: Timepoint | None = None, *, overwrite_changed: bool = False,
+                     take_over: bool = False) -> SavedRegions:
+        """Save a timepoint's regions into the study (PRODUCT.md §5: nothing drawn is lost).
+
+        1. the study lock is taken (or confirmed still ours): another live session's lock
+           raises :class:`~viewer.core.io.study_lock.StudyLocked`, a stale one is taken over;
+        2. unless ``overwrite_changed`` (the user chose to), a manifest or map that changed on
+           disk since this session read it raises
+           :class:`~viewer.core.io.study_lock.StudyChanged` instead of being overwritten;
+        3. :func:`~viewer.core.io.labels.save_timepoint_regions` runs the transaction (new
+           files, manifest switched, journal cleared, old files removed);
+        4. the scene's study now points at the new map (and remembers it as read).
+
+        A headless scene (``editing_lock`` False) releases the lock again afterwards.
+        """
+        timepoint = timepoint or self.timepoint
+        manifest = self.study.manifest
+        if manifest is None:
+            raise ViewerError(f"{timepoint.label}: regions can be saved only for a study opened from its study.toml")
+        editable = self.editable(timepoint)
+        keep_lock = self.editing_lock or (self.lock is not None and self.lock.held)
+        self.acquire_lock(take_over)
+        try:
+            expected = None if overwrite_changed else self._manifest_state
+            if not overwrite_changed:
+                check_unchanged(manifest, self._manifest_state, "the manifest")
+                check_unchanged(timepoint.images.get("regions"), self._map_states.get(timepoint.label), "the label map")
+            saved = save_timepoint_regions(manifest, timepoint.label, editable, expected_manifest=expected)
+        finally:
+            if not keep_lock:
+                self.release_lock()
+        self._after_save(timepoint, saved)
+        return saved
+
+    def _after_save(self, timepoint: Timepoint, saved: SavedRegions) -> None:
+        """The study as it is on disk now: the timepoint's new map and names, both the
+        manifest and the map remembered as read (they are ours)."""
+        editable = self._editables[timepoint.label]
+        self._manifest_state = saved.manifest_state
+        self._map_states[timepoint.label] = file_state(saved.map_path)
+        updated = replace(timepoint, images={**timepoint.images, "regions": saved.map_path.resolve()},
+                          region_names=dict(editable.table.names))
+        self.study = replace(self.study, timepoints=tuple(
+            updated if tp.label == timepoint.label else tp for tp in self.study.timepoints))
+        self.events.emit("saved", timepoint=timepoint.label, path=saved.map_path)
+
+    def reconcile(self, take_over: bool = False) -> Reconciliation:
+        """Make the study consistent after a crash, whatever moment of a save it hit; call
+        it on opening, before :meth:`recoverable`.
+
+        Under the study lock (so no save of another session is running): the hidden
+        temporaries and orphaned maps of a killed save are removed, and journals whose edits
+        the map the manifest points at already holds (killed after the manifest was switched,
+        before the journal was cleared) are dropped. Every other journal stays, to be offered.
+        When another live session holds the lock nothing is touched and ``locked`` says who.
+        """
+        manifest = self.study.manifest
+        if manifest is None:
+            return Reconciliation()
+        held = self.lock is not None and self.lock.held
+        try:
+            lock = self.acquire_lock(take_over)
+        except StudyLocked as exc:
+            self.locked_by = exc.state
+            return Reconciliation(locked=exc.state)
+        except ViewerError:
+            return Reconciliation()  # no lock file possible (read-only folder): nothing to tidy either
+        try:
+            files = reconcile_study_files(manifest)
+            saved = tuple(self._drop_saved_journals())
+        finally:
+            if not held:
+                self.release_lock()
+        return Reconciliation(files, saved, taken_over=None if held else lock.replaced)
+
+    def _drop_saved_journals(self) -> list[Path]:
+        dropped = []
+        for info in self.recoverable():
+            editable = self.editable(self.study.timepoint(info.timepoint_label))
+            if holds_journal_result(info, editable):
+                discard(info)
+                dropped.append(info.path)
+        return dropped
+
     def recoverable(self) -> list[RecoveryInfo]:
         """Journals of this study left by a session that ended without saving."""
         if self.recovery_folder is None:
@@ -312,6 +500,7 @@ class Scene:
         return dict(self._editables)
 
     def _on_labels_edited(self, timepoint: Timepoint, labels: set[int], box) -> None:
+        self._claim_for_editing()
         editable = self._editables[timepoint.label]
         quantifier = self._quantifiers.get(timepoint.label)
         if quantifier is not None:

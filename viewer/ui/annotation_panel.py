@@ -35,6 +35,11 @@ class AnnotationPanel(QtWidgets.QWidget):
         self.options = ToolOptions()
         self.tool: Tool | None = None
         layout = QtWidgets.QVBoxLayout(self)
+        self.read_only_notice = QtWidgets.QLabel()
+        self.read_only_notice.setWordWrap(True)
+        self.read_only_notice.setStyleSheet("color: #b35c00;")
+        self.read_only_notice.hide()
+        layout.addWidget(self.read_only_notice)
         layout.addWidget(self._build_table())
         layout.addWidget(self._build_tools())
         layout.addWidget(self._build_options())
@@ -274,6 +279,30 @@ class AnnotationPanel(QtWidgets.QWidget):
         layout.addWidget(QtWidgets.QLabel("Fill between slices along:"), 4, 0)
         layout.addWidget(self.interpolate_axis, 4, 1)
         return box
+
+    # -- read-only (another session holds the study) ------------------------------------------------------
+    #: Actions that change or save the regions, disabled while read-only.
+    EDITING_ACTIONS = ("undo", "redo", "interpolate", "propose", "carry", "save")
+
+    def set_read_only(self, message: str | None) -> None:
+        """Show why the regions cannot be saved (another session holds the study) and turn
+        the editing tools off; None turns them back on. Navigating and exporting stay."""
+        read_only = message is not None
+        self.read_only_notice.setText(f"Read-only: {message}" if read_only else "")
+        self.read_only_notice.setVisible(read_only)
+        if read_only and self.tool is not None:
+            self.set_tool("navigate")
+        for name, button in self.tool_buttons.items():
+            button.setEnabled(name == "navigate" or not read_only)
+        for key in self.EDITING_ACTIONS:
+            self.action_buttons[key].setEnabled(not read_only)
+        for widget in (self.add_button, self.delete_button, self.color_button):
+            widget.setEnabled(not read_only)
+
+    @property
+    def read_only(self) -> bool:
+        """True while the panel says the study is held by another session."""
+        return bool(self.read_only_notice.text())
 
     # -- scene events ------------------------------------------------------------------------------------
     def _on_regions(self, **info) -> None:

@@ -75,6 +75,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.stats_jobs.finished.connect(self._on_job_finished)
         self.stats_jobs.failed.connect(self._on_job_failed)
         self.last_error: str | None = None
+        self.last_notice: str | None = None
         self._samples: dict[str, tuple[tuple, dict]] = {}
         self._shown_key: dict[str, tuple] = {}
         self._stats: dict[str, Any] = {}
@@ -209,7 +210,7 @@ class MainWindow(QtWidgets.QMainWindow):
         try:
             study = open_path(Path(path))
             scene = Scene(study, radiological=self.radiological_action.isChecked(),
-                          recovery_folder=recovery_folder_for(study))
+                          recovery_folder=recovery_folder_for(study), editing_lock=True)
             panels = self._build_panels(scene)
         except ViewerError as exc:
             self.show_error(str(exc))
@@ -221,7 +222,36 @@ class MainWindow(QtWidgets.QMainWindow):
             return False
         self._set_scene(scene, panels)
         self._add_recent(Path(path).resolve())
-        self._offer_recovery(scene)
+        if self._reconcile(scene):
+            self._offer_recovery(scene)
+        return True
+
+    # -- crash recovery and the study lock ----------------------------------------------------------
+    def _reconcile(self, scene: Scene) -> bool:
+        """Tidy the study after a crash (PRODUCT.md §5); False when another session holds it
+        (then the window is read-only and recovery is left to the session that can save)."""
+        from viewer.core.io.study_lock import UNVERIFIABLE, StudyLocked
+
+        try:
+            result = scene.reconcile()
+            if result.locked is not None and result.locked.status == UNVERIFIABLE:
+                message = str(StudyLocked(scene.study.manifest, result.locked))
+                if self.ask_take_over(message):
+                    result = scene.reconcile(take_over=True)
+        except ViewerError as exc:
+            self.show_error(str(exc))
+            return False
+        if result.locked is not None:
+            self._enter_read_only(str(StudyLocked(scene.study.manifest, result.locked)) + " — opened read-only")
+            return False
+        notes = []
+        if result.taken_over is not None and result.taken_over.holder is not None:
+            notes.append(f"took over the study lock of {result.taken_over.holder.describe()} ({result.taken_over.reason})")
+        removed = len(result.files.temporaries) + len(result.files.orphans)
+        if removed:
+            notes.append(f"an interrupted save was tidied up: {removed} unused file(s) removed")
+        if notes:
+            self.statusBar().showMessage("; ".join(notes), 10_000)
         return True
 
     def _offer_recovery(self, scene: Scene) -> None:
@@ -233,7 +263,8 @@ class MainWindow(QtWidgets.QMainWindow):
             restored = 0
             for info in infos:
                 try:
-                    restored += scene.recover(info)
+                    scene.recover(info)
+                    restored += info.n_edits
                 except ViewerError as exc:
                     self.show_error(str(exc))
             self.statusBar().showMessage(f"recovered {restored} unsaved region edit(s)", 10_000)
@@ -245,13 +276,69 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def ask_recover(self, infos) -> bool:
         """The question shown when unsaved edits from a crashed session exist (tests answer it)."""
-        lines = [f"{info.timepoint_label}: {info.n_edits} edit(s), last '{info.last_description}'" for info in infos]
+        lines = [f"{info.timepoint_label}: {info.summary}, last '{info.last_description}'" for info in infos]
         answer = QtWidgets.QMessageBox.question(
             self, "Recover unsaved regions",
             "The viewer closed without saving region edits:\n" + "\n".join(lines) + "\n\nRecover them?",
             QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No,
             QtWidgets.QMessageBox.StandardButton.Yes)
         return answer == QtWidgets.QMessageBox.StandardButton.Yes
+
+    def ask_take_over(self, message: str) -> bool:
+        """The study is locked by a session this computer cannot check (another host): take
+        the lock over only if the user says that session has ended. Default: no."""
+        answer = QtWidgets.QMessageBox.warning(
+            self, "Study in use",
+            f"{message}.\n\nTake the lock over? Only do so if that session has ended: two sessions "
+            "saving one study overwrite each other's regions.",
+            QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No,
+            QtWidgets.QMessageBox.StandardButton.No)
+        return answer == QtWidgets.QMessageBox.StandardButton.Yes
+
+    def ask_changed_on_disk(self, message: str) -> str:
+        """The study changed on disk since it was opened: ``"reload"`` (reopen it; the unsaved
+        edits come back from the recovery journal, on top of what is saved now),
+        ``"overwrite"`` (save anyway) or ``"cancel"``. Default: reload."""
+        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Warning, "Study changed on disk", message, parent=self)
+        box.setInformativeText("Reload the study and re-apply your unsaved edits on top of what is saved now, or save "
+                               "anyway — this timepoint's saved regions are then replaced by yours.")
+        reload_button = box.addButton("Reload and re-apply my edits", QtWidgets.QMessageBox.ButtonRole.AcceptRole)
+        overwrite_button = box.addButton("Save anyway", QtWidgets.QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QtWidgets.QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(reload_button)
+        box.exec()
+        clicked = box.clickedButton()
+        return "reload" if clicked is reload_button else "overwrite" if clicked is overwrite_button else "cancel"
+
+    def _on_study_locked(self, state, message: str) -> None:
+        """Another session holds the study this window started editing: say so, ask to take
+        over a lock of another host, else continue read-only (the edits stay journaled)."""
+        from viewer.core.io.study_lock import UNVERIFIABLE
+
+        scene = self.scene
+        if scene is None:
+            return
+        if state.status == UNVERIFIABLE and self.ask_take_over(message):
+            try:
+                scene.acquire_lock(take_over=True)
+                return
+            except ViewerError as exc:
+                message = str(exc)
+        self._enter_read_only(f"{message} — this window is read-only; your edits are kept in the recovery journal")
+
+    def _enter_read_only(self, message: str) -> None:
+        self.show_notice(message, title="Study in use")
+        if self.annotation_panel is not None:
+            panel = self.annotation_panel
+            QtCore.QTimer.singleShot(0, lambda: panel.set_read_only(message))  # not inside the stroke's handler
+
+    def show_notice(self, message: str, title: str) -> None:
+        """A warning the user should read, without stopping the app (tests read ``last_notice``)."""
+        self.last_notice = message
+        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Warning, title, message, parent=self)
+        box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        self.statusBar().showMessage(message, 15_000)
 
     def show_error(self, message: str, title: str = "Cannot open") -> None:
         """The same one-line message the command line prints, in a dialog; the app keeps running."""
@@ -328,6 +415,8 @@ class MainWindow(QtWidgets.QMainWindow):
         the previous study is torn down, so a study that cannot be shown leaves the window as
         it was)."""
         panels = panels if panels is not None else self._build_panels(scene)
+        if self.scene is not None and self.scene is not scene:
+            self.scene.close()  # its lock released; unsaved edits stay in its journals
         self.scene = scene
         self._samples.clear()
         self._shown_key.clear()
@@ -339,6 +428,7 @@ class MainWindow(QtWidgets.QMainWindow):
         scene.events.connect("timepoint", self._on_timepoint)
         scene.events.connect("radiological", self.refresh_all)
         scene.events.connect("regions", self._on_regions_edited)
+        scene.events.connect("lock", self._on_study_locked)
         self._install_panels(scene, panels)
         title = scene.study.id if scene.study.manifest else scene.study.timepoints[0].label
         self.setWindowTitle(f"{title} — Cell-therapy viewer")
@@ -561,26 +651,62 @@ class MainWindow(QtWidgets.QMainWindow):
         return voxels * volume.voxel_volume_mm3 <= SYNC_RECOMPUTE_MAX_MM3
 
     def save_regions(self) -> Path | None:
-        """Save the current timepoint's label map (+ label table) and point the manifest at it."""
-        from viewer.core.io.labels import save_label_map, update_manifest_regions
+        """Save the current timepoint's regions into the study (one transaction, Scene.save_regions).
 
+        Another live session holding the study, or files changed on disk since they were
+        read, are told — never overwritten silently; the edits stay in the recovery journal.
+        Returns the new label map, or None when nothing was saved.
+        """
         scene = self.scene
         assert scene is not None
         if scene.study.manifest is None:
-            self.show_error("regions can be saved only for a study opened from its study.toml")
+            self.show_error("regions can be saved only for a study opened from its study.toml", title="Regions not saved")
             return None
-        timepoint = scene.timepoint
-        slug = "".join(c if c.isalnum() else "-" for c in timepoint.label).strip("-") or "timepoint"
-        target = scene.study.manifest.parent / "regions" / f"{slug}-regions.nii.gz"
         try:
-            save_label_map(scene.editable(), target)
-            update_manifest_regions(scene.study.manifest, timepoint.label, str(target.relative_to(scene.study.manifest.parent)),
-                                    scene.editable().table)
+            saved = self._save_with_prompts(scene)
         except ViewerError as exc:
-            self.show_error(str(exc))
+            self.show_error(str(exc), title="Regions not saved")
             return None
-        self.statusBar().showMessage(f"regions saved to {target}", 8000)
-        return target
+        if saved is None:
+            return None
+        if self.annotation_panel is not None:
+            self.annotation_panel.set_read_only(None)
+        self.statusBar().showMessage(f"regions saved to {saved.map_path}", 8000)
+        return saved.map_path
+
+    def _save_with_prompts(self, scene: Scene):
+        """Save, asking before taking over another host's lock or overwriting files changed on
+        disk; None when the user chose not to save (or to reload)."""
+        from viewer.core.io.study_lock import UNVERIFIABLE, StudyChanged, StudyLocked
+
+        take_over = overwrite = False
+        while True:
+            try:
+                return scene.save_regions(overwrite_changed=overwrite, take_over=take_over)
+            except StudyLocked as exc:
+                if exc.state.status != UNVERIFIABLE or take_over or not self.ask_take_over(str(exc)):
+                    raise
+                take_over = True
+            except StudyChanged as exc:
+                if overwrite:
+                    raise
+                choice = self.ask_changed_on_disk(str(exc))
+                if choice == "overwrite":
+                    overwrite = True
+                    continue
+                if choice == "reload":
+                    self._reload_keeping_edits(scene)
+                else:
+                    self.statusBar().showMessage("regions not saved: the study changed on disk", 10_000)
+                return None
+
+    def _reload_keeping_edits(self, scene: Scene) -> None:
+        """Reopen the study from disk; the unsaved edits are offered back from their journals
+        and replayed on top of what another session saved."""
+        scene.flush_journals()
+        manifest = scene.study.manifest
+        assert manifest is not None
+        self.open(manifest)
 
     def _export_table(self) -> None:
         from viewer.core.quant.stats import StudyStats
@@ -765,6 +891,8 @@ class MainWindow(QtWidgets.QMainWindow):
                 self._discard_recovery()
         self.jobs.wait(5_000)
         self.stats_jobs.wait(5_000)
+        if self.scene is not None:
+            self.scene.close()  # the study lock is released for other windows
         super().closeEvent(event)
 
     def ask_unsaved(self, unsaved: list[str]) -> QtWidgets.QMessageBox.StandardButton:
