@@ -201,12 +201,17 @@ def test_non_dicom_files_and_subfolders(tmp_path, written):
     assert volume.shape == SHAPE
 
 
-def test_file_without_pixel_data_is_skipped(written):
+def test_non_image_object_of_the_series_is_skipped_an_image_without_pixels_refused(written):
     _, folder, files = written
     ds = pydicom.dcmread(files[0])
     del ds.PixelData
     ds.SOPInstanceUID = generate_uid()
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.save_as(folder / "no_pixels.dcm")
+    with pytest.raises(ViewerError) as excinfo:  # an MR image without pixels: a slice cut short
+        load_dicom_series(folder)
+    assert_one_line_error(excinfo, folder, "no_pixels.dcm", "no pixel data")
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"  # Basic Text SR
     ds.save_as(folder / "no_pixels.dcm")
     assert load_dicom_series(folder).shape == SHAPE
 

@@ -286,3 +286,26 @@ def test_a_damaged_end_slice_is_refused_not_silently_dropped(tmp_path, position)
         load_dicom_series(folder)
     message = str(excinfo.value)
     assert victim.name in message and "damaged" in message and "\n" not in message
+
+
+def test_a_slice_cut_short_in_its_header_or_replaced_by_garbage_is_refused(tmp_path):
+    """Cut inside its header, a slice reads as a dataset without pixels; replaced by garbage,
+    it reads as no DICOM at all. Both would leave the series one slice short."""
+    source = real_file(CT5N.parent, CT5N.name)
+    for damage in ("cut", "garbage"):
+        folder = tmp_path / damage
+        folder.mkdir()
+        for index, path in enumerate(sorted(source.iterdir())):  # PACS-like names
+            shutil.copy(path, folder / f"IM{index:04d}")
+        victim = folder / "IM0000"
+        payload = victim.read_bytes()
+        victim.write_bytes(payload[:900] if damage == "cut" else np.random.default_rng(1).bytes(3000))
+        with pytest.raises(ViewerError) as excinfo:
+            load_dicom_series(folder)
+        assert "IM0000" in str(excinfo.value), str(excinfo.value)
+    # an unrelated file beside the series stays unrelated
+    (tmp_path / "fine").mkdir()
+    for index, path in enumerate(sorted(source.iterdir())):
+        shutil.copy(path, tmp_path / "fine" / f"IM{index:04d}")
+    (tmp_path / "fine" / "README.txt").write_text("exported by a PACS")
+    assert load_dicom_series(tmp_path / "fine").shape == (16, 16, 5)

@@ -170,7 +170,8 @@ def pet_manifest_keys(sidecar: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
             or abs(corrected_to - injection) > 1e-6:
         return {}, ("BIDS PET in Bq/mL not decay-corrected to the injection (ImageDecayCorrected, "
                     "ImageDecayCorrectionTime = InjectionStart): the dose would need a decay term")
-    return {"pet_units": "Bq/mL", "pet_dose": {"dose_bq": dose * scale, "weight_kg": weight}}, ""
+    return {"pet_units": "Bq/mL",
+            "pet_dose": {"dose_bq": dose * scale, "weight_kg": weight, "decay_correction": "ADMIN"}}, ""
 
 
 # -- facts --------------------------------------------------------------------------------------

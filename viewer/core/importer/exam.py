@@ -96,7 +96,11 @@ def dicom_entry(series: DicomSeries) -> SeriesEntry:
     facts = dicom_facts(series)
     guess = guess_role(facts)
     geometry, problem = (None, "")
-    if series.has_pixels:
+    cut_short = series.images_without_pixels() if series.has_pixels else []
+    if cut_short:
+        problem = (f"{cut_short[0].name} holds no pixel data although the other files do (cut short?); "
+                   "the series would be read without it")
+    elif series.has_pixels:
         geometry, problem = _geometry(folder, images)
         if not problem and guess.role == "pet":
             problem = _suv_problem(folder, images)

@@ -32,7 +32,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from viewer.core.errors import file_error
+from viewer.core.errors import ViewerError, file_error
 from viewer.core.importer.exam import CancelCheck, ImportProgress
 from viewer.core.importer.plan import ImportPlan
 from viewer.core.io.dicom_scan import ScanCancelled
@@ -150,7 +150,10 @@ def write_study(
             if progress is not None:
                 progress("copying", done, len(jobs))
         flush_files(folder, placed)  # durable before the folder is renamed into place
-        write_manifest(manifest_data(plan, study_id), folder / MANIFEST_NAME)
+        try:
+            write_manifest(manifest_data(plan, study_id), folder / MANIFEST_NAME)
+        except ViewerError as exc:  # name the study the user asked for, not the temporary folder
+            raise ViewerError(str(exc).replace(str(folder), str(target))) from None
 
     write_folder_atomically(target, build, lambda t: check_output(t, plan.exam.sources, overwrite))
     return target / MANIFEST_NAME

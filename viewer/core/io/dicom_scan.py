@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,14 @@ class DicomSeries:
     def images_only(self) -> "DicomSeries":
         """The same series without its files that hold no pixel data."""
         return DicomSeries(self.uid, [(p, ds) for p, ds in self.files if has_pixel_data(ds)])
+
+    def images_without_pixels(self) -> list[Path]:
+        """Files of the image SOP class of this series that hold no pixel data: a slice cut
+        short inside its header (pydicom then reads what is there and stops). Without them
+        the volume would silently lose a slice, at an end where no gap shows."""
+        classes = {tag_text(ds, "SOPClassUID") for _, ds in self.files if has_pixel_data(ds)}
+        return [path for path, ds in self.files
+                if not has_pixel_data(ds) and tag_text(ds, "SOPClassUID") in classes]
 
     @property
     def is_segmentation(self) -> bool:
@@ -359,11 +368,21 @@ def scan_series(
     the UID of a series found (see :func:`_damaged_members`)."""
     found, unrecognised = _read_all(candidate_files(paths), progress, should_cancel, on_damaged)
     by_uid: dict[str, DicomSeries] = {}
+    stubs: list[tuple[Path, Dataset]] = []  # neither series UID nor pixels: a header cut short?
     for path, ds in found:
-        uid = tag_text(ds, "SeriesInstanceUID") or f"(no SeriesInstanceUID: {path.parent})"
+        uid = tag_text(ds, "SeriesInstanceUID")
+        if not uid and not has_pixel_data(ds):
+            stubs.append((path, ds))
+            continue
+        uid = uid or f"(no SeriesInstanceUID: {path.parent})"
         by_uid.setdefault(uid, DicomSeries(uid)).files.append((path, ds))
-    for path, uid in _damaged_members(unrecognised, by_uid):
-        message = (f"{path}: is not readable as DICOM (its header is damaged) but holds the UID of series {uid}; "
+    damaged = _damaged_members(unrecognised + [path for path, _ in stubs], by_uid)
+    for path, ds in stubs:
+        if all(path != member for member, _ in damaged):
+            uid = f"(no SeriesInstanceUID: {path.parent})"
+            by_uid.setdefault(uid, DicomSeries(uid)).files.append((path, ds))
+    for path, uid in damaged:
+        message = (f"{path}: is not readable as DICOM (damaged) but belongs to series {uid}; "
                    "the series would be read without this file")
         if on_damaged is None:
             raise ViewerError(message)
@@ -372,15 +391,43 @@ def scan_series(
 
 
 def _damaged_members(unrecognised: list[Path], series: dict[str, DicomSeries]) -> list[tuple[Path, str]]:
-    """Files refused as "not DICOM" that carry a found series' UID in their first bytes.
+    """Files refused as "not DICOM" that look like members of a found series.
 
     A slice whose preamble or file meta is damaged is not recognised as DICOM; at the first or
     last position its loss leaves no gap for the spacing check to see, so the volume would
-    silently lose a slice. Its header text still holds the SeriesInstanceUID, which no
-    unrelated file (a README, a JPEG, a NIfTI) does.
+    silently lose a slice. Two signs tell such a file from an unrelated one (a README, a
+    JPEG, a NIfTI): its header text still holds the SeriesInstanceUID, or — when it is
+    garbage throughout — it sits among the series' files and is named like them (the same
+    name with other digits: ``IM000123``, ``1.2.840…7.dcm``).
     """
     if not unrecognised or not series:
         return []
+    members = _members_by_uid(unrecognised, series)
+    named = _members_by_name(unrecognised, series)
+    return members + [(path, uid) for path, uid in named if all(path != p for p, _ in members)]
+
+
+def _name_shape(name: str) -> str:
+    """A file name with every run of digits replaced by '#' (``IM00012.dcm`` → ``IM#.dcm``)."""
+    return re.sub(r"[0-9]+", "#", name)
+
+
+def _members_by_name(unrecognised: list[Path], series: dict[str, DicomSeries]) -> list[tuple[Path, str]]:
+    """Unrecognised files in a series' folder named like every file of that series there."""
+    shapes: dict[tuple[Path, str], str] = {}
+    for uid, one in series.items():
+        by_folder: dict[Path, set[str]] = {}
+        for path, _ in one.files:
+            by_folder.setdefault(path.parent, set()).add(_name_shape(path.name))
+        for folder, names in by_folder.items():
+            if len(names) == 1 and "#" in next(iter(names)):
+                shapes[(folder, next(iter(names)))] = uid
+    return [(path, shapes[(path.parent, _name_shape(path.name))]) for path in unrecognised
+            if (path.parent, _name_shape(path.name)) in shapes]
+
+
+def _members_by_uid(unrecognised: list[Path], series: dict[str, DicomSeries]) -> list[tuple[Path, str]]:
+    """Unrecognised files whose first bytes hold a found series' UID."""
     uids = [(uid, uid.encode("ascii", "ignore")) for uid in series if len(uid) >= _MIN_UID_SEARCH_LENGTH]
     members = []
     for path in unrecognised:
@@ -403,7 +450,13 @@ def image_series(paths: Iterable[str | Path]) -> list[DicomSeries]:
         ViewerError: there is none (the message names the paths).
     """
     paths = list(paths)
-    found = [s.images_only() for s in scan_series(paths) if s.has_pixels]
+    scanned = [s for s in scan_series(paths) if s.has_pixels]
+    for series in scanned:
+        missing = series.images_without_pixels()
+        if missing:
+            raise file_error(missing[0], "holds no pixel data although the other files of its series do (the file "
+                                         "may have been cut short); the series would be read without it")
+    found = [s.images_only() for s in scanned]
     images = [s for s in found if not s.is_segmentation]
     if images:  # a SEG beside its image is not a second image to choose (alone, it is refused by name)
         found = images
