@@ -165,7 +165,11 @@ def test_spio_total_cells_from_iron():
 
 def test_viability_edge_cases():
     assert viability(None, 10.0, 0.2).dead_fraction is None
-    assert viability(100.0, 150.0, 0.2).live_cells == 0 and viability(100.0, 150.0, 0.2).dead_fraction == 1.0
+    # dead above the total: no capped split (live 0, fraction 1) but no split at all, flagged
+    over = viability(100.0, 150.0, 0.2)
+    assert over.live_cells is None and over.dead_fraction is None
+    assert over.dead_exceeds_total and over.rejection_alert is True
+    assert viability(100.0, 100.0, 0.2).dead_fraction == 1.0 and not viability(100.0, 100.0, 0.2).dead_exceeds_total
     assert viability(0.0, 0.0, 0.2).dead_fraction is None
     assert viability(100.0, 20.0, 0.2).rejection_alert is True
     assert viability(100.0, 19.9, 0.2).rejection_alert is False

@@ -391,11 +391,89 @@ def _lookup_labels(labels: Volume, target: Volume, box: tuple[slice, slice, slic
     return result
 
 
+#: Largest label value for which tables indexed by the label itself (``ndimage.find_objects``,
+#: ``np.bincount``) are used directly: 2¹⁶ entries are a few MB at most. Larger values (1e8,
+#: 2e9: issue 13 saw 5.5 GB and MemoryError) are first renumbered 1..K over the K labels present,
+#: so memory follows the labels present, not the largest value.
+DENSE_LABEL_LIMIT = 1 << 16
+
+
+def _largest_label(data: np.ndarray) -> int:
+    """The largest value of a label array (one fast pass: ~30 ms for 80 M int16 voxels), 0
+    when empty."""
+    return int(data.max()) if data.size else 0
+
+
+def present_labels(data: np.ndarray) -> np.ndarray:
+    """The positive labels present in a label array, sorted (int64).
+
+    Memory grows with the number of labels present: a histogram when every value is at most
+    :data:`DENSE_LABEL_LIMIT`, else a slab-by-slab ``np.unique`` of the positive voxels.
+    """
+    data = np.asarray(data)
+    if data.size == 0:
+        return np.zeros(0, np.int64)
+    top = _largest_label(data)
+    if top <= 0:
+        return np.zeros(0, np.int64)
+    if top <= DENSE_LABEL_LIMIT:
+        counts = np.zeros(top + 1, np.int64)
+        for slab in _slabs(data):  # bincount copies its input to intp: one slab at a time
+            counts += np.bincount(np.maximum(slab, 0).ravel(), minlength=top + 1)
+        return np.flatnonzero(counts[1:]).astype(np.int64) + 1
+    return _unique_positive(data)
+
+
+def _unique_positive(data: np.ndarray) -> np.ndarray:
+    """Sorted positive values of a 3-D array, one slab at a time (bounded temporaries)."""
+    parts = [np.unique(slab[slab > 0]) for slab in _slabs(data)]
+    return np.unique(np.concatenate(parts)).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+
+def _slabs(data: np.ndarray):
+    """``data`` as slabs along its first axis (each a view)."""
+    if data.ndim == 0:
+        yield data.reshape(1)
+        return
+    for i in range(data.shape[0]):
+        yield data[i]
+
+
+def compact_labels(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(values, compact)``: the positive labels present (sorted, int64) and an int32 array
+    of ``data``'s shape holding ``i + 1`` where ``data == values[i]``, 0 elsewhere.
+
+    Per-label tables built on ``compact`` have K + 1 entries for K labels present, whatever the
+    label values (up to 2³¹ − 1 after :func:`viewer.core.io.study.load_timepoint`).
+    """
+    data = np.asarray(data)
+    values = present_labels(data)
+    compact = np.zeros(data.shape, dtype=np.int32)
+    if data.ndim == 0 or not len(values):
+        return values, compact
+    for source, target in zip(_slabs(data), _slabs(compact)):
+        positive = source > 0
+        if positive.any():
+            target[positive] = np.searchsorted(values, source[positive]) + 1
+    return values, compact
+
+
 def label_boxes(labels: Volume) -> dict[int, tuple[slice, slice, slice]]:
-    """Tight box of every label present in a label map (one pass over the array)."""
+    """Tight box of every label present in a label map.
+
+    One ``find_objects`` pass for small label values; for large ones (above
+    :data:`DENSE_LABEL_LIMIT`) over the renumbered map (:func:`compact_labels`), so that memory
+    follows the labels present and not the largest value.
+    """
     data = np.asarray(labels.data)
-    boxes = ndimage.find_objects(data)
-    return {index + 1: box for index, box in enumerate(boxes) if box is not None}
+    if data.size == 0:
+        return {}
+    if _largest_label(data) <= DENSE_LABEL_LIMIT:
+        boxes = ndimage.find_objects(data)
+        return {index + 1: box for index, box in enumerate(boxes) if box is not None}
+    values, compact = compact_labels(data)
+    boxes = ndimage.find_objects(compact, max_label=len(values))
+    return {int(values[index]): box for index, box in enumerate(boxes) if box is not None}
 
 
 def region_mask_on_grid(

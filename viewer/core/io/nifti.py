@@ -29,11 +29,19 @@ Why these rules:
     or a colour channel for the user would load the file wrongly.
 
   Scaled files (``scl_slope``/``scl_inter``) are scaled by nibabel to float before this rule.
+- A header without an sform (geometry from the qform or pixdim alone) whose voxel size
+  ``pixdim[1..3]`` holds a 0 is refused: nibabel "repairs" it to 1 mm on load, an invented
+  voxel size that would make every volume and every mm wrong.
+- A single-file NIfTI (magic ``n+1``/``n+2``) whose ``vox_offset`` points inside its own header
+  (below 352 bytes for NIfTI-1, 544 for NIfTI-2: the header plus the 4-byte extension flag) is
+  refused: nibabel would read the header bytes as voxels, a plausible-looking wrong image.
 - Writes are atomic: a temporary file beside the target, then ``os.replace``.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 import nibabel as nib
@@ -54,6 +62,9 @@ _WIDENED_FLOATS: dict[np.dtype, np.dtype] = {np.dtype(np.float16): np.dtype(np.f
 if np.dtype(np.longdouble).itemsize > 8:  # x86 long double; on some platforms it is float64
     _WIDENED_FLOATS[np.dtype(np.longdouble)] = np.dtype(np.float64)
 
+#: Smallest vox_offset of a single-file NIfTI (header + extension flag, bytes), by magic.
+_SINGLE_FILE_FIRST_VOXEL_BYTE = {b"n+1": 352, b"n+2": 544}
+
 #: NIfTI datatype codes of colour voxels and their names in nifti1.h.
 _NIFTI_COLOUR_TYPES = {128: "NIFTI_TYPE_RGB24", 2304: "NIFTI_TYPE_RGBA32"}
 
@@ -62,6 +73,16 @@ _MULTI_VALUE_ADVICE = {
     "c": ("holds complex values", "load the magnitude image"),
     "V": ("holds colour (multi-channel) voxels", "load a single-channel (grey-scale) image"),
 }
+
+
+def _only_when_debugging(record: logging.LogRecord) -> bool:
+    """nibabel logs header problems to stderr through its own handler ('nibabel.global', e.g.
+    "vox offset 100 too low …") and then raises or fixes them; the viewer reports the problem
+    in its one error line, so the log line is shown only with VIEWER_DEBUG (PRODUCT.md §7)."""
+    return bool(os.environ.get("VIEWER_DEBUG"))
+
+
+logging.getLogger("nibabel.global").addFilter(_only_when_debugging)
 
 
 def is_nifti_path(path: str | Path) -> bool:
@@ -107,6 +128,8 @@ def load_nifti(path: str | Path, role: str = "anatomical", name: str = "") -> Vo
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise file_error(path, f"is a {type(img).__name__}, expected NIfTI-1 or NIfTI-2")
     refuse_multi_value(path, img.get_data_dtype(), _datatype_label(img))
+    refuse_offset_inside_header(path, img.header, getattr(img.dataobj, "offset", None))
+    refuse_zero_voxel_size(path, img)
 
     shape = img.shape
     if len(shape) == 4 and shape[3] == 1:
@@ -138,6 +161,45 @@ def load_nifti(path: str | Path, role: str = "anatomical", name: str = "") -> Vo
     except Exception as exc:  # truncated gzip stream, short file, bad dtype
         raise file_error(path, f"cannot read the voxel data ({_short(exc)}); the file may be truncated") from None
     return Volume(data, affine, role=role, name=name or _stem(path), source=path, meta=meta)
+
+
+def refuse_offset_inside_header(path: str | Path, header: nib.Nifti1Header, offset: float | None) -> None:
+    """Refuse a single-file NIfTI whose voxels would start inside its header.
+
+    ``offset`` is the byte the voxels are read from (the loaded image's ``dataobj.offset``,
+    i.e. the file's vox_offset: nibabel resets ``header["vox_offset"]`` once loaded).
+    """
+    magic = bytes(np.asarray(header["magic"]).tobytes()).rstrip(b"\x00")
+    first = _SINGLE_FILE_FIRST_VOXEL_BYTE.get(magic)
+    if first is None or offset is None:
+        return  # a header/image pair (ni1): the voxels are in the .img file from byte vox_offset
+    offset = float(offset)
+    if not offset >= first:  # also NaN
+        raise file_error(path, f"vox_offset {offset:g} lies inside the NIfTI header (a single-file "
+                               f"{magic.decode('ascii', 'replace')} image stores voxels from byte {first} on): "
+                               "the voxels would be read from the header; the file is damaged")
+
+
+def refuse_zero_voxel_size(path: str | Path, img: nib.Nifti1Image) -> None:
+    """Refuse a 0 in the stored pixdim[1..3] when no sform gives the geometry.
+
+    The loaded header is already repaired by nibabel (0 → 1), so the stored header is read
+    again without nibabel's checks (the first bytes of the file only).
+    """
+    if int(img.header["sform_code"]) > 0:
+        return  # the sform carries the voxel size; pixdim is not used
+    from nibabel.openers import ImageOpener
+
+    try:
+        with ImageOpener(str(path)) as stream:
+            stored = type(img.header).from_fileobj(stream, check=False)
+    except Exception:  # unreadable the second time: the first read succeeded, keep its result
+        return
+    zooms = np.asarray(stored["pixdim"][1:4], dtype=np.float64)
+    zero = [i + 1 for i, z in enumerate(zooms) if z == 0]
+    if zero:
+        raise file_error(path, f"pixdim[{zero[0]}] (the voxel size) is 0 and there is no sform: the voxel size is "
+                               "unknown (nibabel would invent 1 mm)")
 
 
 def refuse_multi_value(path: str | Path, dtype: np.dtype, label: str = "") -> None:

@@ -22,7 +22,10 @@ Why these rules:
   AcquisitionDate/AcquisitionTime of the slices (a series re-created after post-processing):
   then the earliest acquisition time is used.
 - Anything missing, zero or unsupported raises :class:`ViewerError` naming the tag. A
-  silently wrong SUV is worse than none.
+  silently wrong SUV is worse than none. So does a factor that is not a finite positive
+  number once computed: a dose that decays to nothing over the uptake time (a half-life of a
+  nanosecond underflows 2^(−Δt/T½) to 0, which used to escape as ``ZeroDivisionError``), or
+  a weight or scale factor large enough to overflow.
 
 SUL (SUV normalised to lean body mass) uses the James formula and needs PatientSex (M/F) and
 PatientSize (m); it is reported as ``sul_factor = LBM / weight`` so SUL = SUV · sul_factor.
@@ -30,6 +33,7 @@ PatientSize (m); it is reported as ``sul_factor = LBM / weight`` so SUL = SUV ·
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -224,6 +228,17 @@ def parse_dt(text: str, tag: str, where: str | Path) -> datetime:
 def _factor_and_provenance(
     ds: Dataset, where: str | Path, scan: datetime | None
 ) -> tuple[float, dict[str, Any]]:
+    """(factor, provenance) for one file; the factor is refused unless finite and > 0."""
+    factor, meta = _factor_by_units(ds, where, scan)
+    if not (math.isfinite(factor) and factor > 0):
+        raise file_error(where, f"cannot compute SUV: the SUV factor from {meta.get('suv_method', 'the tags')} is "
+                                f"{factor:g} (PatientWeight, RadionuclideTotalDose or a scale factor out of range)")
+    return factor, meta
+
+
+def _factor_by_units(
+    ds: Dataset, where: str | Path, scan: datetime | None
+) -> tuple[float, dict[str, Any]]:
     """Dispatch on Units (after the corrections check) and return (factor, provenance)."""
     _check_corrections(ds, where)
     units = _required(ds, "Units", where).upper()
@@ -280,8 +295,11 @@ def _bqml_factor(
         meta["scan_time"] = scan.isoformat()
         meta["injection_time"] = injection.isoformat()
     meta.update(weight_kg=weight_kg, dose_bq=dose_bq, half_life_s=half_life_s, delta_t_s=delta_t_s)
-    factor = weight_kg * 1000.0 / (dose_bq * decay_factor(delta_t_s, half_life_s))
-    return factor, meta
+    decayed_bq = dose_bq * decay_factor(delta_t_s, half_life_s)
+    if not decayed_bq > 0:
+        raise file_error(where, f"cannot compute SUV: RadionuclideTotalDose {dose_bq:g} Bq decays to nothing over "
+                                f"{delta_t_s:g} s with RadionuclideHalfLife {half_life_s:g} s")
+    return weight_kg * 1000.0 / decayed_bq, meta
 
 
 def _cnts_factor(ds: Dataset, where: str | Path, scan: datetime | None) -> tuple[float, dict[str, Any]]:

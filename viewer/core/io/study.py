@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
@@ -23,8 +24,21 @@ from viewer.core.io.nifti import is_nifti_path, load_nifti
 from viewer.core.volume import ROLES, Volume
 
 MANIFEST_NAME = "study.toml"
+#: Largest manifest read (bytes): a real one is a few kB; a link to /dev/zero is endless.
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 #: Largest region label: label maps are mapped onto other grids as int32.
 LARGEST_LABEL = int(np.iinfo(np.int32).max)
+
+#: Most distinct regions one label map (or one region_names table) may hold. Every region is
+#: measured on every image of its timepoint and is a row of the window's table and of the
+#: report, at a cost that grows with its extent: 1000 regions keep `viewer stats` within
+#: seconds on a small study even when every region is scattered over the whole grid, and are
+#: far more than a clinician draws (core, penumbra, injection sites, references: tens). A map
+#: with more (a parcellation, or an image loaded as regions) is refused with this limit named.
+MAX_REGIONS = 1000
+
+#: A region_names key: an unsigned decimal integer, surrounding spaces allowed (" 1").
+_LABEL_KEY = re.compile(r"\s*([0-9]+)\s*")
 
 #: Image keys of a timepoint, in display order (anatomy first, regions last).
 IMAGE_ROLES: tuple[str, ...] = ROLES
@@ -51,7 +65,21 @@ PET_DOSE_KEYS = {
     "half_life_s": (int, float),
     "injection_time": str,
     "scan_time": str,
+    "decay_correction": str,
 }
+
+#: pet_dose keys that are physical amounts and must be > 0 (Bq, kg, s): a negative weight
+#: would give negative SUVs, a zero dose or half-life a division by zero.
+PET_DOSE_POSITIVE_KEYS = ("dose_bq", "weight_kg", "half_life_s")
+
+#: What a NIfTI PET in Bq/mL is decay-corrected to, as DICOM DecayCorrection says it:
+#: START — the scan start, so the dose is decayed from injection_time to scan_time with
+#: half_life_s (the default: these three are then required); ADMIN — the injection, so the
+#: dose is not decayed (no times needed).
+PET_DECAY_CORRECTIONS = ("START", "ADMIN")
+
+#: Accepted forms of pet_dose.injection_time and scan_time.
+PET_TIME_FORMATS = ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%H:%M:%S")
 
 
 @dataclass(frozen=True)
@@ -84,13 +112,18 @@ class ModelEntry:
 
 @dataclass(frozen=True)
 class PetDose:
-    """Dose facts for a NIfTI PET in Bq/mL (SUV = Bq/mL · weight / decayed dose)."""
+    """Dose facts for a NIfTI PET in Bq/mL (SUV = Bq/mL · weight / decayed dose).
+
+    Units in the names: Bq, kg, s; times as in :data:`PET_TIME_FORMATS`; ``decay_correction``
+    one of :data:`PET_DECAY_CORRECTIONS` (None: START).
+    """
 
     dose_bq: float | None = None
     weight_kg: float | None = None
     half_life_s: float | None = None
     injection_time: str | None = None
     scan_time: str | None = None
+    decay_correction: str | None = None
 
 
 @dataclass(frozen=True)
@@ -151,12 +184,30 @@ def load_study(path: str | Path) -> Study:
     if not path.exists():
         raise file_error(path, "file not found")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(_manifest_text(path))
     except UnicodeDecodeError:
         raise file_error(path, "is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise file_error(path, f"malformed TOML ({exc})") from None
     return parse_manifest(raw, path)
+
+
+def _manifest_text(path: Path) -> str:
+    """The manifest's text: a regular file (links followed) of at most MAX_MANIFEST_BYTES.
+
+    A FIFO would block the read until some writer appears and a device (/dev/zero) never ends,
+    so anything but a regular file is refused before it is opened.
+    """
+    if not path.is_file():
+        raise file_error(path, "is not a regular file (a manifest is a TOML text file)")
+    try:
+        with path.open("rb") as stream:
+            data = stream.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as exc:
+        raise file_error(path, f"cannot be read ({exc.strerror or exc})") from None
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise file_error(path, f"is larger than {MAX_MANIFEST_BYTES // (1024 * 1024)} MB; a manifest is a small text file")
+    return data.decode("utf-8")
 
 
 def parse_manifest(raw: Mapping[str, Any], path: Path) -> Study:
@@ -250,6 +301,9 @@ def _parse_model(path: Path, index: int, table: Any) -> ModelEntry:
     if not isinstance(table, dict):
         raise file_error(path, f"{where} must be a table")
     _check_keys(path, where, table, {"onnx", "card"})
+    for key, what in (("onnx", "the ONNX file"), ("card", "the model card JSON")):
+        if key not in table:
+            raise file_error(path, f"{where} needs '{key}' ({what})")
     onnx = _existing(path, where, "onnx", table, kind="model")
     card = _existing(path, where, "card", table, kind="model")
     return ModelEntry(onnx, card)
@@ -272,37 +326,117 @@ def _parse_timepoint(path: Path, index: int, table: Any) -> Timepoint:
         raise file_error(path, f"{where}: 'anatomical' image is required")
     images = {role: _existing(path, where, role, table) for role in IMAGE_ROLES if role in table}
 
-    region_names: dict[int, str] = {}
-    names = table.get("region_names", {})
-    if not isinstance(names, dict):
-        raise file_error(path, f"{where} region_names must be a table like {{ 1 = \"core\" }}")
-    for key, name in names.items():
-        try:
-            number = int(key)
-        except ValueError:
-            raise file_error(path, f"{where} region_names key {key!r} is not an integer label") from None
-        if number <= 0:
-            raise file_error(path, f"{where} region_names label {number} must be positive (0 is unlabelled)")
-        if not isinstance(name, str) or not name.strip():
-            raise file_error(path, f"{where} region_names.{key} must be a non-empty string")
-        region_names[number] = name.strip()
+    region_names = _parse_region_names(path, where, table.get("region_names", {}))
     if region_names and "regions" not in images:
         raise file_error(path, f"{where}: region_names given without a 'regions' image")
 
     pet_units = table.get("pet_units")
     if pet_units is not None and pet_units not in PET_UNITS:
         raise file_error(path, f"{where} pet_units must be one of {', '.join(PET_UNITS)}, got {pet_units!r}")
-    pet_dose = None
-    if "pet_dose" in table:
-        dose_table = table["pet_dose"]
-        if not isinstance(dose_table, dict):
-            raise file_error(path, f"{where} pet_dose must be a table")
-        _check_keys(path, f"{where} pet_dose", dose_table, set(PET_DOSE_KEYS))
-        dose_values = {k: _typed(path, f"{where} pet_dose.{k}", v, PET_DOSE_KEYS[k]) for k, v in dose_table.items()}
-        pet_dose = PetDose(**dose_values)
-    if "pet" in images and is_nifti_path(images["pet"]) and pet_units is None:
-        raise file_error(path, f"{where}: a NIfTI 'pet' needs pet_units (\"SUV\" or \"Bq/mL\")")
+    pet_dose = _parse_pet_dose(path, where, table["pet_dose"]) if "pet_dose" in table else None
+    if "pet" in images and is_nifti_path(images["pet"]):
+        if pet_units is None:
+            raise file_error(path, f"{where}: a NIfTI 'pet' needs pet_units (\"SUV\" or \"Bq/mL\")")
+        if pet_units == "Bq/mL":
+            pet_suv_factor(f"{path}: {where}", pet_dose)  # refuses what cannot give an SUV
     return Timepoint(label.strip(), day, images, region_names, pet_units, pet_dose)
+
+
+def _parse_region_names(path: Path, where: str, names: Any) -> dict[int, str]:
+    """``{label: name}`` from a timepoint's region_names table.
+
+    Keys are decimal integers (spaces around them allowed); two keys meaning the same label
+    (" 1" and "01") are refused naming both, since one name would silently replace the other.
+    Forms ``int()`` would also take but nobody means as a label ("1_0" → 10, "+1") are refused.
+    """
+    if not isinstance(names, dict):
+        raise file_error(path, f"{where} region_names must be a table like {{ 1 = \"core\" }}")
+    if len(names) > MAX_REGIONS:
+        raise file_error(path, f"{where} region_names names {len(names)} regions; at most {MAX_REGIONS} are supported")
+    region_names: dict[int, str] = {}
+    keys: dict[int, str] = {}
+    for key, name in names.items():
+        match = _LABEL_KEY.fullmatch(key)
+        if match is None:
+            raise file_error(path, f"{where} region_names key {key!r} is not an integer label")
+        digits = match.group(1).lstrip("0") or "0"
+        number = int(digits) if len(digits) <= len(str(LARGEST_LABEL)) else LARGEST_LABEL + 1
+        if number <= 0:
+            raise file_error(path, f"{where} region_names label {number} must be positive (0 is unlabelled)")
+        if number > LARGEST_LABEL:
+            raise file_error(path, f"{where} region_names key {key.strip()[:20]!r} is beyond the largest label "
+                                   f"{LARGEST_LABEL}")
+        if number in keys:
+            raise file_error(path, f"{where} region_names keys {keys[number]!r} and {key!r} both name label {number}")
+        if not isinstance(name, str) or not name.strip():
+            raise file_error(path, f"{where} region_names.{key} must be a non-empty string")
+        keys[number] = key
+        region_names[number] = name.strip()
+    return region_names
+
+
+def _parse_pet_dose(path: Path, where: str, table: Any) -> PetDose:
+    """A timepoint's pet_dose table: known keys, types, positive amounts, valid times."""
+    if not isinstance(table, dict):
+        raise file_error(path, f"{where} pet_dose must be a table")
+    _check_keys(path, f"{where} pet_dose", table, set(PET_DOSE_KEYS))
+    values = {k: _typed(path, f"{where} pet_dose.{k}", v, PET_DOSE_KEYS[k]) for k, v in table.items()}
+    for key in PET_DOSE_POSITIVE_KEYS:
+        if key in values:
+            _positive(path, f"{where} pet_dose.{key}", values[key])
+    for key in ("injection_time", "scan_time"):
+        if key in values:
+            _pet_time(f"{path}: {where}", key, values[key])
+    correction = values.get("decay_correction")
+    if correction is not None and correction not in PET_DECAY_CORRECTIONS:
+        raise file_error(path, f"{where} pet_dose.decay_correction must be one of {', '.join(PET_DECAY_CORRECTIONS)}, "
+                               f"got {correction!r}")
+    return PetDose(**values)
+
+
+def _pet_time(where: str, key: str, text: str) -> datetime:
+    for pattern in PET_TIME_FORMATS:
+        try:
+            return datetime.strptime(text.strip(), pattern)
+        except ValueError:
+            continue
+    raise ViewerError(f"{where} pet_dose.{key} {text!r} is not HH:MM:SS or YYYY-MM-DDTHH:MM:SS")
+
+
+def pet_suv_factor(where: str, dose: PetDose | None) -> float:
+    """SUV per Bq/mL of a NIfTI PET: weight[g] / (dose[Bq] · decay), or a one-line error.
+
+    decay = 2^(−Δt / half_life_s), Δt from injection_time to scan_time, for images
+    decay-corrected to the scan start (``decay_correction`` START, the default); 1 for ADMIN.
+    PRODUCT.md §2/§3: Bq/mL needs dose, weight *and* times — without the times the dose would
+    silently not be decayed (a 60-min F-18 uptake makes that a 31 % error in every SUV).
+    """
+    def need(key: str, why: str) -> Any:
+        value = getattr(dose, key) if dose is not None else None
+        if value is None:
+            raise ViewerError(f"{where}: PET in Bq/mL needs pet_dose.{key} {why}")
+        return value
+
+    dose_bq = float(need("dose_bq", "to compute SUV"))
+    weight_kg = float(need("weight_kg", "to compute SUV"))
+    decay = 1.0
+    if (dose.decay_correction if dose is not None else None) != "ADMIN":
+        why = ("to decay the dose to the scan (or pet_dose.decay_correction = \"ADMIN\" when the image is "
+               "decay-corrected to the injection time)")
+        injection = _pet_time(where, "injection_time", need("injection_time", why))
+        scan = _pet_time(where, "scan_time", need("scan_time", why))
+        half_life_s = float(need("half_life_s", why))
+        if (injection.year == 1900) != (scan.year == 1900):
+            raise ViewerError(f"{where}: pet_dose injection_time and scan_time must both have a date or both not")
+        delta_s = (scan - injection).total_seconds()
+        if delta_s < 0:
+            raise ViewerError(f"{where}: pet_dose.scan_time is before pet_dose.injection_time")
+        decay = 2.0 ** (-delta_s / half_life_s)
+    factor = weight_kg * 1000.0 / (dose_bq * decay) if dose_bq * decay > 0 else math.inf
+    if not math.isfinite(factor):
+        raise ViewerError(f"{where}: pet_dose gives no finite SUV factor (pet_dose.dose_bq {dose_bq:g} Bq decayed "
+                          f"by {decay:.3g} over the uptake time, pet_dose.weight_kg {weight_kg:g} kg)")
+    return factor
 
 
 # -- validation helpers ----------------------------------------------------------------------
@@ -456,7 +590,8 @@ def load_timepoint(study: Study, timepoint: Timepoint) -> dict[str, Volume]:
 
 def _as_label_volume(volume: Volume) -> Volume:
     """Integer label map: integer files keep their dtype (a uint8 map of a 512³ grid stays
-    134 MB instead of 537 MB as int32); float files must hold whole numbers and become int32."""
+    134 MB instead of 537 MB as int32); float files must hold whole numbers and become int32.
+    Labels must lie in 0..LARGEST_LABEL, and at most :data:`MAX_REGIONS` distinct ones."""
     data = np.asarray(volume.data)
     if np.issubdtype(data.dtype, np.integer):
         labels = data
@@ -472,7 +607,21 @@ def _as_label_volume(volume: Volume) -> Volume:
     if int(labels.max()) > LARGEST_LABEL:
         raise file_error(volume.source or volume.name, f"a region label map must hold labels up to {LARGEST_LABEL}, "
                                                        f"got {int(labels.max())}")
+    _check_region_count(volume, labels)
     return Volume(labels, volume.voxel_to_world, "regions", "label", volume.name, volume.source, volume.meta)
+
+
+def _check_region_count(volume: Volume, labels: np.ndarray) -> None:
+    """Refuse a label map with more than :data:`MAX_REGIONS` distinct labels (no pass over a
+    uint8 map, which cannot hold more than 255)."""
+    from viewer.core.spaces import present_labels
+
+    if labels.dtype.itemsize == 1 and MAX_REGIONS >= 255:
+        return
+    count = len(present_labels(labels))
+    if count > MAX_REGIONS:
+        raise file_error(volume.source or volume.name, f"a region label map holds {count} distinct labels; at most "
+                                                       f"{MAX_REGIONS} regions are supported (is it a label map?)")
 
 
 def _nifti_pet_to_suv(study: Study, timepoint: Timepoint, volume: Volume) -> Volume:
@@ -481,40 +630,10 @@ def _nifti_pet_to_suv(study: Study, timepoint: Timepoint, volume: Volume) -> Vol
     if timepoint.pet_units == "SUV":
         volume.units = "SUV"
         return volume
-    dose = timepoint.pet_dose
-    where = f"{study.manifest}: [[timepoint]] {timepoint.label!r}"
-    missing = [k for k in ("dose_bq", "weight_kg") if dose is None or getattr(dose, k) is None]
-    if missing:
-        raise ViewerError(f"{where}: PET in Bq/mL needs pet_dose.{missing[0]} to compute SUV")
-    assert dose is not None
-    decay = 1.0
-    if dose.injection_time or dose.scan_time or dose.half_life_s:
-        need = [k for k in ("injection_time", "scan_time", "half_life_s") if getattr(dose, k) is None]
-        if need:
-            raise ViewerError(f"{where}: pet_dose.{need[0]} is needed to decay-correct the dose")
-        delta_s = _seconds_between(where, dose.injection_time, dose.scan_time)
-        decay = 2.0 ** (-delta_s / float(dose.half_life_s))
-    factor = float(dose.weight_kg) * 1000.0 / (float(dose.dose_bq) * decay)
+    factor = pet_suv_factor(f"{study.manifest}: [[timepoint]] {timepoint.label!r}", timepoint.pet_dose)
     suv = np.asarray(volume.data, dtype=np.float32) * np.float32(factor)
     meta = dict(volume.meta, suv_method="NIfTI Bq/mL with manifest dose", suv_factor=factor)
     return Volume(suv, volume.voxel_to_world, "pet", "SUV", volume.name, volume.source, meta)
-
-
-def _seconds_between(where: str, start: str, end: str) -> float:
-    from datetime import datetime
-
-    def parse(text: str) -> datetime:
-        for pattern in ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%H:%M:%S"):
-            try:
-                return datetime.strptime(text, pattern)
-            except ValueError:
-                continue
-        raise ViewerError(f"{where}: pet_dose time {text!r} is not HH:MM:SS or YYYY-MM-DDTHH:MM:SS")
-
-    delta = (parse(end) - parse(start)).total_seconds()
-    if delta < 0:
-        raise ViewerError(f"{where}: pet_dose scan_time is before injection_time")
-    return delta
 
 
 def study_from_image(path: str | Path) -> Study:

@@ -5,7 +5,10 @@
   (:func:`region_features`);
 - :mod:`.model` — :func:`load_model` (onnxruntime, CPU), :meth:`PredictionModel.predict` with
   interval, contributions and out-of-range warnings, and :func:`predictions_for` for
-  `viewer stats`.
+  `viewer stats`; every run has a wall-clock budget (a model out of time gives null
+  predictions with the reason, never a hang);
+- :mod:`.onnx_graph` — :func:`check_bounded_graph`: graphs with control flow that cannot be
+  bounded before running (a Loop without a constant trip count) are refused at load.
 
 The bundled demonstration model (``resources/models/``) is written by
 ``scripts/train_demo_model.py`` from simulated data; it and everything showing its predictions

@@ -20,11 +20,25 @@ baselines):
 
 Loading never runs code: an ONNX file is a protobuf graph of standard operators, evaluated by
 onnxruntime; pickle/joblib files are refused as "not an ONNX model".
+
+Time (issue 13: a model with a huge ``Loop`` hung ``viewer stats`` and the window):
+
+- at load, a graph whose control flow cannot be bounded before it runs is refused
+  (:func:`viewer.core.predict.onnx_graph.check_bounded_graph`: Loops need a constant trip
+  count); onnxruntime's graph optimisations are off, so creating the session never evaluates
+  the graph (constant folding would run a costly constant sub-graph inside the load);
+- every run has a wall-clock budget of :data:`PREDICTION_TIME_BUDGET_S`: the run happens on a
+  worker thread, and when the budget is spent onnxruntime is told to terminate (it stops
+  between two operators) and the caller stops waiting after :data:`TERMINATE_GRACE_S` more
+  (an operator that is still computing is abandoned, never waited for). The model is then
+  unavailable for the rest of the session: its predictions are ``null`` with a reason naming
+  it (:attr:`PredictionModel.unavailable`), and nothing is ever reported from a partial run.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,11 +50,26 @@ import numpy as np
 from viewer.core.errors import ViewerError, file_error
 from viewer.core.predict.card import DEMONSTRATION_NOTICE, ModelCard, load_card
 from viewer.core.predict.features import finite_number, region_features, region_type
+from viewer.core.predict.onnx_graph import check_bounded_graph
 from viewer.core.resources import resources_dir
 
 if TYPE_CHECKING:
     from viewer.core.io.study import ModelEntry
     from viewer.core.quant.stats import TimepointStats
+
+
+#: Wall-clock seconds one model may take for one batch of rows (every region of a timepoint
+#: with its baseline substitutions: tens to hundreds of rows). The bundled model needs well
+#: under a millisecond; a budget this wide only stops a model that would never finish.
+PREDICTION_TIME_BUDGET_S = 5.0
+
+#: Seconds to wait, after telling onnxruntime to terminate, for the run to return; an operator
+#: still computing after that is abandoned on its (daemon) thread.
+TERMINATE_GRACE_S = 1.0
+
+
+class _OutOfTime(Exception):
+    """A run used up the time budget (the message is the user-facing reason)."""
 
 
 @dataclass(frozen=True)
@@ -77,10 +106,15 @@ class Prediction:
 class PredictionModel:
     """A loaded ONNX model with its card. Build it with :func:`load_model`."""
 
-    def __init__(self, card: ModelCard, onnx_path: Path, session: Any, load_seconds: float = 0.0) -> None:
+    def __init__(self, card: ModelCard, onnx_path: Path, session: Any, load_seconds: float = 0.0,
+                 time_budget_s: float | None = None) -> None:
         self.card = card
         self.onnx_path = onnx_path
         self.load_seconds = load_seconds
+        #: seconds one run may take (default :data:`PREDICTION_TIME_BUDGET_S`, read at load)
+        self.time_budget_s = PREDICTION_TIME_BUDGET_S if time_budget_s is None else float(time_budget_s)
+        #: why the model gives no predictions any more (it ran out of time), else None
+        self.unavailable: str | None = None
         self._session = session
         inputs = session.get_inputs()
         where = onnx_path
@@ -110,11 +144,16 @@ class PredictionModel:
             self._bounds = (card.interval.lower, card.interval.upper)
         self._baselines = np.array([f.baseline for f in card.features], dtype=float)
         # A test run on two baseline rows: checks the shapes against the card and that rows are
-        # independent of each other, and gives f(baseline).
-        values, _ = self._evaluate(np.repeat(self._baselines[None, :], 2, axis=0))
-        self.baseline_value = float(values[0])
-        if card.linear is not None:
-            self._check_linear()
+        # independent of each other, and gives f(baseline). A model that cannot finish even
+        # that within its budget loads, but is unavailable (null predictions, with the reason).
+        self.baseline_value: float | None = None
+        try:
+            values, _ = self._evaluate(np.repeat(self._baselines[None, :], 2, axis=0))
+            self.baseline_value = float(values[0])
+            if card.linear is not None:
+                self._check_linear()
+        except _OutOfTime:
+            pass
 
     # -- description -----------------------------------------------------------------------------
     @property
@@ -186,12 +225,15 @@ class PredictionModel:
                 rows[:, j] = np.log10(1.0 + np.maximum(rows[:, j], 0.0))
         feed = rows.astype(self._dtype)
         names = [self._output] + (list(self._bounds) if self._bounds else [])
+        deadline = time.monotonic() + self.time_budget_s
         try:
             if self._one_row and len(feed) != 1:
-                parts = [self._session.run(names, {self._input_name: feed[i:i + 1]}) for i in range(len(feed))]
+                parts = [self._run(names, feed[i:i + 1], deadline) for i in range(len(feed))]
                 results = [np.concatenate([np.asarray(p[k]) for p in parts]) for k in range(len(names))]
             else:
-                results = self._session.run(names, {self._input_name: feed})
+                results = self._run(names, feed, deadline)
+        except _OutOfTime:
+            raise
         except Exception as exc:  # onnxruntime's own exception types
             card_name = self.card.path.name if self.card.path else "the card"
             raise file_error(self.onnx_path, f"the model does not run on the {len(self.card.features)} features "
@@ -208,6 +250,39 @@ class PredictionModel:
             high = self._column_of(results[2], self._bounds[1])
             bounds = np.stack([np.minimum(low, high), np.maximum(low, high)], axis=1)
         return np.clip(values, 0.0, 1.0), bounds
+
+    def _run(self, names: list[str], feed: np.ndarray, deadline: float) -> list[Any]:
+        """One ``session.run`` on a worker thread, stopped at ``deadline`` (time.monotonic).
+
+        Raises :class:`_OutOfTime` (and marks the model unavailable) when the budget is spent;
+        re-raises what onnxruntime raised otherwise.
+        """
+        if self.unavailable is not None:
+            raise _OutOfTime(self.unavailable)
+        import onnxruntime
+
+        options = onnxruntime.RunOptions()
+        options.log_severity_level = ORT_QUIET  # a terminated run is reported by us, not logged
+        outcome: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                outcome["result"] = self._session.run(names, {self._input_name: feed}, options)
+            except Exception as exc:  # onnxruntime's own types, handed to the caller's thread
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=work, name=f"onnx {self.onnx_path.name}", daemon=True)
+        worker.start()
+        worker.join(max(deadline - time.monotonic(), 0.0))
+        if worker.is_alive():
+            options.terminate = True  # onnxruntime stops between two operators
+            worker.join(TERMINATE_GRACE_S)
+            self.unavailable = (f"model '{self.card.name}' {self.card.version} ({self.onnx_path.name}) did not "
+                                f"finish within its time budget of {self.time_budget_s:g} s and was stopped")
+            raise _OutOfTime(self.unavailable)
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["result"]
 
     def _check_linear(self) -> None:
         """Verify the card's linear terms against the graph (so that contributions are exact)."""
@@ -268,6 +343,8 @@ class PredictionModel:
         card = self.card
         features = card.features
         n = len(features)
+        if self.unavailable is not None:
+            return [Prediction(None, reason=self.unavailable) for _ in rows]
         results: list[Prediction | None] = [None] * len(rows)
         complete: list[tuple[int, np.ndarray]] = []
         for index, given in enumerate(rows):
@@ -283,7 +360,10 @@ class PredictionModel:
             block = np.repeat(x[None, :], n + 1, axis=0)
             block[1 + np.arange(n), np.arange(n)] = self._baselines
             blocks.append(block)
-        values, bounds = self._evaluate(np.concatenate(blocks))
+        try:
+            values, bounds = self._evaluate(np.concatenate(blocks))
+        except _OutOfTime as stopped:
+            return [Prediction(None, reason=str(stopped)) for _ in rows]
         for k, (index, x) in enumerate(complete):
             p = values[k * (n + 1): (k + 1) * (n + 1)]
             value = float(p[0])
@@ -326,8 +406,17 @@ def _first_line(exc: BaseException) -> str:
     return text[:200] + ("…" if len(text) > 200 else "")
 
 
-def load_model(onnx_path: str | Path, card_path: str | Path) -> PredictionModel:
-    """Load an ONNX model and its card; a :class:`ViewerError` names the file that is wrong."""
+#: onnxruntime log level that keeps its own messages (a terminated run is logged as an error)
+#: off the terminal: 4 = fatal only.
+ORT_QUIET = 4
+
+
+def load_model(onnx_path: str | Path, card_path: str | Path, time_budget_s: float | None = None) -> PredictionModel:
+    """Load an ONNX model and its card; a :class:`ViewerError` names the file that is wrong.
+
+    ``time_budget_s`` bounds every run (default :data:`PREDICTION_TIME_BUDGET_S`); a graph with
+    control flow that cannot be bounded is refused here (module docstring).
+    """
     start = time.perf_counter()
     onnx_path, card_path = Path(onnx_path), Path(card_path)
     card = load_card(card_path)
@@ -336,17 +425,21 @@ def load_model(onnx_path: str | Path, card_path: str | Path) -> PredictionModel:
     data = onnx_path.read_bytes()
     if data[:1] == b"\x80" or data[:4] == b"PK\x03\x04":
         raise file_error(onnx_path, "is a pickle/joblib/zip file, not an ONNX model (the viewer never runs pickled code)")
+    check_bounded_graph(data, onnx_path)
     import onnxruntime  # deferred: only needed once a model is used
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1  # tiny models: threads cost more than they save; deterministic
     options.inter_op_num_threads = 1
-    options.log_severity_level = 3
+    options.log_severity_level = ORT_QUIET
+    # No graph optimisation: constant folding would evaluate constant sub-graphs (of any cost)
+    # inside InferenceSession(), outside every time budget; tiny models gain nothing from it.
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
         session = onnxruntime.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime's own exception types
         raise file_error(onnx_path, f"not a readable ONNX model ({_first_line(exc)})") from exc
-    model = PredictionModel(card, onnx_path, session)
+    model = PredictionModel(card, onnx_path, session, time_budget_s=time_budget_s)
     model.load_seconds = time.perf_counter() - start
     return model
 

@@ -4,7 +4,11 @@
 SUVpeak map) and then measures any region cheaply, so the window can recompute the one region
 a brush stroke changed. Each image is measured on its own grid with the region mapped onto it
 (:func:`viewer.core.spaces.region_mask_on_grid`). Anything that cannot be computed is None
-with a note saying why — never a default that looks like a measurement.
+with a note saying why — never a default that looks like a measurement. In particular
+(PRODUCT.md §3, "honest limits"): NaN/inf voxels inside a region are left out *and* counted in
+a note per region and image (a region whose voxels are all non-finite on an image gets None
+for that image's numbers); a Gd-implied dead count above the total count gives no live/dead
+split, with a note, instead of a split capped to look plausible.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from viewer.core.quant.perfusion import MismatchSummary, mismatch_summary, sodiu
 from viewer.core.quant.pet import PetQuantifier
 from viewer.core.quant.settings import QuantSettings
 from viewer.core.quant.viability import (
+    MapSum,
     cells_from_spio,
     dead_cells_from_gd,
     region_sum,
@@ -250,6 +255,7 @@ class TimepointQuantifier:
             mapped = self._mapped("fluorine", label, name, volume_ml, notes)
             if mapped is not None:
                 measures = self.fluorine.measure(*mapped)
+                _note_nonfinite(notes, name, "fluorine", measures.nan_voxels, measures.voxels)
                 details["fluorine_signal_sum"] = measures.signal_sum
                 details["fluorine_detected_voxels"] = measures.detected_voxels
                 values["below_detection"] = measures.below_detection
@@ -261,36 +267,49 @@ class TimepointQuantifier:
         calibration = self.study.calibration
         if total_cells is None and not is_calibration and "spio" in self.volumes and self.fluorine is None:
             if calibration.fe_pg_per_cell is not None and calibration.spio_r2star_per_mM_s is not None:
-                mapped = self._mapped("spio", label, name, volume_ml, notes)
-                if mapped is not None:
-                    total_cells = cells_from_spio(region_sum(self.volumes["spio"], *mapped), calibration.spio_r2star_per_mM_s, calibration.fe_pg_per_cell)
+                summed = self._map_sum("spio", label, name, volume_ml, notes)
+                if summed is not None:
+                    total_cells = cells_from_spio(summed, calibration.spio_r2star_per_mM_s, calibration.fe_pg_per_cell)
                     details["total_cells_source"] = "SPIO"
             else:
                 notes.append("total cells from SPIO need [calibration] fe_pg_per_cell and spio_r2star_per_mM_s")
         details["total_cells"] = total_cells
 
         if "gd" in self.volumes and not is_calibration and calibration.gd_r1_per_mM_s and calibration.gd_fmol_per_cell:
-            mapped = self._mapped("gd", label, name, volume_ml, notes)
-            if mapped is not None:
-                delta_r1 = region_sum(self.volumes["gd"], *mapped)
+            delta_r1 = self._map_sum("gd", label, name, volume_ml, notes)
+            if delta_r1 is not None:
                 gd_mol = released_gd_mol(delta_r1, calibration.gd_r1_per_mM_s)
                 values["dead_cells"] = dead_cells_from_gd(gd_mol, calibration.gd_fmol_per_cell)
                 details["released_gd_mol"] = gd_mol
                 split = viability(total_cells, values["dead_cells"], calibration.dead_fraction_alert)
                 values.update(live_cells=split.live_cells, dead_fraction=split.dead_fraction, rejection_alert=split.rejection_alert)
+                if split.dead_exceeds_total:
+                    notes.append(_dead_above_total_note(name, values["dead_cells"], total_cells, details))
 
         if self.pet is not None:
             mapped = self._mapped("pet", label, name, volume_ml, notes)
             if mapped is not None:
                 pet = self.pet.measure(*mapped)
+                _note_nonfinite(notes, name, "pet", pet.n_nan_voxels, pet.n_voxels)
                 values.update(suv_max=pet.suv_max, suv_mean=pet.suv_mean, suv_peak=pet.suv_peak, mtv_ml=pet.mtv_ml, tlg=pet.tlg)
                 details.update(sul_max=pet.sul_max, sul_mean=pet.sul_mean, sul_peak=pet.sul_peak)
         if "sodium" in self.volumes:
             mapped = self._mapped("sodium", label, name, volume_ml, notes)
             if mapped is not None:
+                _note_nonfinite(notes, name, "sodium", *_nonfinite_count(self.volumes["sodium"], *mapped))
                 values["sodium_mean_mM"] = sodium_mean(self.volumes["sodium"], *mapped)
         details["notes"] = notes
         return RegionStats(values, details)
+
+    def _map_sum(self, role: str, label: int, name: str, volume_ml: float, notes: list[str]) -> MapSum | None:
+        """Σ of a ΔR map over the region (finite voxels), or None (with a note) when the region
+        lies outside the map or all its voxels there are NaN/inf — a sum of nothing is no 0."""
+        mapped = self._mapped(role, label, name, volume_ml, notes)
+        if mapped is None:
+            return None
+        summed = region_sum(self.volumes[role], *mapped)
+        _note_nonfinite(notes, name, role, summed.nan_voxels, summed.voxels + summed.nan_voxels)
+        return summed if summed.voxels else None
 
     def _mapped(self, role: str, label: int, name: str, volume_ml: float, notes: list[str]):
         """The region on a map's grid, or None with a note when it lies outside that map."""
@@ -332,7 +351,8 @@ class TimepointQuantifier:
                 fluorine_sigma=self.fluorine.sigma, fluorine_sigma_source=self.fluorine.sigma_source,
                 reference_signal=self.fluorine.reference_signal, total_cells=self._total_cells,
             )
-            notes.append(f"¹⁹F noise σ = {self.fluorine.sigma:.4g} a.u. from the {self.fluorine.sigma_source}")
+            if self.fluorine.sigma is not None:
+                notes.append(f"¹⁹F noise σ = {self.fluorine.sigma:.4g} a.u. from the {self.fluorine.sigma_source}")
         stats = TimepointStats(self.timepoint.label, self.timepoint.day, detection_limit, regions,
                                _unique(notes), mismatch, homing, details)
         self._predict(stats)
@@ -352,6 +372,7 @@ class TimepointQuantifier:
             card = model.card
             if card.demonstration:
                 stats.notes.append(f"predictions of '{card.name}' {card.version}: {card.notice}")
+        stats.notes.extend(n for n in _model_notes(self.models) if n not in stats.notes)
 
     def recompute(self, stats: TimepointStats, labels: Iterable[int]) -> TimepointStats:
         """``stats`` with the rows of ``labels`` measured again (after an edit), homing and the
@@ -386,6 +407,7 @@ class TimepointQuantifier:
             by_label = predictions_for(updated, self.models)
             for region in updated.regions:
                 region.values["prediction"] = by_label.get(region.label) or None
+            updated.notes.extend(n for n in _model_notes(self.models) if n not in updated.notes)
         return updated
 
     def _homing(self, regions: list[RegionStats]) -> dict[str, float | None]:
@@ -398,6 +420,37 @@ class TimepointQuantifier:
                 shares[region.name] += region.values["fluorine_cells"] / self._total_cells
         shares["elsewhere"] = max(0.0, 1.0 - shares["penumbra"] - shares["core"])
         return shares
+
+
+def _nonfinite_count(volume: Volume, box: tuple[slice, slice, slice], mask: np.ndarray) -> tuple[int, int]:
+    """(NaN/inf voxels, all voxels) of a region on an image's grid."""
+    values = np.asarray(volume.data[box])[mask]
+    return int(values.size - np.count_nonzero(np.isfinite(values))), int(values.size)
+
+
+def _note_nonfinite(notes: list[str], name: str, role: str, missing: int, total: int) -> None:
+    """Say how many of a region's voxels on one image were NaN/inf and left out."""
+    if not missing:
+        return
+    quantity = ROLE_QUANTITY[role]
+    if missing >= total:
+        notes.append(f"region '{name}': all {total} {quantity} voxels are NaN/inf: its {quantity} numbers are not computed")
+    else:
+        notes.append(f"region '{name}': {missing} of {total} {quantity} voxels are NaN/inf and were left out")
+
+
+def _dead_above_total_note(name: str, dead: float, total: float | None, details: Mapping[str, Any]) -> str:
+    """The note for a Gd-implied dead count above the total count (no live/dead split)."""
+    source = "SPIO" if details.get("total_cells_source") == "SPIO" else "¹⁹F"
+    return (f"region '{name}': Gd-implied dead cells ({dead:.4g}) exceed the {source} total ({total:.4g}): the two "
+            "measurements disagree (check [calibration] gd_fmol_per_cell and gd_r1_per_mM_s, the ΔR1 baseline and the "
+            "¹⁹F reference); live cells and dead fraction not computed, rejection alert raised")
+
+
+def _model_notes(models: Sequence[Any]) -> list[str]:
+    """One note per prediction model that stopped giving predictions (it ran out of time)."""
+    return [f"predictions: {model.unavailable}; its predictions are null"
+            for model in models if getattr(model, "unavailable", None)]
 
 
 def _unique(items: Iterable[str]) -> list[str]:

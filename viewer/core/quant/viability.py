@@ -53,19 +53,32 @@ def cells_from_spio(delta_r2star: MapSum, r2star_per_mM_s: float, fe_pg_per_cell
 
 @dataclass(frozen=True)
 class Viability:
-    """Live/dead split of a region."""
+    """Live/dead split of a region.
+
+    ``dead_exceeds_total``: the Gd-implied dead count is above the total (¹⁹F or SPIO) count —
+    the two measurements contradict each other (a Gd calibration, a ΔR1 baseline or the ¹⁹F
+    reference is off), so no split is given; the caller says so in a note.
+    """
 
     live_cells: float | None
     dead_fraction: float | None
     rejection_alert: bool | None
+    dead_exceeds_total: bool = False
 
 
 def viability(total_cells: float | None, dead_cells: float | None, alert_fraction: float) -> Viability:
-    """live = max(total − dead, 0); dead fraction = dead / total (capped at 1); alert at the threshold."""
+    """live = total − dead; dead fraction = dead / total; alert at the threshold.
+
+    Dead cells above a positive total are not capped to a plausible split (live 0, fraction 1):
+    live cells and the dead fraction are None and ``dead_exceeds_total`` is set; the alert is
+    raised, since the dead share is at least the threshold whichever count is wrong. A total of
+    0 (nothing detected) gives no fraction and 0 live cells, as before.
+    """
     if total_cells is None or dead_cells is None:
         return Viability(None, None, None)
-    live = max(total_cells - dead_cells, 0.0)
     if total_cells <= 0:
-        return Viability(live, None, None)
-    fraction = min(dead_cells / total_cells, 1.0)
-    return Viability(live, fraction, fraction >= alert_fraction)
+        return Viability(0.0, None, None)
+    if dead_cells > total_cells:
+        return Viability(None, None, True, dead_exceeds_total=True)
+    fraction = dead_cells / total_cells
+    return Viability(total_cells - dead_cells, fraction, fraction >= alert_fraction)
