@@ -9,13 +9,18 @@ Two layers of work, kept apart so the window can reuse the first:
 * :func:`render_view` decorates a fused plane for a file — orientation letters, a scale bar,
   colour bars with units, a region legend and a title — with matplotlib's Agg canvas (no
   display, no Qt, and a font that has ¹⁹F, ³, µ and ≥).
+
+The report's key images take a ``text`` function that every word drawn into them passes
+through (title, view names, colour-bar titles, region legend): a de-identified report scrubs
+the words inside its pictures as it scrubs its text, and :func:`drawn_texts` lists them
+afterwards so the report's final check can read them (pixels cannot be searched).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -291,6 +296,10 @@ def _draw_region_legend(figure, layer: Layer, fused: FusedPlane, left: float, wi
 ORTHO_VIEWS: tuple[str, ...] = ("axial", "coronal", "sagittal")
 
 
+def _same(text: str) -> str:
+    return text
+
+
 def render_key_images(
     layers: Sequence[Layer],
     world_point: np.ndarray,
@@ -298,6 +307,7 @@ def render_key_images(
     title: str = "",
     width_in: float = 7.0,
     dpi: int = 150,
+    text: Callable[[str], str] = _same,
 ):
     """The three orthogonal views through ``world_point`` side by side, for a printed page.
 
@@ -306,7 +316,9 @@ def render_key_images(
     orientation letters, a scale bar and its slice number; below them one horizontal colour bar
     with units per visible overlay, then the region legend. ``width_in`` is the printed width
     (inches) and ``dpi`` the image resolution, so a view's pixels are ``width_in·dpi`` wide in
-    total. Returns a matplotlib Figure (Agg canvas, no pyplot state).
+    total. ``text`` maps every word drawn (title, view and slice names, colour-bar titles,
+    region names) to what is shown: the report passes its de-identifying scrubber. Returns a
+    matplotlib Figure (Agg canvas, no pyplot state).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -329,7 +341,7 @@ def render_key_images(
     height_in = title_h_in + image_h_in + label_h_in + bar_rows * bar_h_in + legend_h_in
     figure = Figure(figsize=(width_in, height_in), dpi=dpi, facecolor="white")
     FigureCanvasAgg(figure)
-    figure.text(0.0, 1.0, title, fontsize=8.5, va="top", ha="left", color="black")
+    figure.text(0.0, 1.0, text(title), fontsize=8.5, va="top", ha="left", color="black")
     left_in = 0.0
     present: set[int] = set()
     for view in ORTHO_VIEWS:
@@ -346,7 +358,7 @@ def render_key_images(
         index = coarse[view].slice_index
         depth = anatomy.shape[coarse[view].normal_axis]
         slice_text = f" · slice {index + 1}/{depth}" if index is not None else ""
-        figure.text((left_in + plane_in / 2) / width_in, (bottom_in - 0.03) / height_in, f"{view}{slice_text}",
+        figure.text((left_in + plane_in / 2) / width_in, (bottom_in - 0.03) / height_in, text(f"{view}{slice_text}"),
                     fontsize=7, ha="center", va="top", color="black")
         left_in += plane_in + gap_in
     top_in = height_in - title_h_in - image_h_in - label_h_in
@@ -356,9 +368,9 @@ def render_key_images(
         row_top = top_in - row * bar_h_in
         ax = figure.add_axes(((column * bar_w_in + 0.05) / width_in, (row_top - 0.42) / height_in,
                               (bar_w_in - 0.22) / width_in, 0.11 / height_in))
-        _colorbar_into(ax, layer, horizontal=True, color="black")
+        _colorbar_into(ax, layer, horizontal=True, color="black", text=text)
     if region_layers:
-        _legend_row(figure, region_layers[0], present, legend_h_in / 2 / height_in, width_in)
+        _legend_row(figure, region_layers[0], present, legend_h_in / 2 / height_in, width_in, text)
     return figure
 
 
@@ -372,7 +384,16 @@ def figure_pixels(figure) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(figure.canvas.buffer_rgba())[..., :3])
 
 
-def _colorbar_into(ax, layer: Layer, horizontal: bool, color: str) -> None:
+def drawn_texts(figure) -> tuple[str, ...]:
+    """Every non-empty visible string a drawn figure shows: figure and axes texts, titles, tick
+    labels, legend entries (what a reader sees in the pixels, for the report's leak check)."""
+    from matplotlib.text import Text
+
+    return tuple(artist.get_text() for artist in figure.findobj(Text)
+                 if artist.get_visible() and artist.get_text().strip())
+
+
+def _colorbar_into(ax, layer: Layer, horizontal: bool, color: str, text: Callable[[str], str] = _same) -> None:
     """Draw ``layer``'s colour bar (its LUT across its levels, titled with quantity and units)."""
     lut = colormap_lut(layer.display.colormap)[:, :3]
     low, high = layer.display.levels
@@ -383,11 +404,11 @@ def _colorbar_into(ax, layer: Layer, horizontal: bool, color: str) -> None:
         labels = ax.set_xticklabels([_tick(v, high - low) for v in (low, high)])
         labels[0].set_horizontalalignment("left")  # end labels inside the bar's width: none is clipped
         labels[-1].set_horizontalalignment("right")
-        ax.set_title(layer.title.replace("\n", " "), color=color, fontsize=6.5, pad=2, loc="left")
+        ax.set_title(text(layer.title.replace("\n", " ")), color=color, fontsize=6.5, pad=2, loc="left")
     else:
         ax.imshow(lut[::-1, None, :], aspect="auto", extent=(0, 1, low, high))
         ax.set_xticks([])
-        ax.set_title(layer.title, color=color, fontsize=7.5, pad=4, loc="left")
+        ax.set_title(text(layer.title), color=color, fontsize=7.5, pad=4, loc="left")
     if horizontal:
         ax.tick_params(colors=color, labelsize=6, length=2, pad=1)
     else:
@@ -411,7 +432,8 @@ def _tick(value: float, span: float) -> str:
     return "0" if float(value) != 0 and abs(value) < 0.5 * 10.0 ** -decimals else text
 
 
-def _legend_row(figure, layer: Layer, present: set[int], y: float, width_in: float) -> None:
+def _legend_row(figure, layer: Layer, present: set[int], y: float, width_in: float,
+                text: Callable[[str], str] = _same) -> None:
     """Region names on one line after a swatch in the region's colour: filled when the region
     is in one of the views, hollow otherwise. Swatch edges are darkened so white regions show."""
     from matplotlib.font_manager import FontProperties
@@ -420,15 +442,17 @@ def _legend_row(figure, layer: Layer, present: set[int], y: float, width_in: flo
 
     measure, font = TextToPath(), FontProperties(size=7)  # font metrics, no glyph outlines: fast
     labels = sorted(set(layer.region_names) | present)
-    figure.text(0.0, y, "regions:", fontsize=7, va="center", ha="left", color="black", fontweight="bold")
+    figure.text(0.0, y, text("regions:"), fontsize=7, va="center", ha="left", color="black", fontweight="bold")
     x_in = 0.6
     height_in = figure.get_figheight()
     for label in labels:
-        name = layer.region_names.get(label, f"label {label}")
-        color = np.array(region_color(label, name)) / 255.0
+        own_name = layer.region_names.get(label, f"label {label}")
+        name = text(own_name)
+        color = np.array(region_color(label, own_name)) / 255.0
         figure.add_artist(Rectangle(
             (x_in / width_in, y - 0.045 / height_in), 0.09 / width_in, 0.09 / height_in, transform=figure.transFigure,
-            facecolor=color if label in present else "none", edgecolor=print_color(region_color(label, name)), linewidth=0.8,
+            facecolor=color if label in present else "none", edgecolor=print_color(region_color(label, own_name)),
+            linewidth=0.8,
         ))
         figure.text((x_in + 0.13) / width_in, y, name, fontsize=7, va="center", ha="left", color="black")
         width_pt = measure.get_text_width_height_descent(name, font, ismath=False)[0]

@@ -35,6 +35,13 @@ Why these rules:
 - A PET series (Modality PT, or ``role="pet"``) is converted to SUV with
   :mod:`viewer.core.io.pet_suv`, and refused if the tags do not allow it; the role stays the
   one the caller asked for.
+- The tags that identify the patient, the visit, the site and its staff are recorded in
+  ``meta["identifiers"]`` (keyword → text values) when the series is read, because a
+  de-identified report must remove them wherever they turn up (PRODUCT.md §6) and only the
+  reader sees the tags. They come from the headers already scanned, so recording them costs no
+  file read: the patient, study, series and equipment modules are shared by every file of a
+  series (first file), while the image's own dates and times (AcquisitionTime, ContentTime …)
+  differ per file and are taken from every file.
 """
 
 from __future__ import annotations
@@ -42,14 +49,20 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pydicom
+from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.tag import Tag
 
 from viewer.core.errors import file_error
 from viewer.core.io.dicom_frames import Frame, frames_of_file
 from viewer.core.io.dicom_scan import (
+    PIXEL_KEYWORDS,
     DicomSeries,
     image_series,
     short_error,
@@ -74,6 +87,29 @@ PIXEL_SPACING_TOLERANCE_MM = 1e-4
 TILT_REPORT_THRESHOLD_DEG = 0.01
 #: LPS → RAS: negate x and y.
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+#: Tags naming or numbering the patient, the visit, the site or its staff (PRODUCT.md §6; the
+#: PS3.15 Basic Profile's list, narrowed to what a report could print), recorded in
+#: ``meta["identifiers"]``. Found at any depth (OtherPatientIDsSequence holds PatientID and
+#: IssuerOfPatientID items). Every date, time and date-time element is recorded as well.
+IDENTIFYING_KEYWORDS: frozenset[str] = frozenset({
+    "PatientName", "PatientID", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName",
+    "PatientMotherBirthName", "IssuerOfPatientID", "PatientBirthDate", "PatientBirthTime", "PatientAddress",
+    "PatientTelephoneNumbers", "AccessionNumber", "StudyID", "InstitutionName", "InstitutionAddress",
+    "InstitutionalDepartmentName", "ReferringPhysicianName", "PerformingPhysicianName",
+    "NameOfPhysiciansReadingStudy", "PhysiciansOfRecord", "RequestingPhysician", "OperatorsName", "StationName",
+    "DeviceSerialNumber",
+})
+#: Identifying tags of the General Image and SOP Common modules, which differ from file to file.
+PER_FILE_IDENTIFYING_KEYWORDS: tuple[str, ...] = (
+    "AcquisitionDate", "AcquisitionTime", "AcquisitionDateTime", "ContentDate", "ContentTime",
+    "InstanceCreationDate", "InstanceCreationTime",
+)
+#: Value representations whose every value is an identifier: dates, times, date-times.
+_DATE_TIME_VRS = frozenset({"DA", "TM", "DT"})
+_PIXEL_TAGS = frozenset(Tag(keyword) for keyword in PIXEL_KEYWORDS)
+#: Keywords recorded under another name inside a sequence (an item's PatientID there is another ID).
+_NESTED_KEYWORDS: Mapping[str, Mapping[str, str]] = {"OtherPatientIDsSequence": {"PatientID": "OtherPatientIDs"}}
 
 
 @dataclass(frozen=True)
@@ -185,6 +221,7 @@ def volume_from_series(where: Path, series: DicomSeries, role: str = "anatomical
         "slice_gap_mm": geometry.slice_gap_mm,
         "pixel_spacing_mm": list(geometry.frames[0].pixel_spacing_mm),
         "manufacturer": tag_text(first, "Manufacturer"),
+        "identifiers": series_identifiers(series),
     }
     if geometry.tilt_deg > TILT_REPORT_THRESHOLD_DEG:
         meta["gantry_tilt_deg"] = geometry.tilt_deg
@@ -202,6 +239,96 @@ def volume_from_series(where: Path, series: DicomSeries, role: str = "anatomical
     check_affine(where, affine)
     default_name = series.description or (where.name if where.is_dir() else where.parent.name)
     return Volume(data, affine, role=role, units=units, name=name or default_name, source=where, meta=meta)
+
+
+# -- identifiers ------------------------------------------------------------------------------
+def series_identifiers(series: DicomSeries) -> dict[str, list[str]]:
+    """Every identifying value of a series: keyword → distinct non-empty texts, in file order.
+
+    The first file gives every :data:`IDENTIFYING_KEYWORDS` tag and every date/time element
+    at any depth; every file gives :data:`PER_FILE_IDENTIFYING_KEYWORDS`. Only headers already
+    in memory are read (pixel data and other deferred values are skipped, never loaded).
+    """
+    found: dict[str, list[str]] = {}
+    if not series.files:
+        return found
+    _collect_identifiers(series.first, found, depth=0, renamed={})
+    for _, ds in series.files[1:]:
+        for keyword in PER_FILE_IDENTIFYING_KEYWORDS:
+            _add_values(found, keyword, tag_text(ds, keyword))
+    return found
+
+
+def _collect_identifiers(ds: Dataset, found: dict[str, list[str]], depth: int, renamed: Mapping[str, str]) -> None:
+    """Identifying elements of ``ds`` and of its sequence items (depth-limited: real headers
+    nest a few levels; a malformed one must not recurse without end). ``renamed``: keywords
+    recorded under another name in this sequence's items."""
+    if depth > 8:
+        return
+    for tag in list(ds.keys()):
+        if tag in _PIXEL_TAGS:
+            continue
+        element = ds.get_item(tag)
+        if element is None or (isinstance(element, RawDataElement) and element.value is None):
+            continue  # absent, or a deferred (large) value: not a header field
+        vr = _vr_of(element)
+        keyword = keyword_for_tag(tag) or str(tag)
+        if vr == "SQ":
+            for item in _sequence_items(ds, tag):
+                _collect_identifiers(item, found, depth + 1, _NESTED_KEYWORDS.get(keyword, {}))
+            continue
+        if vr in _DATE_TIME_VRS or keyword in IDENTIFYING_KEYWORDS:
+            _add_values(found, renamed.get(keyword, keyword), _element_text(ds, tag, keyword))
+
+
+def _vr_of(element: Any) -> str:
+    """The element's VR; implicit-VR files leave it to the dictionary ('' for unknown tags)."""
+    vr = getattr(element, "VR", None)
+    if vr and vr != "UN":
+        return str(vr)
+    try:
+        return str(dictionary_VR(element.tag))
+    except KeyError:
+        return ""
+
+
+def _sequence_items(ds: Dataset, tag: Any) -> list[Dataset]:
+    """A sequence's items ([] when the sequence cannot be parsed: a damaged header is the
+    reader's business, not the identifier collection's)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return list(ds[tag].value or [])
+    except Exception:  # noqa: BLE001 — pydicom raises many kinds for a malformed sequence
+        return []
+
+
+def _element_text(ds: Dataset, tag: Any, keyword: str) -> str:
+    """One element's values as text, ``\\`` between values (person names as written); '' for a
+    value that cannot be decoded (the viewer cannot print what it cannot decode either)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if not keyword.startswith("("):
+                return tag_text(ds, keyword)
+            value = ds[tag].value
+    except Exception:  # noqa: BLE001 — a value pydicom cannot decode (any charset or VR error)
+        return ""
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    if isinstance(value, (list, tuple, MultiValue)):
+        return "\\".join(str(v).strip() for v in value)
+    return str(value or "").strip()
+
+
+def _add_values(found: dict[str, list[str]], keyword: str, text: str) -> None:
+    """Add each of the ``\\``-separated values of ``text`` once."""
+    for value in text.split("\\"):
+        value = value.strip(" \x00")
+        if value and value not in found.setdefault(keyword, []):
+            found[keyword].append(value)
+    if not found.get(keyword):
+        found.pop(keyword, None)
 
 
 # -- choosing -----------------------------------------------------------------------------------
@@ -362,5 +489,5 @@ def _decode(where: Path, frame: Frame) -> np.ndarray:
         raise file_error(where, f"{frame.path.name}: cannot decode the pixel data{what}: {short_error(exc)}") from None
 
 
-__all__ = ["DicomSeriesInfo", "SeriesGeometry", "list_dicom_series", "load_dicom_series", "series_geometry",
-           "volume_from_series"]
+__all__ = ["IDENTIFYING_KEYWORDS", "DicomSeriesInfo", "SeriesGeometry", "list_dicom_series", "load_dicom_series",
+           "series_geometry", "series_identifiers", "volume_from_series"]

@@ -9,19 +9,28 @@ finished text before anything is written.
 Column titles, units, descriptions and number formats come from the measures registry
 (:mod:`viewer.core.quant.measures`), so the report shows the numbers exactly as the window's
 region table does.
+
+Timepoints are consumed one at a time: each timepoint's section (its key images) is made as
+soon as it arrives and only its numbers are kept afterwards, so a long study never holds every
+timepoint's images at once. A de-identified report knows every identifier before the first
+section is made (the manifest's and the DICOM tags of every series, :mod:`.inputs`), scrubs
+every string it writes and every word drawn into its figures, and is checked place by place
+(:meth:`Report.places`) before it is returned (:mod:`.deidentify`).
 """
 
 from __future__ import annotations
 
+import re
+import sys
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from viewer import APP_NAME, __version__
 from viewer.core.errors import ViewerError
-from viewer.core.io.study import Study
+from viewer.core.io.study import Study, Timepoint
 from viewer.core.quant.measures import (
     REGION_MEASURES,
     Measure,
@@ -32,8 +41,19 @@ from viewer.core.quant.measures import (
 )
 from viewer.core.quant.perfusion import MismatchSummary
 from viewer.core.quant.stats import TimepointStats
-from viewer.core.report.deidentify import Scrubber
-from viewer.core.report.inputs import TimepointInput
+from viewer.core.report.deidentify import (
+    DATE_REMOVED,
+    REMOVED,
+    TIME_REMOVED,
+    Scrubber,
+    merge_identifiers,
+    words_written_by,
+)
+from viewer.core.report.inputs import (
+    TimepointInput,
+    input_identifiers,
+    study_identifiers,
+)
 from viewer.core.volume import ROLE_QUANTITY, ROLE_UNITS
 
 #: Regions per table: more would not fit the width of a portrait A4 page.
@@ -72,6 +92,14 @@ class Table:
         lines = [" | ".join(self.columns)] + [" | ".join(row) for row in self.rows]
         return "\n".join(lines + [text for text in (self.caption, self.notice) if text])
 
+    def cells(self) -> Iterator[str]:
+        """Every cell, caption and notice on its own (what the leak check reads one by one, so
+        two neighbouring cells are never read as one phrase)."""
+        yield from self.columns
+        for row in self.rows:
+            yield from row
+        yield from (text for text in (self.caption, self.notice) if text)
+
 
 @dataclass(frozen=True)
 class Figure:
@@ -81,6 +109,8 @@ class Figure:
     width_in: float
     height_in: float
     caption: str = ""
+    #: every string drawn into the pixels (titles, ticks, legends), for the leak check
+    texts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -120,6 +150,22 @@ class TimepointSection:
         parts += list(self.notes)
         return "\n".join(parts)
 
+    def places(self) -> Iterator[tuple[str, str]]:
+        """(where, text) of everything the section shows, words drawn into its images included."""
+        of = f"of {self.label}"
+        yield f"the heading {of}", self.heading
+        yield f"the key image caption {of}", self.images_caption
+        for drawn in self.key_images.texts if self.key_images is not None else ():
+            yield f"the key images {of} (a label drawn into them)", drawn
+        yield from ((f"the alerts {of}", alert) for alert in self.alerts)
+        yield from ((f"the summary {of}", f"{k}: {v}") for k, v in self.summary)
+        for what, tables in (("region table", self.region_tables), ("core/penumbra table", (self.mismatch,)),
+                             ("prediction table", self.predictions), ("feature contribution table", self.contributions)):
+            for table in tables:
+                if table is not None:
+                    yield from ((f"the {what} {of}", cell) for cell in table.cells())
+        yield from ((f"the notes {of}", note) for note in self.notes)
+
 
 @dataclass(frozen=True)
 class PdfInfo:
@@ -131,6 +177,7 @@ class PdfInfo:
     keywords: tuple[str, ...]
     #: fixed creation date and document ID (de-identified reports carry no real date)
     invariant: bool
+    creator: str = f"{APP_NAME} {__version__}"
 
 
 @dataclass(frozen=True)
@@ -162,6 +209,28 @@ class Report:
         parts += [self.info.title, self.info.author, self.info.subject, *self.info.keywords]
         return "\n".join(parts)
 
+    def places(self) -> Iterator[tuple[str, str]]:
+        """(where, text) of everything a reader can see or search: the de-identification check
+        reads each place on its own and names it when it refuses."""
+        yield "the title", self.title
+        yield from ((f"the header ({k})", f"{k}: {v}") for k, v in self.header)
+        yield from (("the timepoint table", cell) for cell in self.modalities.cells())
+        for section in self.sections:
+            yield from section.places()
+        if self.time_course is not None:
+            yield "the time-course caption", self.time_course.caption
+            yield from (("the time-course figure (a label drawn into it)", drawn) for drawn in self.time_course.texts)
+        for model in self.models:
+            yield from ((f"the model card {model.title}", line) for line in model.text().splitlines())
+        yield from (("the definitions", f"{k}: {v}") for k, v in self.definitions)
+        yield from (("the report notes", note) for note in self.notes)
+        yield from (("the signature block", line) for line in (*self.signature, self.reviewer or ""))
+        yield "the page footer", self.footer
+        info = self.info
+        yield from ((f"the PDF {key}", value) for key, value in (
+            ("title", info.title), ("author", info.author), ("subject", info.subject),
+            ("keywords", ", ".join(info.keywords)), ("creator", info.creator)))
+
 
 @dataclass(frozen=True)
 class ReportOptions:
@@ -183,40 +252,97 @@ class ReportOptions:
     created: datetime | None = None
 
 
+@dataclass(frozen=True)
+class _Reported:
+    """What the study-wide parts need of a timepoint once its section is made: its numbers and
+    which images it had, not the images themselves (they are released)."""
+
+    timepoint: Timepoint
+    roles: tuple[str, ...]
+    stats: TimepointStats
+    unsaved_edits: bool
+
+    @classmethod
+    def of(cls, item: TimepointInput) -> _Reported:
+        return cls(item.timepoint, tuple(item.volumes), item.stats, item.unsaved_edits)
+
+
+def report_vocabulary() -> frozenset[str]:
+    """The words the report's own code writes (headings, column titles, units, notes of the
+    numbers, reserved region names, figure labels): a name part that is one of them is never
+    removed on its own (PRODUCT.md §6, "Day^Core")."""
+    from viewer.core import render, volume
+    from viewer.core.predict import card, model
+    from viewer.core.quant import (
+        fluorine,
+        measures,
+        perfusion,
+        pet,
+        settings,
+        stats,
+        viability,
+    )
+    from viewer.core.report import figures, pdf
+
+    modules = (sys.modules[__name__], figures, pdf, render, volume, measures, stats, fluorine, pet, perfusion,
+               viability, settings, card, model)
+    replacements = f"{REMOVED} {DATE_REMOVED} {TIME_REMOVED}"
+    return words_written_by(modules) | frozenset(re.findall(r"[^\W\d_]{2,}", replacements))
+
+
 @dataclass
 class _Builder:
     study: Study
-    inputs: list[TimepointInput]
     models: Sequence[Any]
     options: ReportOptions
-    scrub: Scrubber = field(init=False)
+    scrub: Scrubber
+    #: the timepoints whose sections are made, in order (numbers only)
+    reported: list[_Reported] = field(default_factory=list)
     #: one display per role for every timepoint (levels from the first), as in the window
     displays: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.scrub = Scrubber.for_study(self.study.info, active=self.options.deidentify)
 
     def t(self, text: Any) -> str:
         return self.scrub.text(str(text))
 
+    def learn(self, identifiers: Mapping[str, Sequence[str]]) -> None:
+        """Know the identifiers of a timepoint's images from now on (its section and later ones;
+        earlier sections are covered by the final check, which knows them all)."""
+        if self.options.deidentify and identifiers:
+            self.scrub = self.scrub.with_tags(identifiers)
+
 
 def build_report(study: Study, inputs: Iterable[TimepointInput], models: Sequence[Any] = (),
-                 options: ReportOptions | None = None) -> Report:
+                 options: ReportOptions | None = None,
+                 identifiers: Mapping[str, Sequence[str]] | None = None) -> Report:
     """The report of ``inputs`` (one or more timepoints of ``study``) with ``models``' predictions.
 
     ``inputs`` may be a lazy iterable: each timepoint's section (its key images) is made as soon
-    as that timepoint arrives, while later ones are still being loaded and quantified.
+    as that timepoint arrives, and then only its numbers are kept, so the images of one
+    timepoint can be released before the next is loaded.
 
-    A de-identified report is checked word by word for the study's identifiers before it is
-    returned; a leak is a bug and raises instead of producing a report that is not safe to share.
+    ``identifiers`` are the identifying DICOM tags of the study's series (keyword → values,
+    :func:`viewer.core.report.inputs.study_identifiers`, read from the headers when not given),
+    known before the first section is made. The inputs' volumes add their
+    ``meta["identifiers"]``: a list up front, a lazy iterable as each timepoint arrives.
+
+    A de-identified report is checked place by place for every identifier (:meth:`Report.places`,
+    :meth:`Scrubber.check`) before it is returned; what is still found cannot be scrubbed there,
+    and the report is refused with one line naming the kind of identifier and the place.
     """
     options = options or ReportOptions()
     created = options.created or datetime.now().astimezone()
-    build = _Builder(study, [], models, options)
+    known: dict[str, list[str]] = {}
+    if options.deidentify:
+        known = merge_identifiers(study_identifiers(study) if identifiers is None else identifiers)
+        if isinstance(inputs, Sequence):
+            known = merge_identifiers(known, *(input_identifiers(item) for item in inputs))
+    scrub = Scrubber.for_study(study.info, active=options.deidentify, tags=known,
+                               ordinary=report_vocabulary() if options.deidentify else ())
+    build = _Builder(study, models, options, scrub)
     sections = []
     for item in inputs:
-        build.inputs.append(item)
-        sections.append(_section(build, item))
+        sections.append(_next_section(build, item))
+        del item  # before the next one is asked for: its images are freed while the next loads
     if not sections:
         raise ViewerError(f"{study.id}: the report needs at least one timepoint")
     report = Report(
@@ -235,11 +361,16 @@ def build_report(study: Study, inputs: Iterable[TimepointInput], models: Sequenc
         reviewer=build.t(options.reviewer) if options.reviewer else None,
     )
     if options.deidentify:
-        leaks = build.scrub.leaks(report.text())
-        if leaks:  # never reached when the scrubber is applied to every string
-            raise ViewerError(f"de-identification failed: {len(leaks)} identifier(s) of the patient are still in the "
-                              "report; no report written")
+        build.scrub.check(report.places())
     return report
+
+
+def _next_section(build: _Builder, item: TimepointInput) -> TimepointSection:
+    """The section of one arriving timepoint; afterwards only its numbers are kept."""
+    build.learn(input_identifiers(item))
+    section = _section(build, item)
+    build.reported.append(_Reported.of(item))
+    return section
 
 
 # -- header and overview ------------------------------------------------------------------------
@@ -282,9 +413,9 @@ def _modalities(build: _Builder) -> Table:
     with_dates = start is not None and not build.options.deidentify
     columns = ["Timepoint", "Day"] + (["Date"] if with_dates else []) + ["Images", "Regions"]
     rows = []
-    for item in build.inputs:
+    for item in build.reported:
         timepoint = item.timepoint
-        roles = [f"{ROLE_QUANTITY[role]} ({ROLE_UNITS[role]})" for role in item.volumes if role not in ("anatomical", "regions")]
+        roles = [f"{ROLE_QUANTITY[role]} ({ROLE_UNITS[role]})" for role in item.roles if role not in ("anatomical", "regions")]
         day = "—" if timepoint.day is None else f"{timepoint.day:g}"
         row = [build.t(timepoint.label), day]
         if with_dates:
@@ -342,7 +473,7 @@ def _section(build: _Builder, item: TimepointInput) -> TimepointSection:
 def _key_images(build: _Builder, item: TimepointInput) -> tuple[Figure | None, str]:
     """The three orthogonal views through the focus, with every overlay and the regions."""
     from viewer.core.layers import build_layers, default_focus
-    from viewer.core.render import figure_pixels, render_key_images
+    from viewer.core.render import render_key_images
 
     layers = build_layers(item.volumes, item.timepoint, build.displays)
     for layer in layers:
@@ -357,11 +488,19 @@ def _key_images(build: _Builder, item: TimepointInput) -> tuple[Figure | None, s
     convention = "radiological convention (patient's right on the left)" if build.options.radiological else \
         "neurological convention (patient's right on the right)"
     title = f"{build.t(build.study.id)} · {build.t(item.timepoint.label)} · {where}"
-    figure = render_key_images(layers, point, build.options.radiological, title=title)
-    width, height = figure.get_size_inches()
+    figure = render_key_images(layers, point, build.options.radiological, title=title, text=build.t)
     caption = (f"Key images {how} at {where}, {convention}. Overlays with their colour bars and units; "
                "region outlines in the region colours; dashed marks on colour bars are display thresholds.")
-    return Figure(figure_pixels(figure), float(width), float(height), caption), caption
+    return _figure(figure, caption), caption
+
+
+def _figure(figure: Any, caption: str) -> Figure:
+    """A drawn matplotlib figure as pixels, with every string drawn into it (for the leak check)."""
+    from viewer.core.render import drawn_texts, figure_pixels
+
+    width, height = figure.get_size_inches()
+    pixels = figure_pixels(figure)
+    return Figure(pixels, float(width), float(height), caption, drawn_texts(figure))
 
 
 def _alerts(build: _Builder, stats: TimepointStats) -> tuple[str, ...]:
@@ -451,7 +590,7 @@ def _prediction_tables(build: _Builder, stats: TimepointStats, results: dict) ->
     missing: dict[str, list[str]] = {}
     for region in stats.regions:
         for model, prediction in results.get(region.label, []):
-            title = f"{model.card.name} {model.card.version}"
+            title = build.t(f"{model.card.name} {model.card.version}")
             if prediction.value is None:
                 missing.setdefault(f"{title}: {build.t(prediction.reason or 'no value')}", []).append(build.t(region.name))
                 continue
@@ -462,7 +601,7 @@ def _prediction_tables(build: _Builder, stats: TimepointStats, results: dict) ->
                 remark = "⚠ " + remark
             rows.append((build.t(region.name), title, f"{prediction.value:.2f}", interval, build.t(remark)))
     lines = [f"Not predicted by {reason} ({', '.join(names)})." for reason, names in missing.items()]
-    notices = sorted({m.card.notice for m in build.models if m.card.demonstration and m.card.notice})
+    notices = sorted({build.t(m.card.notice) for m in build.models if m.card.demonstration and m.card.notice})
     if not rows:
         rows.append(("—", "—", "—", "—", "no region has a prediction"))
     return (Table(("Region", "Model", "Prediction", "Interval", "Warnings"), tuple(rows), frozenset(alert_cells),
@@ -497,9 +636,9 @@ def _contribution_tables(build: _Builder, stats: TimepointStats, results: dict) 
                         alert_cells.add((row_index, column))
                 units = f" ({feature.units})" if feature.units and feature.units != "1" else ""
                 rows.append((feature.name + units,) + tuple(cells))
-            caption = (f"{model.card.name} {model.card.version}: {method} contributions in {space} units relative to each "
-                       "feature's baseline; the feature's value in brackets; highlighted values lie outside the "
-                       "training range.")
+            caption = build.t(f"{model.card.name} {model.card.version}: {method} contributions in {space} units "
+                              "relative to each feature's baseline; the feature's value in brackets; highlighted values "
+                              "lie outside the training range.")
             tables.append(Table(columns, tuple(rows), frozenset(alert_cells), caption=caption))
     return tuple(tables)
 
@@ -507,16 +646,14 @@ def _contribution_tables(build: _Builder, stats: TimepointStats, results: dict) 
 # -- study-wide parts --------------------------------------------------------------------------------
 
 def _time_course(build: _Builder) -> Figure | None:
-    from viewer.core.render import figure_pixels
     from viewer.core.report.figures import time_course_figure
 
-    figure = time_course_figure([i.stats for i in build.inputs], name_of=build.t)
+    figure = time_course_figure([i.stats for i in build.reported], text=build.t)
     if figure is None:
         return None
-    width, height = figure.get_size_inches()
     caption = ("Time course of live (solid, circles) and dead (dashed, triangles) transplanted cells per region, "
                "regions matched by name across timepoints.")
-    return Figure(figure_pixels(figure), float(width), float(height), caption)
+    return _figure(figure, caption)
 
 
 def _model_summary(build: _Builder, model: Any) -> ModelSummary:
@@ -532,7 +669,8 @@ def _model_summary(build: _Builder, model: Any) -> ModelSummary:
     if card.interval is not None and card.interval.description:
         fields.append(("Interval", card.interval.description))
     fields.append(("Licence", card.licence))
-    return ModelSummary(f"{card.name} — version {card.version}", card.notice if card.demonstration else None,
+    return ModelSummary(build.t(f"{card.name} — version {card.version}"),
+                        build.t(card.notice) if card.demonstration and card.notice else None,
                         tuple((k, build.t(v)) for k, v in fields))
 
 
@@ -543,7 +681,7 @@ def _definitions() -> tuple[tuple[str, str], ...]:
 
 def _study_notes(build: _Builder) -> tuple[str, ...]:
     notes = []
-    if any(item.unsaved_edits for item in build.inputs):
+    if any(item.unsaved_edits for item in build.reported):
         notes.append("Regions edited in the window and not yet saved are reported as edited.")
     if not build.models:
         notes.append("No prediction model is configured for this study.")

@@ -3,11 +3,16 @@
 Drawn with matplotlib's Agg canvas (no display, no pyplot state) in the same style as the
 window's time-course plot: one colour per region (the region's colour), live cells solid with
 circles, dead cells dashed with triangles, x at the study's own days.
+
+Every string drawn (axis titles, ticks, legend entries) passes through one ``text`` function,
+so a de-identified report scrubs the words inside the picture as it scrubs its text: a
+timepoint label that is a calendar date becomes "day N", a region named after the patient
+loses the name. The x axis shows days after transplantation, never calendar dates.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -21,11 +26,16 @@ from viewer.core.quant.stats import (
 )
 
 
-def time_course_figure(timepoints: Sequence[TimepointStats], name_of=lambda name: name, width_in: float = 7.0,
+def _same(text: str) -> str:
+    return text
+
+
+def time_course_figure(timepoints: Sequence[TimepointStats], text: Callable[[str], str] = _same, width_in: float = 7.0,
                        height_in: float = 2.9, dpi: int = 150):
     """Live (solid) and dead (dashed) cells per region against days, or None with nothing to plot.
 
-    ``name_of`` maps a region name to the text shown in the legend (the report passes its
+    ``text`` maps every string drawn — region names in the legend, timepoint labels on the x
+    axis when days are not given, titles — to what is shown (the report passes its
     de-identifying scrubber). Regions without any cell number (reference, background) are left
     out. Returns a matplotlib Figure.
     """
@@ -52,22 +62,22 @@ def time_course_figure(timepoints: Sequence[TimepointStats], name_of=lambda name
     ax = figure.add_axes((0.1, 0.17, 0.62, 0.76))
     for name, live, dead in series:
         color = print_color(region_color(region_label_of(timepoints, name), name))
-        ax.plot(x, live, color=color, linewidth=1.6, marker="o", markersize=4, label=name_of(name))
+        ax.plot(x, live, color=color, linewidth=1.6, marker="o", markersize=4, label=text(name))
         ax.plot(x, dead, color=color, linewidth=1.2, linestyle="--", marker="^", markersize=3.5)
-    ax.set_xlabel("days after transplantation" if with_days else "timepoint (days not given)", fontsize=8)
-    ax.set_ylabel("cells", fontsize=8)
+    ax.set_xlabel(text("days after transplantation" if with_days else "timepoint (days not given)"), fontsize=8)
+    ax.set_ylabel(text("cells"), fontsize=8)
     ax.set_xticks(sorted(set(x)))
-    ax.set_xticklabels([f"{v:g}" for v in sorted(set(x))] if with_days else [t.label for t in timepoints])
+    ax.set_xticklabels([f"{v:g}" for v in sorted(set(x))] if with_days else [text(t.label) for t in timepoints])
     ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
     ax.tick_params(labelsize=7)
     ax.set_ylim(bottom=0)
     ax.grid(True, color="#dddddd", linewidth=0.5)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
-    region_legend = ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False, title="regions",
+    region_legend = ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False, title=text("regions"),
                               title_fontsize=7.5)
     ax.add_artist(region_legend)
-    style = [Line2D([], [], color="#444444", linewidth=1.6, marker="o", markersize=4, label="live cells"),
-             Line2D([], [], color="#444444", linewidth=1.2, linestyle="--", marker="^", markersize=3.5, label="dead cells")]
+    style = [Line2D([], [], color="#444444", linewidth=1.6, marker="o", markersize=4, label=text("live cells")),
+             Line2D([], [], color="#444444", linewidth=1.2, linestyle="--", marker="^", markersize=3.5, label=text("dead cells"))]
     ax.legend(handles=style, loc="lower left", bbox_to_anchor=(1.02, 0.0), fontsize=7, frameon=False)
     return figure

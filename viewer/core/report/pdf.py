@@ -39,7 +39,6 @@ from reportlab.platypus import (
 )
 from reportlab.platypus import Table as RLTable
 
-from viewer import APP_NAME, __version__
 from viewer.core.errors import ViewerError
 from viewer.core.io.atomic import write_bytes_atomic
 from viewer.core.report.content import Figure, Report, Table, TimepointSection
@@ -85,7 +84,7 @@ def report_pdf_bytes(report: Report) -> bytes:
     document = SimpleDocTemplate(
         buffer, pagesize=A4, leftMargin=MARGIN_PT, rightMargin=MARGIN_PT, topMargin=MARGIN_PT, bottomMargin=MARGIN_PT + 10,
         title=report.info.title, author=report.info.author, subject=report.info.subject,
-        keywords=list(report.info.keywords), creator=f"{APP_NAME} {__version__}", invariant=report.info.invariant,
+        keywords=list(report.info.keywords), creator=report.info.creator, invariant=report.info.invariant,
         lang="en", initialFontName=FONT, initialFontSize=8.5,  # no Helvetica: every font is embedded
     )
     story = _Story(report, document.width).build()
