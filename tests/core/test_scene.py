@@ -109,3 +109,23 @@ def test_saved_colours_and_locks_come_back_when_the_study_is_reopened(demo_manif
     reopened = Scene(load_study(study_folder / "study.toml")).editable()
     entry = reopened.table.get(1)
     assert entry.color == (10, 20, 30) and entry.locked
+
+
+def test_regions_from_another_grid_keep_labels_above_uint16(tmp_path):
+    """Mapped onto the anatomical grid for editing, a label of 70,000 must not wrap (it was
+    cast to uint16: 70,000 became 4,464)."""
+    import nibabel as nib
+
+    from tests.core.study_builders import write_small_study
+    from viewer.core.io.nifti import save_nifti
+
+    manifest = write_small_study(tmp_path / "s")
+    anatomy = nib.load(str(tmp_path / "s" / "t1.nii"))
+    coarse = anatomy.affine.copy()
+    coarse[:3, :3] *= 2.0  # another grid: 2 mm
+    labels = np.zeros((30, 32, 24), np.int32)
+    labels[10:20, 10:20, 8:16] = 70_000
+    save_nifti(labels, tmp_path / "s" / "regions.nii.gz", coarse)
+    scene = Scene(load_study(manifest))
+    edited = scene.editable()
+    assert int(np.asarray(edited.data).max()) == 70_000

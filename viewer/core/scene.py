@@ -78,6 +78,15 @@ class Reconciliation:
     taken_over: LockState | None = None
 
 
+def smallest_label_dtype(largest: int) -> type:
+    """The smallest unsigned integer type that holds labels up to ``largest`` (a label map
+    edited on the anatomical grid stays small, and never wraps a large label)."""
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if largest <= np.iinfo(dtype).max:
+            return dtype
+    return np.int64
+
+
 class Scene:
     """Evented state of the viewer.
 
@@ -283,7 +292,7 @@ class Scene:
             # regions are edited on the anatomical grid, the grid the views and tools use
             source = volumes["regions"]
             mapped = map_labels_to_grid(source, anatomy)
-            dtype = np.uint8 if mapped.max() < 256 else np.uint16
+            dtype = smallest_label_dtype(int(mapped.max()) if mapped.size else 0)
             volumes["regions"] = Volume.from_array(mapped.astype(dtype), anatomy.voxel_to_world, role="regions",
                                                    name=source.name, source=source.source)
         if "regions" not in volumes:
@@ -325,7 +334,12 @@ class Scene:
             if timepoint.label == source.label:
                 continue
             target = self.editable(timepoint)
-            mapped = map_labels_to_grid(origin.labels, target.labels).astype(target.data.dtype, copy=False)
+            mapped = map_labels_to_grid(origin.labels, target.labels)
+            wide = smallest_label_dtype(int(mapped.max()) if mapped.size else 0)
+            if np.iinfo(wide).max > np.iinfo(target.data.dtype).max:
+                raise ViewerError(f"{timepoint.label}: its label map ({target.data.dtype}) cannot hold label "
+                                  f"{int(mapped.max())} of {source.label}; carry refused instead of wrapping labels")
+            mapped = mapped.astype(target.data.dtype, copy=False)
             box = tuple(slice(0, n) for n in target.data.shape)
             edit = target.apply_voxels(f"regions from {source.label}", box, mapped, respect_locks=False)
             table_edit = target.set_table(f"label table from {source.label}", origin.table)

@@ -82,6 +82,7 @@ from vtkmodules.vtkRenderingVolumeOpenGL2 import vtkSmartVolumeMapper
 
 from viewer.core.display import colormap_lut, region_color
 from viewer.core.layers import calibration_mask
+from viewer.core.spaces import compact_labels
 from viewer.core.volume import Volume
 
 #: Display modes of the anatomy.
@@ -843,15 +844,16 @@ class VolumeView(QWidget):
         if regions is None:
             self._timed("regions", started)
             return
-        labels = np.asarray(regions.data)
-        boxes = ndimage.find_objects(labels.astype(np.int32, copy=False))
+        # boxes per label present (find_objects on raw values allocates up to the largest label)
+        values, compact = compact_labels(np.asarray(regions.data))
+        boxes = ndimage.find_objects(compact)
         for index, box in enumerate(boxes):
-            label = index + 1
+            label = int(values[index])
             name = self.scene.timepoint.region_name(label)
             if box is None or name in REGIONS_SKIPPED:
                 continue
-            padded = tuple(slice(max(s.start - 2, 0), min(s.stop + 2, n)) for s, n in zip(box, labels.shape))
-            mask = ndimage.gaussian_filter((labels[padded] == label).astype(np.float32), REGION_SMOOTH_SIGMA)
+            padded = tuple(slice(max(s.start - 2, 0), min(s.stop + 2, n)) for s, n in zip(box, compact.shape))
+            mask = ndimage.gaussian_filter((compact[padded] == index + 1).astype(np.float32), REGION_SMOOTH_SIGMA)
             image = image_data(mask, tuple(float(s.start) for s in padded))  # type: ignore[arg-type]
             polydata = contour(image, 0.5, smooth_iterations=10)
             if not polydata.GetNumberOfPoints():
