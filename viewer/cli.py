@@ -1,22 +1,28 @@
 """Command line: the window (``viewer``, ``viewer open``, ``viewer --demo``), ``viewer demo``,
 ``viewer stats``, ``viewer render``, ``viewer report``, ``viewer import`` (PRODUCT.md §7).
 
-Every failure prints exactly one line ``error: …`` on stderr and exits with status 2; outputs
-are written to a temporary file and renamed, so a failed command leaves nothing behind.
-Set ``VIEWER_DEBUG=1`` to see the traceback of an unexpected error.
+Every failure prints exactly one line ``error: …`` on stderr and exits with status 2, control
+characters escaped (:func:`viewer.core.errors.one_line`); outputs are written to a temporary
+file and renamed, so a failed command leaves nothing behind. An output that is a device or a
+FIFO (``-o /dev/stdout``, a named pipe) is written in place and never replaced
+(:mod:`viewer.core.io.atomic`); its path is then not printed on standard output. Library
+warnings (Python warnings and log records) are silenced. Set ``VIEWER_DEBUG=1`` to see them
+and the traceback of an unexpected error.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from viewer import __version__
-from viewer.core.errors import ViewerError
+from viewer.core.errors import ViewerError, one_line
 
 if TYPE_CHECKING:
     from datetime import date
@@ -94,15 +100,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``viewer`` console script and ``python -m viewer``."""
-    with warnings.catch_warnings():
+    if os.environ.get("VIEWER_DEBUG"):
+        return _run(argv)
+    with warnings.catch_warnings(), _quiet_logging():
         # Library warnings (pydicom on a scanner's non-conforming values, numba, matplotlib)
         # are not the user's to act on and never reach the terminal (PRODUCT.md §7).
-        if not os.environ.get("VIEWER_DEBUG"):
-            warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")
         return _run(argv)
 
 
+class _quiet_logging:
+    """Library log records never reach the terminal while a command runs: nibabel installs
+    its own stderr handler ("sizeof_hdr should be 348; set sizeof_hdr to 348" for a header it
+    repairs), others fall back to :data:`logging.lastResort` (matplotlib's font warnings).
+    The viewer itself does not log; every message a user needs is its result or its one
+    ``error:`` line. The previous logging state is restored afterwards (``main`` is also
+    called in-process, by tests)."""
+
+    def __enter__(self) -> None:
+        self.previous = logging.root.manager.disable
+        logging.disable(logging.CRITICAL)
+
+    def __exit__(self, *exc_info: object) -> None:
+        logging.disable(self.previous)
+
+
 def _run(argv: Sequence[str] | None) -> int:
+    args: argparse.Namespace | None = None
     try:
         args = build_parser().parse_args(argv)
         if args.command is None:
@@ -111,16 +135,69 @@ def _run(argv: Sequence[str] | None) -> int:
                    "open": _cmd_gui, "import": _cmd_import}[args.command]
         return handler(args)
     except ViewerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(str(exc))
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail("interrupted")
+    except MemoryError:
+        # a user can provoke this with a big enough input: say what ran out, not "unexpected"
+        if os.environ.get("VIEWER_DEBUG"):
+            raise
+        return _fail(f"{_subject(args)}: not enough memory to {_doing(args)} (the input is too large for this machine)")
+    except BrokenPipeError:
+        # standard output closed early (`viewer stats S | head -1`): not an error of the study
+        _silence_stdout()
+        return _fail("standard output was closed before everything was written")
+    except OSError as exc:
+        # a file that vanished or cannot be read while a command runs: name it, one line
+        if os.environ.get("VIEWER_DEBUG"):
+            raise
+        name = exc.filename if exc.filename is not None else _subject(args)
+        return _fail(f"{os.fsdecode(name)}: {exc.strerror or type(exc).__name__}")
     except Exception as exc:  # a bug: still one line, traceback only on request
         if os.environ.get("VIEWER_DEBUG"):
             raise
-        print(f"error: unexpected {type(exc).__name__}: {exc} (set VIEWER_DEBUG=1 for details)", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(f"{_subject(args)}: unexpected {type(exc).__name__}: {exc} (set VIEWER_DEBUG=1 for details)")
+
+
+def _fail(message: str) -> int:
+    """Print ``error: <message>`` as one line (control characters escaped) and return 2."""
+    print(f"error: {one_line(message)}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _subject(args: argparse.Namespace | None) -> str:
+    """What a command worked on, for messages that have no file of their own."""
+    study = getattr(args, "study", None)
+    if study is not None:
+        return str(study)
+    paths = getattr(args, "paths", None)
+    if paths:
+        return ", ".join(str(p) for p in paths)
+    return "viewer"
+
+
+def _doing(args: argparse.Namespace | None) -> str:
+    command = getattr(args, "command", None)
+    return {"stats": "compute its statistics", "render": "render it", "report": "write its report",
+            "import": "import it", "demo": "write the demo"}.get(command or "", "open it")
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so the interpreter's final flush
+    does not print a second error."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _print_output(path: Path, in_place: bool) -> None:
+    """Print the written file's path, unless the output was written in place (a device or a
+    FIFO such as /dev/stdout, where the path would be mixed into the output itself)."""
+    if not in_place:
+        print(path)
 
 
 def _cmd_gui(args: argparse.Namespace) -> int:
@@ -147,32 +224,32 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
-    from viewer.core.io.atomic import write_text_atomic
+    from viewer.core.io.atomic import check_output, write_text_atomic
     from viewer.core.io.study import open_path
     from viewer.core.quant.stats import compute_study_stats
 
-    if args.output is not None and args.output.is_dir():
-        raise ViewerError(f"{args.output}: is a folder, expected a file name")
+    target = check_output(args.output) if args.output is not None else None
     study = open_path(args.study)
     stats = compute_study_stats(study, args.timepoint)
     text = stats.to_json() if args.format == "json" else stats.to_csv()
-    if args.output is None:
+    if target is None:
         sys.stdout.write(text)
+        sys.stdout.flush()
     else:
         write_text_atomic(args.output, text)
-        print(args.output)
+        _print_output(args.output, target.in_place)
     return 0
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
+    from viewer.core.io.atomic import check_output
     from viewer.core.io.study import load_timepoint, open_path
     from viewer.core.layers import build_layers, default_focus, parse_point
     from viewer.core.render import render_view
 
     if args.output.suffix.lower() != ".png":
         raise ViewerError(f"{args.output}: the output must be a .png file")
-    if args.output.is_dir():
-        raise ViewerError(f"{args.output}: is a folder, expected a file name")
+    target = check_output(args.output)
     study = open_path(args.study)
     timepoint = study.timepoint(args.timepoint) if args.timepoint else study.timepoints[0]
     volumes = load_timepoint(study, timepoint)
@@ -186,14 +263,18 @@ def _cmd_render(args: argparse.Namespace) -> int:
     layers = build_layers(volumes, timepoint)
     title = f"{study.id} · {timepoint.label}"
     path = render_view(layers, args.view, point, args.output, radiological=not args.neurological, title=title)
-    print(path)
+    _print_output(path, target.in_place)
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from viewer.core.io.atomic import check_output
     from viewer.core.layers import parse_point
     from viewer.core.report import ReportOptions, report_from_study
 
+    if args.output.suffix.lower() != ".pdf":
+        raise ViewerError(f"{args.output}: the output must be a .pdf file")
+    target = check_output(args.output)
     point = None
     if args.at:
         try:
@@ -202,7 +283,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
             raise ViewerError(f"--at: {exc}") from None
     options = ReportOptions(deidentify=args.deidentify, reviewer=args.reviewer, focus=point,
                             radiological=not args.neurological)
-    print(report_from_study(args.study, args.output, options, args.timepoint))
+    _print_output(report_from_study(args.study, args.output, options, args.timepoint), target.in_place)
     return 0
 
 

@@ -166,13 +166,15 @@ def _draw_regions(rgb: np.ndarray, labels: np.ndarray, layer: Layer) -> None:
     edge[:, [0, -1]] = True
     edge &= present
     fill = present & ~edge
-    top = int(labels.max())
-    palette = np.zeros((top + 1, 3), dtype=np.float32)
-    for label in np.unique(labels[present]):
-        palette[label] = region_color(int(label), layer.region_names.get(int(label), ""))
+    # a palette per label present in this slice (indexed by rank), not up to the largest
+    # label value: a label of 2e9 must not allocate a 2e9-entry table
+    values, rank = np.unique(labels[present], return_inverse=True)
+    palette = np.array([region_color(int(v), layer.region_names.get(int(v), "")) for v in values], dtype=np.float32)
+    colours = np.zeros(labels.shape + (3,), dtype=np.float32)
+    colours[present] = palette[rank.reshape(-1)]
     opacity = layer.display.opacity
-    blend_into(rgb, fill, palette[labels[fill]], REGION_FILL_OPACITY * opacity)
-    blend_into(rgb, edge, palette[labels[edge]], opacity)
+    blend_into(rgb, fill, colours[fill], REGION_FILL_OPACITY * opacity)
+    blend_into(rgb, edge, colours[edge], opacity)
 
 
 # -- decorated output ----------------------------------------------------------------------------

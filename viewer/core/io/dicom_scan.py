@@ -265,6 +265,9 @@ def candidate_files(paths: Iterable[str | Path]) -> list[Path]:
             raise file_error(path, "not found")
         if path.is_dir():
             found.extend(_files_below(path))
+        elif not path.is_file():
+            raise file_error(path, "is not a regular file (a FIFO, socket or device); expected a DICOM file or a "
+                                   "folder of DICOM files")
         elif path.name.upper() == DICOMDIR_NAME:
             found.extend(dicomdir_files(path))
         else:
@@ -276,12 +279,25 @@ def candidate_files(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def _files_below(folder: Path) -> list[Path]:
-    """Every file under ``folder`` (hidden names skipped), sorted; os.walk's directory
-    listing already tells files from folders, so no file is stat'ed here."""
-    files = []
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        files.extend(Path(root, name) for name in names if not name.startswith("."))
+    """Every regular file under ``folder`` (hidden names skipped), sorted.
+
+    The directory listing's entry types tell files from folders without a stat per file; a
+    FIFO, socket or device is not a file to read (opening a FIFO would wait forever).
+    Linked folders are not followed (as ``os.walk``)."""
+    files: list[Path] = []
+    pending = [folder]
+    while pending:
+        try:
+            entries = list(os.scandir(pending.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(Path(entry.path))
+            elif entry.is_file():
+                files.append(Path(entry.path))
     return sorted(files)
 
 

@@ -422,9 +422,23 @@ def _modalities(build: _Builder) -> Table:
             row.append("—" if timepoint.day is None else (start + timedelta(days=float(timepoint.day))).isoformat())
         row.append("anatomy" + "".join(f", {r}" for r in roles))
         names = [build.t(r.name) for r in item.stats.regions]
-        row.append(", ".join(names) if names else "none")
+        row.append(_region_list(names))
         rows.append(tuple(row))
     return Table(tuple(columns), tuple(rows), first_column_wide=False)
+
+
+#: Region names listed in the timepoints table; more are counted (a cell taller than a page
+#: cannot be laid out, and the region tables list every region anyway).
+REGIONS_LISTED = 24
+
+
+def _region_list(names: list[str]) -> str:
+    """The timepoint's regions for one table cell: every name up to :data:`REGIONS_LISTED`."""
+    if not names:
+        return "none"
+    if len(names) <= REGIONS_LISTED:
+        return ", ".join(names)
+    return ", ".join(names[:REGIONS_LISTED]) + f" and {len(names) - REGIONS_LISTED} more (see the region tables)"
 
 
 def _day_zero(study: Study) -> date | None:
