@@ -326,7 +326,30 @@ class TimepointQuantifier:
 
     def compute(self) -> TimepointStats:
         """Every region of the timepoint, the detection limit, homing and the mismatch summary."""
-        regions = [self.region(label) for label in self.region_labels()]
+        return self._assemble([self.region(label) for label in self.region_labels()])
+
+    def recompute(self, stats: TimepointStats, labels: Iterable[int]) -> TimepointStats:
+        """:meth:`compute` restricted to what changed: the rows of ``labels`` (an edit) and of
+        regions whose name changed are measured again, the others are copied from ``stats``;
+        then the one assembly of :meth:`compute` runs, so the result equals a from-scratch
+        computation by construction. The window calls this on every brush stroke."""
+        touched = {int(label) for label in labels}
+        previous = {r.label: r for r in stats.regions}
+        rows = []
+        for label in self.region_labels():
+            old = previous.get(label)
+            name = self.region_names.get(label, f"label {label}")
+            if old is None or label in touched or old.name != name:
+                rows.append(self.region(label))
+            else:  # a copy: the previous result stays as it was (results are not shared)
+                rows.append(RegionStats(dict(old.values), {**old.details, "notes": list(old.details.get("notes", []))}))
+        for row in rows:
+            row.values["prediction"] = None  # predictions depend on every row: made again below
+        return self._assemble(rows)
+
+    def _assemble(self, regions: list[RegionStats]) -> TimepointStats:
+        """The timepoint's result from its region rows: notes, detection limit, homing, the
+        core/penumbra mismatch summary and the predictions (the only place they are made)."""
         notes = list(self.notes)
         for region in regions:
             notes.extend(region.details.get("notes", []))
@@ -373,42 +396,6 @@ class TimepointQuantifier:
             if card.demonstration:
                 stats.notes.append(f"predictions of '{card.name}' {card.version}: {card.notice}")
         stats.notes.extend(n for n in _model_notes(self.models) if n not in stats.notes)
-
-    def recompute(self, stats: TimepointStats, labels: Iterable[int]) -> TimepointStats:
-        """``stats`` with the rows of ``labels`` measured again (after an edit), homing and the
-        mismatch summary updated; the other rows are reused. The window calls this on every
-        brush stroke instead of :meth:`compute`."""
-        touched = set(labels)
-        rows = {r.label: r for r in stats.regions if r.label not in touched}
-        for label in self.region_labels():
-            if label not in rows:
-                rows[label] = self.region(label)
-        for region in rows.values():  # names may have changed without an edit of the voxels
-            region.values["name"] = self.region_names.get(region.label, f"label {region.label}")
-        regions = [rows[label] for label in sorted(rows) if label in set(self.region_labels())]
-        homing = self._homing(regions)
-        for region in regions:
-            cells = region.values.get("fluorine_cells")
-            region.values["homing_fraction"] = cells / self._total_cells if (cells is not None and self._total_cells) else None
-        core = next((r for r in regions if r.name == "core"), None)
-        penumbra = next((r for r in regions if r.name == "penumbra"), None)
-        mismatch = None
-        if core is not None or penumbra is not None:
-            mismatch = mismatch_summary(core.values["volume_ml"] if core else None,
-                                        penumbra.values["volume_ml"] if penumbra else None, self.settings)
-        notes = [n for n in stats.notes if not n.startswith(("core ", "homing: "))]
-        if mismatch is not None:
-            notes.append(mismatch.describe())
-        updated = TimepointStats(stats.label, stats.day, stats.detection_limit_cells_per_mm3, regions, _unique(notes),
-                                 mismatch, homing, dict(stats.details))
-        if self.models:
-            from viewer.core.predict import predictions_for
-
-            by_label = predictions_for(updated, self.models)
-            for region in updated.regions:
-                region.values["prediction"] = by_label.get(region.label) or None
-            updated.notes.extend(n for n in _model_notes(self.models) if n not in updated.notes)
-        return updated
 
     def _homing(self, regions: list[RegionStats]) -> dict[str, float | None]:
         """Share of all ¹⁹F-counted cells in penumbra, in core and elsewhere."""
