@@ -129,3 +129,20 @@ def test_regions_from_another_grid_keep_labels_above_uint16(tmp_path):
     scene = Scene(load_study(manifest))
     edited = scene.editable()
     assert int(np.asarray(edited.data).max()) == 70_000
+
+
+def test_batched_region_events_with_boxes_are_emitted_once_each():
+    """An edit's event carries its box (slices, unhashable before Python 3.12): batching it
+    raised TypeError; identical events merge, different boxes do not."""
+    from viewer.core.events import Events
+
+    events, heard = Events(), []
+    events.connect("regions", lambda **info: heard.append(info))
+    box = (slice(0, 4), slice(2, 6), slice(1, 3))
+    with events.batch():
+        events.emit("regions", timepoint="day 7", labels=frozenset({1}), box=box)
+        events.emit("regions", timepoint="day 7", labels=frozenset({1}), box=box)
+        events.emit("regions", timepoint="day 7", labels=frozenset({2}), box=(slice(5, 9),) * 3)
+        assert heard == []
+    assert [info["labels"] for info in heard] == [frozenset({1}), frozenset({2})]
+    assert heard[0]["box"] == box

@@ -21,7 +21,8 @@ class Events:
     def __init__(self) -> None:
         self._callbacks: dict[str, list[Callback]] = defaultdict(list)
         self._depth = 0
-        self._pending: dict[tuple[str, tuple[tuple[str, Any], ...]], None] = {}
+        #: events held during a batch, in order, one per distinct (name, info)
+        self._pending: dict[tuple, tuple[str, dict[str, Any]]] = {}
 
     def connect(self, name: str, callback: Callback) -> None:
         if callback not in self._callbacks[name]:
@@ -34,7 +35,7 @@ class Events:
     def emit(self, name: str, **info: Any) -> None:
         """Call every callback of ``name`` now, or once at the end of the current batch."""
         if self._depth:
-            self._pending.setdefault((name, tuple(sorted(info.items(), key=lambda kv: kv[0]))), None)
+            self._pending.setdefault((name, _frozen(info)), (name, info))
             return
         for callback in list(self._callbacks[name]):
             callback(**info)
@@ -48,5 +49,24 @@ class Events:
             self._depth -= 1
             if self._depth == 0:
                 pending, self._pending = self._pending, {}
-                for name, info in pending:
-                    self.emit(name, **dict(info))
+                for name, info in pending.values():
+                    self.emit(name, **info)
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable key for an event's info: slices (an edit's box; unhashable before Python
+    3.12), lists, sets and dicts become tuples; anything else unhashable is keyed by identity
+    (such events are never merged)."""
+    if isinstance(value, slice):
+        return ("slice", value.start, value.stop, value.step)
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), _frozen(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, (set, frozenset)):
+        return ("set", tuple(sorted((_frozen(v) for v in value), key=repr)))
+    try:
+        hash(value)
+    except TypeError:
+        return ("id", id(value))
+    return value
