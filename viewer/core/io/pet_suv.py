@@ -44,7 +44,7 @@ from pydicom.dataset import Dataset
 from pydicom.valuerep import DT
 
 from viewer.core.errors import file_error
-from viewer.core.io.dicom_scan import raw_ascii
+from viewer.core.io.dicom_scan import tag_text
 
 #: Private creator of the Philips PET group holding the SUV scale factors.
 PHILIPS_PET_CREATOR = "Philips PET Private Group"
@@ -430,15 +430,8 @@ def _float_or_none(ds: Dataset, tag: str) -> float | None:
 
 
 def _text(ds: Dataset, tag: str) -> str:
-    """A tag's value as stripped text ('' when absent or empty); ASCII values straight from
-    the file's bytes when not converted yet (every slice of a PET is checked at import)."""
-    raw = raw_ascii(ds, tag)
-    if raw is not None:
-        return raw
-    value = ds.get(tag)
-    if value is None:
-        return ""
-    return str(value).strip()
+    """A tag's value as stripped text ('' when absent or empty); see :func:`.dicom_scan.tag_text`."""
+    return tag_text(ds, tag)
 
 
 def _as_list(value: Any) -> list[Any]:
