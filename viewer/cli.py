@@ -226,7 +226,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_stats(args: argparse.Namespace) -> int:
     from viewer.core.io.atomic import check_output, write_text_atomic
     from viewer.core.io.study import open_path
-    from viewer.core.quant.stats import compute_study_stats
+    from viewer.core.analysis import compute_study_stats
 
     target = check_output(args.output) if args.output is not None else None
     study = open_path(args.study)

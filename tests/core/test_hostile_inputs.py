@@ -1266,7 +1266,7 @@ def test_library_warnings_and_log_records_never_reach_stderr(small_study, capsys
     import logging
     import warnings
 
-    import viewer.core.quant.stats as stats_module
+    import viewer.core.analysis as stats_module
 
     real = stats_module.compute_study_stats
 
@@ -1290,7 +1290,7 @@ def test_library_warnings_and_log_records_never_reach_stderr(small_study, capsys
     (ValueError("bad\nvalue \x1b[2J"), "unexpected ValueError: bad\\nvalue \\x1b[2J"),
 ], ids=["oserror-names-its-file", "memory-names-the-study", "a-bug-stays-one-escaped-line"])
 def test_fallbacks_are_one_line(small_study, capsys, monkeypatch, raised, expected):
-    import viewer.core.quant.stats as stats_module
+    import viewer.core.analysis as stats_module
 
     def fail(*args, **kwargs):
         raise raised

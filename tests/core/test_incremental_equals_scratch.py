@@ -43,7 +43,7 @@ def from_scratch(scene: Scene) -> TimepointStats:
     editable = scene.editable()
     volumes = dict(scene.volumes_of(timepoint))
     volumes["regions"] = editable.labels
-    quantifier = TimepointQuantifier(scene.study, timepoint, volumes, models=scene.quantifier().models)
+    quantifier = TimepointQuantifier(scene.study, timepoint, volumes, predict=scene.quantifier().predict)
     quantifier.names_changed(dict(editable.table.names))
     return quantifier.compute()
 

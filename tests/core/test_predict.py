@@ -31,7 +31,8 @@ from viewer.core.predict import (
     region_type,
 )
 from viewer.core.quant.measures import REGION_KEYS
-from viewer.core.quant.stats import RegionStats, TimepointStats, compute_study_stats
+from viewer.core.analysis import compute_study_stats
+from viewer.core.quant.stats import RegionStats, TimepointStats
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "resources" / "models"

@@ -59,7 +59,7 @@ def _flat(text: str) -> str:
 @pytest.fixture(scope="session")
 def demo_stats(demo_manifest):
     """What `viewer stats` prints for the demo, parsed."""
-    from viewer.core.quant.stats import compute_study_stats
+    from viewer.core.analysis import compute_study_stats
 
     return json.loads(compute_study_stats(load_study(demo_manifest)).to_json())
 

@@ -13,7 +13,8 @@ from tests.core.quant_phantoms import BALLS, CALIBRATION, REGION_NAMES, fluorine
 from viewer.cli import main
 from viewer.core.io.study import Timepoint, load_study
 from viewer.core.quant.measures import REGION_KEYS, REGION_MEASURES, TIMEPOINT_KEYS
-from viewer.core.quant.stats import TimepointQuantifier, compute_study_stats, time_course
+from viewer.core.analysis import compute_study_stats
+from viewer.core.quant.stats import TimepointQuantifier, time_course
 from viewer.core.volume import Volume
 
 

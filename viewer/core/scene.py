@@ -39,6 +39,7 @@ from viewer.core.io.study_lock import (
     file_state,
 )
 from viewer.core.layers import LAYER_ORDER, build_layers, default_focus
+from viewer.core.analysis import prediction_step
 from viewer.core.quant.stats import TimepointQuantifier, TimepointStats
 from viewer.core.recovery import (
     RecoveryInfo,
@@ -534,10 +535,10 @@ class Scene:
         if quantifier is not None:
             return quantifier
         volumes = self.volumes_of(timepoint)
-        models = self.models()
+        step = prediction_step(self.models())  # reads the session's model list at each result
         with self._lock_for("quantifier", timepoint.label):
             if timepoint.label not in self._quantifiers:
-                quantifier = TimepointQuantifier(self.study, timepoint, volumes, models=models)
+                quantifier = TimepointQuantifier(self.study, timepoint, volumes, predict=step)
                 editable = self._editables.get(timepoint.label)
                 if editable is not None and editable.table.names != quantifier.region_names:
                     quantifier.names_changed(editable.table.names)
@@ -555,10 +556,7 @@ class Scene:
 
     def add_model(self, model) -> None:
         """Add a user's prediction model to this session (shown beside the study's models)."""
-        models = self.models()
-        models.append(model)
-        for quantifier in self._quantifiers.values():
-            quantifier.models = list(models)
+        self.models().append(model)  # the quantifiers' prediction step reads this list
 
     def fluorine_cells_per_signal(self) -> float | None:
         """¹⁹F calibration of the current timepoint, once its quantifier has been prepared.

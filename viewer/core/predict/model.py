@@ -564,11 +564,31 @@ def predictions_for(stats: TimepointStats, models: Sequence[PredictionModel]) ->
     }
 
 
+def fill_predictions(stats: TimepointStats, models: Sequence[PredictionModel]) -> None:
+    """Fill each region's ``prediction`` (a list, one entry per model) and the notes that go
+    with the models: the demonstration notice, and models that stopped giving predictions
+    (out of time). With no model, a note says so. The analysis step applied to every result."""
+    if not models:
+        stats.notes.append("predictions: no prediction model is configured")
+        return
+    by_label = predictions_for(stats, models)
+    for region in stats.regions:
+        region.values["prediction"] = by_label.get(region.label) or None
+    for model in models:
+        card = model.card
+        if card.demonstration:
+            stats.notes.append(f"predictions of '{card.name}' {card.version}: {card.notice}")
+    unavailable = [f"predictions: {model.unavailable}; its predictions are null"
+                   for model in models if getattr(model, "unavailable", None)]
+    stats.notes.extend(n for n in unavailable if n not in stats.notes)
+
+
 __all__ = [
     "DEMONSTRATION_NOTICE",
     "Prediction",
     "PredictionModel",
     "bundled_model_paths",
+    "fill_predictions",
     "load_bundled_models",
     "load_model",
     "load_models",

@@ -18,11 +18,11 @@ import io
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from viewer.core.io.study import Study, Timepoint, load_timepoint
+from viewer.core.io.study import Study, Timepoint
 from viewer.core.quant.fluorine import FluorineQuantifier
 from viewer.core.quant.measures import REGION_KEYS, TIMEPOINT_KEYS, plain_value
 from viewer.core.quant.perfusion import MismatchSummary, mismatch_summary, sodium_mean
@@ -45,6 +45,9 @@ CALIBRATION_NAMES = ("reference", "background")
 #: A region whose mapped part on an image is below this share of its volume is reported as
 #: partly outside that image's field of view.
 PARTIAL_COVERAGE_WARNING = 0.9
+
+#: Fills the predictions of a timepoint's result in place (the analysis layer provides it).
+PredictStep = Callable[["TimepointStats"], None]
 
 
 @dataclass
@@ -137,10 +140,11 @@ class TimepointQuantifier:
     """Per-timepoint quantification state; :meth:`region` measures one region on every map."""
 
     def __init__(self, study: Study, timepoint: Timepoint, volumes: Mapping[str, Volume], settings: QuantSettings | None = None,
-                 models: Sequence[Any] = ()) -> None:
+                 predict: PredictStep | None = None) -> None:
         self.study = study
-        #: prediction models (viewer.core.predict.PredictionModel) applied to every region
-        self.models = list(models)
+        #: the analysis step that adds predictions to every result (quant does not know models:
+        #: :func:`viewer.core.analysis.prediction_step`); None leaves ``prediction`` null
+        self.predict = predict
         self.timepoint = timepoint
         self.volumes = dict(volumes)
         self.settings = settings or QuantSettings()
@@ -349,7 +353,7 @@ class TimepointQuantifier:
 
     def _assemble(self, regions: list[RegionStats]) -> TimepointStats:
         """The timepoint's result from its region rows: notes, detection limit, homing, the
-        core/penumbra mismatch summary and the predictions (the only place they are made)."""
+        core/penumbra mismatch summary, then the predict step (the only place it runs)."""
         notes = list(self.notes)
         for region in regions:
             notes.extend(region.details.get("notes", []))
@@ -377,25 +381,10 @@ class TimepointQuantifier:
             if self.fluorine.sigma is not None:
                 notes.append(f"¹⁹F noise σ = {self.fluorine.sigma:.4g} a.u. from the {self.fluorine.sigma_source}")
         stats = TimepointStats(self.timepoint.label, self.timepoint.day, detection_limit, regions,
-                               _unique(notes), mismatch, homing, details)
-        self._predict(stats)
+                               unique_notes(notes), mismatch, homing, details)
+        if self.predict is not None:
+            self.predict(stats)
         return stats
-
-    def _predict(self, stats: TimepointStats) -> None:
-        """Fill each region's ``prediction`` (a list, one entry per model) or note why not."""
-        if not self.models:
-            stats.notes.append("predictions: no prediction model is configured")
-            return
-        from viewer.core.predict import predictions_for
-
-        by_label = predictions_for(stats, self.models)
-        for region in stats.regions:
-            region.values["prediction"] = by_label.get(region.label) or None
-        for model in self.models:
-            card = model.card
-            if card.demonstration:
-                stats.notes.append(f"predictions of '{card.name}' {card.version}: {card.notice}")
-        stats.notes.extend(n for n in _model_notes(self.models) if n not in stats.notes)
 
     def _homing(self, regions: list[RegionStats]) -> dict[str, float | None]:
         """Share of all ¹⁹F-counted cells in penumbra, in core and elsewhere."""
@@ -434,34 +423,11 @@ def _dead_above_total_note(name: str, dead: float, total: float | None, details:
             "¹⁹F reference); live cells and dead fraction not computed, rejection alert raised")
 
 
-def _model_notes(models: Sequence[Any]) -> list[str]:
-    """One note per prediction model that stopped giving predictions (it ran out of time)."""
-    return [f"predictions: {model.unavailable}; its predictions are null"
-            for model in models if getattr(model, "unavailable", None)]
-
-
-def _unique(items: Iterable[str]) -> list[str]:
+def unique_notes(items: Iterable[str]) -> list[str]:
     seen: dict[str, None] = {}
     for item in items:
         seen.setdefault(item, None)
     return list(seen)
-
-
-def compute_study_stats(study: Study, timepoint_label: str | None = None, settings: QuantSettings | None = None) -> StudyStats:
-    """Load and quantify the study's timepoints (or one of them), with the manifest's models."""
-    timepoints = [study.timepoint(timepoint_label)] if timepoint_label else list(study.timepoints)
-    models: list[Any] = []
-    if study.models:
-        from viewer.core.predict import load_models
-
-        models = load_models(study.models)
-    results: list[TimepointStats] = []
-    notes: list[str] = []
-    for timepoint in timepoints:
-        stats = TimepointQuantifier(study, timepoint, load_timepoint(study, timepoint), settings, models).compute()
-        results.append(stats)
-        notes.extend(f"{timepoint.label}: {note}" for note in stats.notes)
-    return StudyStats(study.id, results, _unique(notes))
 
 
 def time_course(stats: StudyStats, key: str) -> dict[str, list[tuple[float | None, Any]]]:

@@ -28,6 +28,7 @@ import numpy as np
 
 from viewer.core.io.nifti import is_nifti_path
 from viewer.core.io.study import Study, Timepoint, load_timepoint
+from viewer.core.analysis import prediction_step
 from viewer.core.quant.stats import TimepointQuantifier, TimepointStats
 from viewer.core.report.deidentify import merge_identifiers
 from viewer.core.volume import Volume
@@ -109,7 +110,7 @@ def streamed_inputs(study: Study, timepoint_label: str | None, models: Sequence[
     """
     def gather(timepoint: Timepoint) -> TimepointInput:
         volumes = load_timepoint(study, timepoint)
-        stats = TimepointQuantifier(study, timepoint, volumes, models=models).compute()
+        stats = TimepointQuantifier(study, timepoint, volumes, predict=prediction_step(models)).compute()
         return TimepointInput(timepoint, volumes, stats, dict(timepoint.region_names))
 
     timepoints = selected_timepoints(study, timepoint_label)
@@ -187,7 +188,7 @@ def inputs_from_snapshot(snapshot: SceneSnapshot) -> list[TimepointInput]:
         if timepoint.label in snapshot.labels:
             volumes["regions"] = snapshot.labels[timepoint.label]
         names = snapshot.region_names[timepoint.label]
-        quantifier = TimepointQuantifier(snapshot.study, timepoint, volumes, models=snapshot.models)
+        quantifier = TimepointQuantifier(snapshot.study, timepoint, volumes, predict=prediction_step(snapshot.models))
         if names != quantifier.region_names:
             quantifier.names_changed(names)
         inputs.append(TimepointInput(timepoint, volumes, quantifier.compute(), names,
