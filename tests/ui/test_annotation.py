@@ -250,3 +250,70 @@ def test_second_window_on_a_study_is_told_and_reloads_without_losing_edits(qtbot
     data = np.asarray(load_label_map(load_study(study_copy).timepoint(second.scene.timepoint.label).images["regions"])[0].data)
     assert (data[box_a] == 1).all() and (data[box_b] == 2).all()
     second.jobs.wait()
+
+
+def test_recovered_edits_of_a_timepoint_not_on_screen_get_their_numbers(qtbot, tmp_path, study_copy):
+    """A crashed session left unsaved edits of day 21; the next window opens on day 1 and
+    recovers them. Day 21's numbers must be computed again from the recovered map and reach
+    the time course (they used to be dropped and never asked for again)."""
+    from viewer.core.io.study import load_study
+    from viewer.core.scene import Scene
+    from viewer.ui.main_window import MainWindow, recovery_folder_for
+
+    study = load_study(study_copy)
+    day21 = study.timepoint("day 21")
+    crashed = Scene(study, recovery_folder=recovery_folder_for(study))
+    editable = crashed.editable(day21)
+    penumbra = editable.table.label_of("penumbra")
+    box = tuple(slice(0, n) for n in editable.data.shape)
+    erased = np.asarray(editable.data) == penumbra
+    editable.paint_mask("erase penumbra (crashed session)", box, erased, 0)
+    crashed.close()  # its files closed, the journal left on disk: what a killed process leaves
+
+    win = MainWindow(settings=QtCore.QSettings(str(tmp_path / "next.ini"), QtCore.QSettings.Format.IniFormat))
+    offered = []
+    win.ask_recover = lambda infos: offered.append(infos) or True
+    win.ask_unsaved = lambda unsaved: QtWidgets.QMessageBox.StandardButton.Discard
+    qtbot.addWidget(win)
+    win.show()
+    assert win.open(study_copy)
+    assert offered and [info.timepoint_label for info in offered[0]] == ["day 21"], (offered, win.last_notice)
+    assert win.scene.timepoint.label != "day 21"
+    qtbot.waitUntil(lambda: "day 21" in win._stats or win.last_error, timeout=60_000)
+    assert win.last_error is None, win.last_error
+    def recovered_numbers_shown() -> bool:
+        stats = win._stats.get("day 21")
+        if stats is None:
+            return False
+        row = stats.region("penumbra")
+        return row is None or row.values["volume_ml"] == 0
+
+    qtbot.waitUntil(recovered_numbers_shown, timeout=60_000)
+    assert "day 21" in win.region_panel._course
+    assert win.region_panel._course["day 21"] is win._stats["day 21"]
+    win.jobs.wait()
+    win.stats_jobs.wait()
+
+
+def test_regions_edited_off_screen_after_the_numbers_arrived_are_measured_again(qtbot, tmp_path, study_copy):
+    """Carrying regions, or a recovery replay, changes the map of a timepoint that is not on
+    screen after its numbers arrived: they must be measured again (they were dropped and never
+    asked for again, so that timepoint fell out of the time course)."""
+    win = _open_window(qtbot, QtCore.QSettings(str(tmp_path / "w.ini"), QtCore.QSettings.Format.IniFormat), study_copy)
+    qtbot.waitUntil(lambda: all(tp.label in win._stats for tp in win.scene.study.timepoints), timeout=60_000)
+    day21 = win.scene.study.timepoint("day 21")
+    assert win.scene.timepoint.label != "day 21"
+    editable = win.scene.editable(day21)
+    penumbra = editable.table.label_of("penumbra")
+    box = tuple(slice(0, n) for n in editable.data.shape)
+    editable.paint_mask("erase penumbra of day 21", box, np.asarray(editable.data) == penumbra, 0)
+
+    def measured_again() -> bool:
+        stats = win._stats.get("day 21")
+        row = None if stats is None else stats.region("penumbra")
+        return row is not None and row.values["volume_ml"] == 0
+
+    qtbot.waitUntil(measured_again, timeout=60_000)
+    qtbot.waitUntil(lambda: win.region_panel._course.get("day 21") is win._stats["day 21"], timeout=10_000)
+    win.jobs.wait()
+    win.stats_jobs.wait()

@@ -601,7 +601,10 @@ class MainWindow(QtWidgets.QMainWindow):
         """Redraw and recompute only the regions an edit touched (off the GUI thread)."""
         assert self.scene is not None
         if timepoint != self.scene.timepoint.label:
+            # another timepoint's regions changed (recovery, carrying regions): its numbers are
+            # stale — drop them and compute them again, or they would never come back
             self._stats.pop(timepoint, None)
+            self._request_stats([self.scene.study.timepoint(timepoint)])
             return
         for orientation in ORIENTATIONS:
             plane = self.scene.plane(orientation)
@@ -844,11 +847,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.statusBar().showMessage(f"({x:.1f}, {y:.1f}, {z:.1f}) mm")
 
     # -- statistics -----------------------------------------------------------------------------------
-    def _request_stats(self) -> None:
-        """Quantify every timepoint in workers, the one on screen first (table, time course)."""
+    def _request_stats(self, timepoints: list | None = None) -> None:
+        """Quantify timepoints (default: every one) in workers, the one on screen first."""
         scene = self.scene
         assert scene is not None
-        timepoints = sorted(scene.study.timepoints, key=lambda tp: tp is not scene.timepoint)
+        if not self._stats_requested and timepoints is not None:
+            return  # the first request (after the first frames) computes every timepoint anyway
+        timepoints = sorted(timepoints or scene.study.timepoints, key=lambda tp: tp is not scene.timepoint)
         for timepoint in timepoints:
             self.stats_jobs.submit(f"stats:{timepoint.label}", lambda tp=timepoint: scene.stats(tp))
 
