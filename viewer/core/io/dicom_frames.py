@@ -30,7 +30,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from viewer.core.errors import file_error
-from viewer.core.io.dicom_scan import number_of_frames, raw_ascii, tag_text
+from viewer.core.io.dicom_scan import number_of_frames, raw_ascii, raw_unsigned_short, tag_text
 
 #: Largest |cos| between row and column direction cosines (they must be perpendicular).
 PERPENDICULAR_TOLERANCE = 1e-3
@@ -121,7 +121,8 @@ def classic_frame(where: Path, path: Path, ds: Dataset) -> Frame:
 # -- tag helpers shared by the frame builders ---------------------------------------------------
 def check_greyscale(where: Path, path: Path, ds: Dataset) -> None:
     """Refuse colour (RGB, YBR, palette) images: every layer is one scalar per voxel."""
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    samples = raw_unsigned_short(ds, "SamplesPerPixel")
+    samples = int(ds.get("SamplesPerPixel", 1) or 1) if samples is None else (samples or 1)
     photometric = tag_text(ds, "PhotometricInterpretation").upper()
     if samples != 1 or photometric.startswith(("RGB", "YBR", "PALETTE")):
         raise file_error(where, f"{path.name} is a colour image ({photometric or 'SamplesPerPixel'} "
@@ -172,8 +173,11 @@ def pixel_spacing(where: Path, label: str, values: np.ndarray) -> tuple[float, f
 
 
 def rows_columns(where: Path, label: str, ds: Dataset) -> tuple[int, int]:
-    """(Rows, Columns) of the stored image."""
-    rows, columns = ds.get("Rows"), ds.get("Columns")
+    """(Rows, Columns) of the stored image (from the raw bytes when not converted yet)."""
+    rows = raw_unsigned_short(ds, "Rows")
+    columns = raw_unsigned_short(ds, "Columns")
+    if rows is None or columns is None:
+        rows, columns = ds.get("Rows"), ds.get("Columns")
     for tag, value in (("Rows", rows), ("Columns", columns)):
         if value in (None, ""):
             raise file_error(where, f"{label}: {tag} is missing")

@@ -77,7 +77,7 @@ from viewer.core.io.dicom_frames import (
     slice_thickness,
     vector,
 )
-from viewer.core.io.dicom_scan import short_error, tag_text
+from viewer.core.io.dicom_scan import raw_value_bytes, short_error, tag_text
 
 #: Largest |1 − |SliceNormalVector · (row × column)|| for the CSA normal to be accepted as
 #: perpendicular to the image (dimensionless; 1e-4 ≈ 0.8°; headers agree to ~1e-6).
@@ -147,7 +147,9 @@ def is_mosaic(ds: Dataset) -> bool:
     NumberOfImagesInMosaic is above 1)."""
     if "MOSAIC" in tag_text(ds, "ImageType").upper().split("\\"):
         return True
-    if "SIEMENS" not in tag_text(ds, "Manufacturer").upper():
+    raw = raw_value_bytes(ds, "Manufacturer")
+    maker = raw.decode("latin-1").upper() if raw is not None else tag_text(ds, "Manufacturer").upper()
+    if "SIEMENS" not in maker:
         return False  # the private count lives in Siemens' (0019) block only; its lookup is slow
     count = _private_image_count(ds)
     return count is not None and count > 1

@@ -101,9 +101,11 @@ class DicomSeries:
         """Files of the image SOP class of this series that hold no pixel data: a slice cut
         short inside its header (pydicom then reads what is there and stops). Without them
         the volume would silently lose a slice, at an end where no gap shows."""
+        without = [(path, ds) for path, ds in self.files if not has_pixel_data(ds)]
+        if not without:  # the usual case: nothing to compare, no tag read
+            return []
         classes = {tag_text(ds, "SOPClassUID") for _, ds in self.files if has_pixel_data(ds)}
-        return [path for path, ds in self.files
-                if not has_pixel_data(ds) and tag_text(ds, "SOPClassUID") in classes]
+        return [path for path, ds in without if tag_text(ds, "SOPClassUID") in classes]
 
     @property
     def is_segmentation(self) -> bool:
@@ -195,6 +197,28 @@ def raw_ascii(ds: Dataset, keyword: str) -> str | None:
         return ""
     text = element.value.decode("ascii", "replace")
     return "\\".join(part.strip(" \x00") for part in text.split("\\")).strip()
+
+
+def raw_unsigned_short(ds: Dataset, keyword: str) -> int | None:
+    """A not-yet-converted single US value (Rows, Columns, SamplesPerPixel) read from its two
+    bytes in the file's byte order; None when absent, converted or not one US value."""
+    tag = _tag_of(keyword)
+    element = None if tag is None else ds.get_item(tag)
+    if not isinstance(element, RawDataElement) or element.value is None or len(element.value) != 2:
+        return None
+    if (element.VR or dictionary_VR(element.tag)) != "US":
+        return None
+    return int.from_bytes(element.value, "little" if element.is_little_endian else "big")
+
+
+def raw_value_bytes(ds: Dataset, keyword: str) -> bytes | None:
+    """The bytes of a not-yet-converted element (None when absent or already converted): for
+    cheap tests such as "does Manufacturer mention SIEMENS" without decoding its character set."""
+    tag = _tag_of(keyword)
+    element = None if tag is None else ds.get_item(tag)
+    if not isinstance(element, RawDataElement) or element.value is None:
+        return None
+    return bytes(element.value)
 
 
 @functools.lru_cache(maxsize=512)
@@ -530,5 +554,5 @@ def _as_list(value: object) -> list:
 __all__ = [
     "DicomSeries", "ScanCancelled", "PIXEL_KEYWORDS", "candidate_files", "dicomdir_files", "has_pixel_data",
     "image_series", "iter_dicom_files", "number_of_frames", "read_header", "scan_series",
-    "raw_ascii", "short_error", "tag_text",
+    "raw_ascii", "raw_unsigned_short", "raw_value_bytes", "short_error", "tag_text",
 ]
