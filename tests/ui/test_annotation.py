@@ -93,17 +93,8 @@ def test_lasso_and_flood_fill_and_eraser(window, qtbot):
 
 def test_save_regions_writes_nifti_table_and_manifest(qtbot, settings, study_copy):
     from viewer.core.io.study import load_study
-    from viewer.ui.main_window import MainWindow
 
-    win = MainWindow(settings=settings)
-    win.ask_unsaved = lambda unsaved: QtWidgets.QMessageBox.StandardButton.Discard
-    win.ask_recover = lambda infos: False
-    qtbot.addWidget(win)
-    win.show()
-    drawn: set[str] = set()
-    win.frame_drawn.connect(drawn.add)
-    assert win.open(study_copy)
-    qtbot.waitUntil(lambda: len(drawn) == 3, timeout=20_000)
+    win = _open_window(qtbot, settings, study_copy)
     label = win.annotation_panel.add_region("saved region")
     editable = win.scene.editable()
     box = (slice(10, 14), slice(10, 14), slice(10, 14))

@@ -168,13 +168,11 @@ def _draw_regions(rgb: np.ndarray, labels: np.ndarray, layer: Layer) -> None:
     fill = present & ~edge
     # a palette per label present in this slice (indexed by rank), not up to the largest
     # label value: a label of 2e9 must not allocate a 2e9-entry table
-    values, rank = np.unique(labels[present], return_inverse=True)
+    values = np.unique(labels[present])
     palette = np.array([region_color(int(v), layer.region_names.get(int(v), "")) for v in values], dtype=np.float32)
-    colours = np.zeros(labels.shape + (3,), dtype=np.float32)
-    colours[present] = palette[rank.reshape(-1)]
     opacity = layer.display.opacity
-    blend_into(rgb, fill, colours[fill], REGION_FILL_OPACITY * opacity)
-    blend_into(rgb, edge, colours[edge], opacity)
+    blend_into(rgb, fill, palette[np.searchsorted(values, labels[fill])], REGION_FILL_OPACITY * opacity)
+    blend_into(rgb, edge, palette[np.searchsorted(values, labels[edge])], opacity)
 
 
 # -- decorated output ----------------------------------------------------------------------------

@@ -385,9 +385,10 @@ class MainWindow(QtWidgets.QMainWindow):
         """A folder (without study.toml) or DICOMDIR holding several image series: the series
         browser, instead of only the "contains N series" error. Headers only."""
         from viewer.core.io.dicom import list_dicom_series
+        from viewer.core.io.dicom_scan import DICOMDIR_NAME
         from viewer.core.io.study import MANIFEST_NAME
 
-        if not (path.is_dir() and not (path / MANIFEST_NAME).exists()) and path.name.upper() != "DICOMDIR":
+        if not (path.is_dir() and not (path / MANIFEST_NAME).exists()) and path.name.upper() != DICOMDIR_NAME:
             return False
         try:
             found = list_dicom_series(path)
