@@ -243,6 +243,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 def _cmd_render(args: argparse.Namespace) -> int:
     from viewer.core.io.atomic import check_output
+    from viewer.core.io.labels import saved_label_table
     from viewer.core.io.study import load_timepoint, open_path
     from viewer.core.layers import build_layers, default_focus, parse_point
     from viewer.core.render import render_view
@@ -253,14 +254,15 @@ def _cmd_render(args: argparse.Namespace) -> int:
     study = open_path(args.study)
     timepoint = study.timepoint(args.timepoint) if args.timepoint else study.timepoints[0]
     volumes = load_timepoint(study, timepoint)
+    table = saved_label_table(timepoint)
     if args.at:
         try:
             point = parse_point(args.at)
         except ValueError as exc:
             raise ViewerError(f"--at: {exc}") from None
     else:
-        point = default_focus(volumes, timepoint)
-    layers = build_layers(volumes, timepoint)
+        point = default_focus(volumes, table.names)
+    layers = build_layers(volumes, table)
     title = f"{study.id} · {timepoint.label}"
     path = render_view(layers, args.view, point, args.output, radiological=not args.neurological, title=title)
     _print_output(path, target.in_place)

@@ -22,6 +22,7 @@ from viewer.core.errors import ViewerError
 from viewer.core.io.nifti import FLOAT64_EXACT_INT_LIMIT, load_nifti, supported_voxels
 from viewer.core.io.study import load_timepoint, open_path
 from viewer.core.layers import build_layers, default_focus
+from viewer.core.regions import LabelTable
 from viewer.core.render import render_view
 from viewer.core.spaces import Plane, sample_plane
 from viewer.core.volume import Volume
@@ -199,7 +200,8 @@ def test_big_endian_file_renders_through_render_view(tmp_path):
     study = open_path(real_file(NIBABEL_DATA, "anatomical.nii"))
     timepoint = study.timepoints[0]
     volumes = load_timepoint(study, timepoint)
-    out = render_view(build_layers(volumes, timepoint), "axial", default_focus(volumes, timepoint), tmp_path / "a.png")
+    out = render_view(build_layers(volumes, LabelTable.from_names(dict(timepoint.region_names))), "axial",
+                      default_focus(volumes, timepoint.region_names), tmp_path / "a.png")
     assert out.read_bytes().startswith(PNG_SIGNATURE)
 
 

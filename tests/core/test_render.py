@@ -7,6 +7,7 @@ import pytest
 
 from tests.core.phantoms import MARKER_WORLD, blob_function, centered_affine, rotation, voxelise, world_grid
 from viewer.core.display import colormap_lut, default_display, region_color
+from viewer.core.regions import LabelTable
 from viewer.core.render import Layer, fuse_plane, refine_plane
 from viewer.core.spaces import display_plane
 from viewer.core.volume import Volume
@@ -53,7 +54,7 @@ def test_region_outline_drawn_in_region_colour():
     anatomy, _ = _scene()
     distance = np.linalg.norm(world_grid(anatomy.shape, anatomy.voxel_to_world) - MARKER_WORLD, axis=-1)
     labels = Volume.from_array((distance < 8).astype(np.int32), anatomy.voxel_to_world, role="regions")
-    layers = [Layer(anatomy, default_display(anatomy)), Layer(labels, default_display(labels).with_(opacity=1.0), {1: "core"})]
+    layers = [Layer(anatomy, default_display(anatomy)), Layer(labels, default_display(labels).with_(opacity=1.0), LabelTable.from_names({1: "core"}))]
     plane = display_plane(anatomy, "axial", MARKER_WORLD)
     rgb = fuse_plane(layers, plane).rgb
     outline = np.all(rgb == np.array(region_color(1, "core"), dtype=np.uint8), axis=-1)

@@ -308,3 +308,4 @@ def test_regions_edited_off_screen_after_the_numbers_arrived_are_measured_again(
     qtbot.waitUntil(lambda: win.region_panel._course.get("day 21") is win._stats["day 21"], timeout=10_000)
     win.jobs.wait()
     win.stats_jobs.wait()
+

@@ -246,7 +246,7 @@ def test_hotspots_sit_on_the_fluorine_hotspots_and_skip_the_tube(view, scene):
 
     fluorine = scene.volumes["fluorine"]
     data = np.asarray(fluorine.data, dtype=np.float32)
-    tube = calibration_mask(scene.volumes, scene.timepoint, fluorine)
+    tube = calibration_mask(scene.volumes, scene.region_names(), fluorine)
     cells = (data > scene.display["fluorine"].visible_range[0]) & ~tube
     labels, _ = ndimage.label(cells, structure=np.ones((3, 3, 3)))
     sizes = np.bincount(labels.ravel())
@@ -398,3 +398,17 @@ def test_volume_view_renders_demo(demo_manifest, tmp_path):
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     sys.exit(child_main(sys.argv[1], sys.argv[2]))
+
+
+def test_recolour_and_rename_in_the_label_table_change_the_3d_view(view, scene):
+    from dataclasses import replace
+
+    editable = scene.editable()
+    label = editable.table.label_of("injection site")
+    actor = view._region_actors[label]
+    editable.set_table("recolour", editable.table.with_entry(replace(editable.table.get(label), color=(0, 0, 255))))
+    editable.rename(label, "graft A")
+    assert view._region_actors[label] is actor, "a table change recolours, it does not rebuild surfaces"
+    assert actor.GetProperty().GetColor() == pytest.approx((0.0, 0.0, 1.0))
+    assert ("graft A", pytest.approx((0.0, 0.0, 1.0))) in view._legend_entries()
+    assert not any(name == "injection site" for name, _ in view._legend_entries())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from viewer.core.io.labels import saved_label_table
 from viewer.core.io.study import Study, load_timepoint
 from viewer.core.quant.settings import QuantSettings
 from viewer.core.quant.stats import PredictStep, StudyStats, TimepointQuantifier, TimepointStats, unique_notes
@@ -43,7 +44,8 @@ def compute_study_stats(study: Study, timepoint_label: str | None = None, settin
     results: list[TimepointStats] = []
     notes: list[str] = []
     for timepoint in timepoints:
-        stats = TimepointQuantifier(study, timepoint, load_timepoint(study, timepoint), settings, step).compute()
+        stats = TimepointQuantifier(study, timepoint, load_timepoint(study, timepoint), settings, step,
+                                    region_names=saved_label_table(timepoint).names).compute()
         results.append(stats)
         notes.extend(f"{timepoint.label}: {note}" for note in stats.notes)
     return StudyStats(study.id, results, unique_notes(notes))

@@ -8,8 +8,8 @@ import numpy as np
 from scipy import ndimage
 
 from viewer.core.display import DisplayProps, default_display
-from viewer.core.io.study import Timepoint
 from viewer.core.quant.fluorine import clusters_touching
+from viewer.core.regions import LabelTable
 from viewer.core.render import Layer
 from viewer.core.spaces import map_labels_to_grid
 from viewer.core.volume import Volume
@@ -21,17 +21,18 @@ LAYER_ORDER: tuple[str, ...] = ("anatomical", "sodium", "adc", "tmax", "pet", "s
 CALIBRATION_REGIONS = ("reference", "background")
 
 
-def calibration_mask(volumes: Mapping[str, Volume], timepoint: Timepoint, target: Volume) -> np.ndarray | None:
+def calibration_mask(volumes: Mapping[str, Volume], names: Mapping[int, str], target: Volume) -> np.ndarray | None:
     """Voxels of ``target`` in the reference tube or background regions, if there are any.
 
     On the ¹⁹F map the drawn reference region is usually a core inside the tube, so the mask
     grows to every connected component of above-noise signal that touches it: the whole tube,
-    which is the brightest object in the image and holds no cells.
+    which is the brightest object in the image and holds no cells. ``names`` are the
+    current label names (the label table's), so a region renamed "reference" counts at once.
     """
     regions = volumes.get("regions")
     if regions is None:
         return None
-    labels = [label for label, name in timepoint.region_names.items() if name in CALIBRATION_REGIONS]
+    labels = [label for label, name in names.items() if name in CALIBRATION_REGIONS]
     if not labels:
         return None
     mask = np.isin(map_labels_to_grid(regions, target), labels)
@@ -41,9 +42,11 @@ def calibration_mask(volumes: Mapping[str, Volume], timepoint: Timepoint, target
     return mask
 
 
-def build_layers(volumes: Mapping[str, Volume], timepoint: Timepoint,
+def build_layers(volumes: Mapping[str, Volume], table: LabelTable,
                  displays: dict[str, DisplayProps] | None = None) -> list[Layer]:
-    """Layers in :data:`LAYER_ORDER` (anatomy first) with default displays.
+    """Layers in :data:`LAYER_ORDER` (anatomy first) with default displays; the label map
+    is drawn with ``table`` (names and colours: :func:`viewer.core.io.labels.saved_label_table`
+    for a study on disk, the edited table in the window).
 
     With ``displays`` (role → display), a role already there keeps its display and a new
     role's default is added to it: how the window keeps one display per role across
@@ -56,16 +59,15 @@ def build_layers(volumes: Mapping[str, Volume], timepoint: Timepoint,
             continue
         display = displays.get(role) if displays is not None else None
         if display is None:
-            exclude = calibration_mask(volumes, timepoint, volume) if role == "fluorine" else None
+            exclude = calibration_mask(volumes, table.names, volume) if role == "fluorine" else None
             display = default_display(volume, exclude)
             if displays is not None:
                 displays[role] = display
-        names = dict(timepoint.region_names) if role == "regions" else {}
-        layers.append(Layer(volume, display, names))
+        layers.append(Layer(volume, display, table if role == "regions" else LabelTable()))
     return layers
 
 
-def default_focus(volumes: Mapping[str, Volume], timepoint: Timepoint) -> np.ndarray:
+def default_focus(volumes: Mapping[str, Volume], names: Mapping[int, str]) -> np.ndarray:
     """World mm where views open: the strongest ¹⁹F hotspot, else the anatomy's centre.
 
     The ¹⁹F map is smoothed over 3×3×3 voxels first so a lone noise spike cannot win, and the
@@ -75,7 +77,7 @@ def default_focus(volumes: Mapping[str, Volume], timepoint: Timepoint) -> np.nda
     if fluorine is None:
         return volumes["anatomical"].center_world()
     data = np.nan_to_num(np.asarray(fluorine.data, dtype=np.float32))
-    exclude = calibration_mask(volumes, timepoint, fluorine)
+    exclude = calibration_mask(volumes, names, fluorine)
     if exclude is not None:
         data[exclude] = 0.0
     smoothed = ndimage.uniform_filter(data, size=3)

@@ -72,6 +72,23 @@ class LabelTable:
     def label_of(self, name: str) -> int | None:
         return next((e.label for e in self.entries if e.name == name), None)
 
+    def color(self, label: int) -> tuple[int, int, int]:
+        """The colour (RGB 0–255) every view, legend and report draws ``label`` in: the
+        table's, else the default colour of an unnamed label (a painted label not in the table)."""
+        entry = self.get(label)
+        return entry.color if entry is not None else region_color(int(label), "")
+
+    def color_of_name(self, name: str, label: int) -> tuple[int, int, int]:
+        """The colour of the region called ``name`` (a time course follows regions by name):
+        the table's entry of that name, else the default colour of ``name`` at ``label``."""
+        entry = next((e for e in self.entries if e.name == name), None)
+        return entry.color if entry is not None else region_color(int(label), name)
+
+    def renamed(self, rename: Callable[[str], str]) -> "LabelTable":
+        """The same labels, colours and locks with every name passed through ``rename`` (a
+        report's de-identification)."""
+        return LabelTable(tuple(replace(e, name=rename(e.name)) for e in self.entries))
+
     def next_free_label(self) -> int:
         used = {e.label for e in self.entries}
         label = 1

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -31,10 +31,10 @@ from viewer.core.display import (
     colormap_lut,
     colormap_rgb_float,
     print_color,
-    region_color,
     shown_mask,
 )
 from viewer.core.io.atomic import atomic_path
+from viewer.core.regions import LabelTable
 from viewer.core.spaces import Plane, PlaneImage, display_plane, sample_plane
 from viewer.core.volume import ROLE_QUANTITY, Volume
 
@@ -49,11 +49,16 @@ LEGEND_WIDTH_IN = 2.3
 
 @dataclass
 class Layer:
-    """A volume with its display state (and, for a label map, its region names)."""
+    """A volume with its display state (and, for a label map, its label table: the names and
+    colours every view, legend and report draws, the one the user edits)."""
 
     volume: Volume
     display: DisplayProps
-    region_names: Mapping[int, str] = field(default_factory=dict)
+    table: LabelTable = field(default_factory=LabelTable)
+
+    @property
+    def region_names(self) -> dict[int, str]:
+        return self.table.names
 
     @property
     def title(self) -> str:
@@ -169,7 +174,7 @@ def _draw_regions(rgb: np.ndarray, labels: np.ndarray, layer: Layer) -> None:
     # a palette per label present in this slice (indexed by rank), not up to the largest
     # label value: a label of 2e9 must not allocate a 2e9-entry table
     values = np.unique(labels[present])
-    palette = np.array([region_color(int(v), layer.region_names.get(int(v), "")) for v in values], dtype=np.float32)
+    palette = np.array([layer.table.color(int(v)) for v in values], dtype=np.float32)
     opacity = layer.display.opacity
     blend_into(rgb, fill, palette[np.searchsorted(values, labels[fill])], REGION_FILL_OPACITY * opacity)
     blend_into(rgb, edge, palette[np.searchsorted(values, labels[edge])], opacity)
@@ -285,7 +290,7 @@ def _draw_region_legend(figure, layer: Layer, fused: FusedPlane, left: float, wi
     for label in labels:
         y -= 0.2 / height_in
         name = layer.region_names.get(label, f"label {label}")
-        color = np.array(region_color(label, name)) / 255.0
+        color = np.array(layer.table.color(label)) / 255.0
         marker = "■" if label in present else "□"
         figure.text(left, y, f"{marker} {name}", color=color, fontsize=8, va="top")
 
@@ -448,10 +453,10 @@ def _legend_row(figure, layer: Layer, present: set[int], y: float, width_in: flo
     for label in labels:
         own_name = layer.region_names.get(label, f"label {label}")
         name = text(own_name)
-        color = np.array(region_color(label, own_name)) / 255.0
+        color = np.array(layer.table.color(label)) / 255.0
         figure.add_artist(Rectangle(
             (x_in / width_in, y - 0.045 / height_in), 0.09 / width_in, 0.09 / height_in, transform=figure.transFigure,
-            facecolor=color if label in present else "none", edgecolor=print_color(region_color(label, own_name)),
+            facecolor=color if label in present else "none", edgecolor=print_color(layer.table.color(label)),
             linewidth=0.8,
         ))
         figure.text((x_in + 0.13) / width_in, y, name, fontsize=7, va="center", ha="left", color="black")

@@ -28,6 +28,7 @@ from viewer.core.io.labels import (
     SavedRegions,
     reconcile_study_files,
     save_timepoint_regions,
+    saved_label_table,
 )
 from viewer.core.io.study import Study, Timepoint, load_timepoint
 from viewer.core.io.study_lock import (
@@ -123,13 +124,16 @@ class Scene:
         self._volumes: dict[str, dict[str, Volume]] = {}
         self._quantifiers: dict[str, TimepointQuantifier] = {}
         self._editables: dict[str, EditableLabels] = {}
+        # the saved label table of each timepoint not being edited (read once; while a
+        # timepoint is edited its EditableLabels holds the table)
+        self._saved_tables: dict[str, LabelTable] = {}
         self._models: list | None = None
         self.display: dict[str, DisplayProps] = {}
         self.order: list[str] = list(LAYER_ORDER)
         self.radiological = radiological
         self._timepoint = self._checked_index(timepoint)
         self._adopt_display(self.volumes)
-        self.cursor = np.asarray(default_focus(self.volumes, self.timepoint), dtype=float)
+        self.cursor = np.asarray(default_focus(self.volumes, self.region_names()), dtype=float)
 
     # -- timepoints ---------------------------------------------------------------------------
     @property
@@ -175,26 +179,38 @@ class Scene:
 
     def _adopt_display(self, volumes: dict[str, Volume]) -> None:
         """Give roles seen for the first time their default display (levels from this volume)."""
-        build_layers(volumes, self.timepoint, self.display)
+        build_layers(volumes, self.label_table(), self.display)
 
     # -- layers -------------------------------------------------------------------------------
     @property
     def anatomy(self) -> Volume:
         return self.volumes["anatomical"]
 
-    def region_names(self, timepoint: Timepoint | None = None) -> dict[int, str]:
-        """Current names of the labels: the label table while editing, else the manifest's."""
+    def label_table(self, timepoint: Timepoint | None = None) -> LabelTable:
+        """The one label table of a timepoint (names, colours, locks) that the views, the 3D
+        view, legends, the quantifier, the report and saving all read: the edited table while
+        the timepoint is being edited, else the saved one (the JSON beside its label map, or
+        the manifest's names). Immutable: a change makes a new table and a ``regions`` event."""
         timepoint = timepoint or self.timepoint
         editable = self._editables.get(timepoint.label)
-        return editable.table.names if editable is not None else dict(timepoint.region_names)
+        if editable is not None:
+            return editable.table
+        table = self._saved_tables.get(timepoint.label)
+        if table is None:
+            table = self._saved_tables[timepoint.label] = saved_label_table(timepoint)
+        return table
+
+    def region_names(self, timepoint: Timepoint | None = None) -> dict[int, str]:
+        """Current names of the labels (of :meth:`label_table`)."""
+        return self.label_table(timepoint).names
 
     def layers(self) -> list[Layer]:
         """The current timepoint's layers in drawing order (anatomy first, always)."""
         volumes = self.volumes
         roles = ["anatomical"] + [r for r in self.order if r != "anatomical"]
-        names = self.region_names()
+        table = self.label_table()
         return [
-            Layer(volumes[role], self.display[role], names if role == "regions" else {})
+            Layer(volumes[role], self.display[role], table if role == "regions" else LabelTable())
             for role in roles if role in volumes
         ]
 
@@ -301,7 +317,7 @@ class Scene:
                 np.zeros(anatomy.shape, np.uint8), anatomy.voxel_to_world, role="regions", name=f"{timepoint.label} regions"
             )
             self.display.setdefault("regions", default_display(volumes["regions"]))
-        editable = EditableLabels(volumes["regions"], self._label_table(volumes["regions"], timepoint))
+        editable = EditableLabels(volumes["regions"], self.label_table(timepoint))
         if self.recovery_folder is not None:
             source = volumes["regions"].source
             key = str(source) if source is not None else f"new regions of {timepoint.label}"
@@ -310,17 +326,6 @@ class Scene:
         editable.add_listener(lambda labels, box, tp=timepoint: self._on_labels_edited(tp, labels, box))
         self._editables[timepoint.label] = editable
         return editable
-
-    @staticmethod
-    def _label_table(regions: Volume, timepoint: Timepoint) -> LabelTable:
-        """The table saved beside the label map (names, colours, locks), else the manifest's names."""
-        from viewer.core.io.labels import label_table_path, table_from_json
-
-        if regions.source is not None:
-            path = label_table_path(regions.source)
-            if path.exists():
-                return table_from_json(path.read_text(encoding="utf-8"), path)
-        return LabelTable.from_names(dict(timepoint.region_names))
 
     def carry_regions(self, source: Timepoint | None = None) -> int:
         """Copy the regions of one timepoint to every other timepoint (world space → each
@@ -538,10 +543,8 @@ class Scene:
         step = prediction_step(self.models())  # reads the session's model list at each result
         with self._lock_for("quantifier", timepoint.label):
             if timepoint.label not in self._quantifiers:
-                quantifier = TimepointQuantifier(self.study, timepoint, volumes, predict=step)
-                editable = self._editables.get(timepoint.label)
-                if editable is not None and editable.table.names != quantifier.region_names:
-                    quantifier.names_changed(editable.table.names)
+                quantifier = TimepointQuantifier(self.study, timepoint, volumes, predict=step,
+                                                 region_names=self.region_names(timepoint))
                 self._quantifiers[timepoint.label] = quantifier
         return self._quantifiers[timepoint.label]
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +23,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from viewer.core.display import COLORMAPS, region_color
+from viewer.core.display import COLORMAPS
+from viewer.core.regions import LabelTable
 from viewer.core.volume import Volume
 from viewer.ui.colorbar import SceneLink, layer_title, lut_pixmap, value_decimals
 
@@ -449,16 +449,16 @@ class _Blocked:
 
 # -- the panel ----------------------------------------------------------------------------------
 
-def _regions_pixmap(region_names: Mapping[int, str], size: QtCore.QSize) -> QtGui.QPixmap:
-    """A swatch of region colours (the "labels" colormap is a legend, not a ramp)."""
+def _regions_pixmap(table: LabelTable, size: QtCore.QSize) -> QtGui.QPixmap:
+    """A swatch of the label table's colours (the "labels" colormap is a legend, not a ramp)."""
     pixmap = QtGui.QPixmap(size)
     pixmap.fill(QtGui.QColor(40, 40, 40))
-    labels = sorted(region_names) or [1]
+    labels = sorted(table.names) or [1]
     painter = QtGui.QPainter(pixmap)
     width = size.width() / len(labels)
     for index, label in enumerate(labels):
         painter.fillRect(QtCore.QRectF(index * width, 0, width + 1, size.height()),
-                         QtGui.QColor(*region_color(label, region_names.get(label, ""))))
+                         QtGui.QColor(*table.color(label)))
     painter.setPen(QtGui.QColor(150, 150, 150))
     painter.drawRect(0, 0, size.width() - 1, size.height() - 1)
     painter.end()
@@ -500,6 +500,7 @@ class LayerPanel(QtWidgets.QWidget):
         self._link.connect("display", self._on_display)
         self._link.connect("order", self._on_order)
         self._link.connect("timepoint", self._on_timepoint)
+        self._link.connect("regions", self._on_regions)
         self.rebuild()
 
     @staticmethod
@@ -565,7 +566,7 @@ class LayerPanel(QtWidgets.QWidget):
         props = self._scene.display[role]
         item.setText(layer_name(role, volume.units))
         if role == "regions":
-            item.setIcon(QtGui.QIcon(_regions_pixmap(dict(self._scene.timepoint.region_names), SWATCH_SIZE)))
+            item.setIcon(QtGui.QIcon(_regions_pixmap(self._scene.label_table(), SWATCH_SIZE)))
         else:
             item.setIcon(QtGui.QIcon(lut_pixmap(props.colormap, SWATCH_SIZE.width(), SWATCH_SIZE.height())))
         item.setCheckState(QtCore.Qt.CheckState.Checked if props.visible else QtCore.Qt.CheckState.Unchecked)
@@ -628,6 +629,12 @@ class LayerPanel(QtWidgets.QWidget):
 
     def _on_order(self, **_: Any) -> None:
         self.rebuild()
+
+    def _on_regions(self, timepoint: str | None = None, labels: Any = None, box: Any = None, **_: Any) -> None:
+        """The label table changed (a region added, renamed, recoloured): a new swatch. A
+        voxel edit (a box) leaves the swatch as it was, so strokes cost nothing here."""
+        if box is None and (timepoint is None or timepoint == self._scene.timepoint.label) and "regions" in self._scene.volumes:
+            self._on_display("regions")
 
     def _on_timepoint(self, **_: Any) -> None:
         self.rebuild()

@@ -19,7 +19,6 @@ import pyqtgraph as pg
 import shiboken6
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from viewer.core.display import region_color
 from viewer.core.quant.measures import (
     REGION_MEASURES,
     Measure,
@@ -36,6 +35,7 @@ from viewer.core.quant.stats import (
     region_label_of,
     time_course,
 )
+from viewer.core.regions import LabelTable
 from viewer.core.scene import Scene
 
 Qt = QtCore.Qt
@@ -240,6 +240,7 @@ class TimeCoursePlot(pg.PlotWidget):
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent, background=PLOT_BACKGROUND)
         self.curves: dict[str, tuple[pg.PlotDataItem, pg.PlotDataItem]] = {}
+        self._drawn_colors: dict[str, tuple[int, int, int]] = {}
         self._x_by_label: dict[str, float] = {}
         item = self.getPlotItem()
         item.setMenuEnabled(False)
@@ -261,20 +262,25 @@ class TimeCoursePlot(pg.PlotWidget):
         self.current_line.setVisible(False)
         item.addItem(self.current_line, ignoreBounds=True)
 
-    def set_course(self, timepoints: Sequence[TimepointStats], study_id: str = "") -> None:
-        """Redraw from every timepoint's numbers (regions matched by name across timepoints).
+    def set_course(self, timepoints: Sequence[TimepointStats], study_id: str = "",
+                   table: LabelTable | None = None) -> None:
+        """Redraw from every timepoint's numbers (regions matched by name across timepoints),
+        each region in its colour of ``table`` (the shown timepoint's label table).
 
-        When the regions and days are the same as drawn, only the curves' data change (cheap
-        enough for every brush stroke); otherwise the curves and legend are rebuilt.
+        When the regions, days and colours are the same as drawn, only the curves' data change
+        (cheap enough for every brush stroke); otherwise the curves and legend are rebuilt.
         """
         x = self._x_positions(timepoints)
         names = time_course(StudyStats(study_id, list(timepoints), []), "live_cells")  # name order
+        table = table or LabelTable()
+        colors = {name: table.color_of_name(name, region_label_of(timepoints, name)) for name in names}
         series = {}
         for name in names:
             live, dead = course_values(timepoints, name, "live_cells"), course_values(timepoints, name, "dead_cells")
             if not (np.isnan(live).all() and np.isnan(dead).all()):
                 series[name] = (live, dead)
-        if set(series) <= set(self.curves) and x == getattr(self, "_drawn_x", None):
+        same_colors = all(self._drawn_colors.get(name) == colors[name] for name in self.curves if name in colors)
+        if set(series) <= set(self.curves) and x == getattr(self, "_drawn_x", None) and same_colors:
             for name, (live_curve, dead_curve) in self.curves.items():
                 if name not in series:  # a region emptied by an edit: no points until it returns
                     live_curve.setData([], [])
@@ -285,12 +291,13 @@ class TimeCoursePlot(pg.PlotWidget):
                 dead_curve.setData(np.asarray(x, dtype=float), dead)
             return
         self._drawn_x = list(x)
+        self._drawn_colors = colors
         self._clear_curves()
         for name in names:
             live, dead = course_values(timepoints, name, "live_cells"), course_values(timepoints, name, "dead_cells")
             if np.isnan(live).all() and np.isnan(dead).all():
                 continue  # reference, background: no cells to follow
-            color = region_color(region_label_of(timepoints, name), name)
+            color = colors[name]
             self.curves[name] = (self._add_curve(x, live, color, live=True), self._add_curve(x, dead, color, live=False))
             self.legend.addItem(self.curves[name][0], name)
         self._add_style_key()
@@ -620,7 +627,7 @@ class RegionPanel(QtWidgets.QWidget):
 
     def _redraw_course(self) -> None:
         ordered = [self._course[t.label] for t in self.scene.study.timepoints if t.label in self._course]
-        self.plot.set_course(ordered, self.scene.study.id)
+        self.plot.set_course(ordered, self.scene.study.id, self.scene.label_table())
         self.plot.mark_timepoint(self.scene.timepoint.label)
 
 

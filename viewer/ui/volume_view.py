@@ -18,7 +18,7 @@ What is drawn:
   The reference tube (``layers.calibration_mask``) holds no cells: it is drawn separately as a
   neutral, faint grey-blue surface so the user sees it but never mistakes it for cells. Noise
   specks smaller than the study's ``min_cluster_voxels`` are not drawn;
-* regions — one smoothed surface per label in ``region_color``; enclosing regions (penumbra) and
+* regions — one smoothed surface per label in its label-table colour; enclosing regions (penumbra) and
   calibration regions are faint, "background" is not drawn (it is a noise sampling box);
 * the linked cursor — a small 3-axis crosshair with a sphere at ``scene.cursor``.
 
@@ -80,7 +80,7 @@ from vtkmodules.vtkRenderingCore import (
 from vtkmodules.vtkRenderingVolume import vtkFixedPointVolumeRayCastMapper
 from vtkmodules.vtkRenderingVolumeOpenGL2 import vtkSmartVolumeMapper
 
-from viewer.core.display import colormap_lut, region_color
+from viewer.core.display import colormap_lut
 from viewer.core.layers import calibration_mask
 from viewer.core.spaces import compact_labels
 from viewer.core.volume import Volume
@@ -650,8 +650,11 @@ class VolumeView(QWidget):
         self._rebuild_all()
         self.request_render()
 
-    def _on_regions(self, **_info: Any) -> None:
-        self._rebuild_regions()
+    def _on_regions(self, labels: Any = None, box: Any = None, **_info: Any) -> None:
+        if box is None and labels is not None and not labels:
+            self._apply_region_display()  # the label table only (rename, recolour): no new surfaces
+        else:
+            self._rebuild_regions()
         self.request_render()
 
     def _on_display(self, role: str | None = None, **_info: Any) -> None:
@@ -710,9 +713,9 @@ class VolumeView(QWidget):
                 entries.append(("19F reference tube (no cells)", TUBE_COLOR))
         region_props = self.scene.display.get("regions")
         if region_props is None or region_props.visible:
+            table = self.scene.label_table()
             for label in self._region_actors:
-                name = self.scene.timepoint.region_name(label)
-                entries.append((name, _rgb01(region_color(label, name))))
+                entries.append((table.name(label), _rgb01(table.color(label))))
         return entries
 
     def _content_renderer(self) -> vtkRenderer:
@@ -804,7 +807,7 @@ class VolumeView(QWidget):
             return
         data = np.nan_to_num(np.asarray(fluorine.data, dtype=np.float32))
         threshold = _fluorine_threshold(props)
-        tube = calibration_mask(self.scene.volumes, self.scene.timepoint, fluorine)
+        tube = calibration_mask(self.scene.volumes, self.scene.region_names(), fluorine)
         tube = np.zeros(data.shape, bool) if tube is None else tube
         above = data > threshold
         min_cluster = self.scene.study.calibration.min_cluster_voxels
@@ -835,7 +838,7 @@ class VolumeView(QWidget):
         self._timed("fluorine", started)
 
     def _rebuild_regions(self) -> None:
-        """One smoothed surface per drawn label of the region map, in its ``region_color``."""
+        """One smoothed surface per drawn label of the region map, in its label-table colour."""
         started = time.perf_counter()
         for actor in self._region_actors.values():
             self._remove(actor)
@@ -847,9 +850,10 @@ class VolumeView(QWidget):
         # boxes per label present (find_objects on raw values allocates up to the largest label)
         values, compact = compact_labels(np.asarray(regions.data))
         boxes = ndimage.find_objects(compact)
+        table = self.scene.label_table()  # the names and colours the 2-D views draw
         for index, box in enumerate(boxes):
             label = int(values[index])
-            name = self.scene.timepoint.region_name(label)
+            name = table.name(label)
             if box is None or name in REGIONS_SKIPPED:
                 continue
             padded = tuple(slice(max(s.start - 2, 0), min(s.stop + 2, n)) for s, n in zip(box, compact.shape))
@@ -858,7 +862,7 @@ class VolumeView(QWidget):
             polydata = contour(image, 0.5, smooth_iterations=10)
             if not polydata.GetNumberOfPoints():
                 continue
-            actor = surface_actor(polydata, regions.voxel_to_world, _rgb01(region_color(label, name)), 1.0)
+            actor = surface_actor(polydata, regions.voxel_to_world, _rgb01(table.color(label)), 1.0)
             self._region_actors[label] = actor
             self._content_renderer().AddActor(actor)
         self._apply_region_display()
@@ -867,8 +871,10 @@ class VolumeView(QWidget):
     def _apply_region_display(self) -> None:
         props = self.scene.display.get("regions")
         layer_opacity = props.opacity if props is not None else 1.0
+        table = self.scene.label_table()
         for label, actor in self._region_actors.items():
-            name = self.scene.timepoint.region_name(label)
+            name = table.name(label)
+            actor.GetProperty().SetColor(*_rgb01(table.color(label)))
             actor.GetProperty().SetOpacity(layer_opacity * REGION_OPACITY.get(name, REGION_DEFAULT_OPACITY))
             actor.SetVisibility(props is None or props.visible)
         self._update_legend()

@@ -114,4 +114,4 @@ def _hidden(layer: Layer) -> Layer:
     """The same layer marked invisible (so sample_layers skips it)."""
     from dataclasses import replace
 
-    return Layer(layer.volume, replace(layer.display, visible=False), layer.region_names)
+    return Layer(layer.volume, replace(layer.display, visible=False), layer.table)

@@ -45,7 +45,7 @@ from viewer.core.io.atomic import (
     write_text_atomic,
 )
 from viewer.core.io.nifti import check_affine, is_nifti_path, load_nifti
-from viewer.core.io.study import MANIFEST_NAME, parse_manifest, write_manifest
+from viewer.core.io.study import MANIFEST_NAME, Timepoint, parse_manifest, write_manifest
 from viewer.core.io.study_lock import LOCK_SUFFIX, FileState, StudyChanged, bytes_state
 from viewer.core.regions import EditableLabels, LabelEntry, LabelTable
 from viewer.core.volume import Volume
@@ -72,6 +72,21 @@ def label_table_path(nifti_path: str | Path) -> Path:
 
 
 # -- the label table as JSON --------------------------------------------------------------------
+
+def saved_label_table(timepoint: Timepoint) -> LabelTable:
+    """A timepoint's label table as saved: the JSON beside its label map (names, colours,
+    locks, written by every save), else the manifest's ``region_names`` in default colours.
+
+    The one reader for the window, ``viewer render`` and the report, so a colour chosen in
+    the window is the colour of the saved study everywhere.
+    """
+    regions = timepoint.images.get("regions")
+    if regions is not None:
+        path = label_table_path(regions)
+        if path.exists():
+            return table_from_json(path.read_text(encoding="utf-8"), path)
+    return LabelTable.from_names(dict(timepoint.region_names))
+
 
 def table_to_json(table: LabelTable) -> str:
     """The JSON text of a label table (stable key order, one entry per line)."""

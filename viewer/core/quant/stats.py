@@ -140,7 +140,7 @@ class TimepointQuantifier:
     """Per-timepoint quantification state; :meth:`region` measures one region on every map."""
 
     def __init__(self, study: Study, timepoint: Timepoint, volumes: Mapping[str, Volume], settings: QuantSettings | None = None,
-                 predict: PredictStep | None = None) -> None:
+                 predict: PredictStep | None = None, region_names: Mapping[int, str] | None = None) -> None:
         self.study = study
         #: the analysis step that adds predictions to every result (quant does not know models:
         #: :func:`viewer.core.analysis.prediction_step`); None leaves ``prediction`` null
@@ -149,8 +149,9 @@ class TimepointQuantifier:
         self.volumes = dict(volumes)
         self.settings = settings or QuantSettings()
         self.labels: Volume | None = self.volumes.get("regions")
-        #: label → name; starts from the manifest, follows the label table while editing
-        self.region_names: dict[int, str] = dict(timepoint.region_names)
+        #: label → name: the label table's (``region_names``; default the manifest's), and
+        #: it follows the table while editing (:meth:`names_changed`)
+        self.region_names: dict[int, str] = dict(timepoint.region_names if region_names is None else region_names)
         self.notes: list[str] = []
         self._boxes = label_boxes(self.labels) if self.labels is not None else {}
         self._prepare()

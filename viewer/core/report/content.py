@@ -41,6 +41,7 @@ from viewer.core.quant.measures import (
 )
 from viewer.core.quant.perfusion import MismatchSummary
 from viewer.core.quant.stats import TimepointStats
+from viewer.core.regions import LabelTable
 from viewer.core.report.deidentify import (
     DATE_REMOVED,
     REMOVED,
@@ -261,10 +262,11 @@ class _Reported:
     roles: tuple[str, ...]
     stats: TimepointStats
     unsaved_edits: bool
+    table: LabelTable
 
     @classmethod
     def of(cls, item: TimepointInput) -> _Reported:
-        return cls(item.timepoint, tuple(item.volumes), item.stats, item.unsaved_edits)
+        return cls(item.timepoint, tuple(item.volumes), item.stats, item.unsaved_edits, item.table)
 
 
 def report_vocabulary() -> frozenset[str]:
@@ -489,14 +491,11 @@ def _key_images(build: _Builder, item: TimepointInput) -> tuple[Figure | None, s
     from viewer.core.layers import build_layers, default_focus
     from viewer.core.render import render_key_images
 
-    layers = build_layers(item.volumes, item.timepoint, build.displays)
-    for layer in layers:
-        if layer.volume.role == "regions":
-            layer.region_names = {label: build.t(name) for label, name in item.region_names.items()}
+    layers = build_layers(item.volumes, item.table.renamed(build.t), build.displays)
     if build.options.focus is not None:
         point, how = np.asarray(build.options.focus, dtype=float), "through the point chosen in the window"
     else:
-        point = default_focus(item.volumes, item.timepoint)
+        point = default_focus(item.volumes, item.table.names)
         how = "through the strongest ¹⁹F hotspot" if "fluorine" in item.volumes else "through the centre of the anatomy"
     where = f"({point[0]:.1f}, {point[1]:.1f}, {point[2]:.1f}) mm"
     convention = "radiological convention (patient's right on the left)" if build.options.radiological else \
@@ -662,7 +661,8 @@ def _contribution_tables(build: _Builder, stats: TimepointStats, results: dict) 
 def _time_course(build: _Builder) -> Figure | None:
     from viewer.core.report.figures import time_course_figure
 
-    figure = time_course_figure([i.stats for i in build.reported], text=build.t)
+    figure = time_course_figure([i.stats for i in build.reported], text=build.t,
+                                tables=[i.table for i in build.reported])
     if figure is None:
         return None
     caption = ("Time course of live (solid, circles) and dead (dashed, triangles) transplanted cells per region, "

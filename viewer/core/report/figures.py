@@ -16,7 +16,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from viewer.core.display import print_color, region_color
+from viewer.core.display import print_color
+from viewer.core.regions import LabelTable
 from viewer.core.quant.stats import (
     TimepointStats,
     course_positions,
@@ -31,13 +32,14 @@ def _same(text: str) -> str:
 
 
 def time_course_figure(timepoints: Sequence[TimepointStats], text: Callable[[str], str] = _same, width_in: float = 7.0,
-                       height_in: float = 2.9, dpi: int = 150):
+                       height_in: float = 2.9, dpi: int = 150, tables: Sequence[LabelTable] = ()):
     """Live (solid) and dead (dashed) cells per region against days, or None with nothing to plot.
 
     ``text`` maps every string drawn — region names in the legend, timepoint labels on the x
     axis when days are not given, titles — to what is shown (the report passes its
     de-identifying scrubber). Regions without any cell number (reference, background) are left
-    out. Returns a matplotlib Figure.
+    out. Each region is drawn in its colour of the first of ``tables`` (the timepoints' label
+    tables) that names it, as in the window. Returns a matplotlib Figure.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -61,7 +63,9 @@ def time_course_figure(timepoints: Sequence[TimepointStats], text: Callable[[str
     FigureCanvasAgg(figure)
     ax = figure.add_axes((0.1, 0.17, 0.62, 0.76))
     for name, live, dead in series:
-        color = print_color(region_color(region_label_of(timepoints, name), name))
+        label = region_label_of(timepoints, name)
+        owner = next((table for table in tables if table.label_of(name) is not None), LabelTable())
+        color = print_color(owner.color_of_name(name, label))
         ax.plot(x, live, color=color, linewidth=1.6, marker="o", markersize=4, label=text(name))
         ax.plot(x, dead, color=color, linewidth=1.2, linestyle="--", marker="^", markersize=3.5)
     ax.set_xlabel(text("days after transplantation" if with_days else "timepoint (days not given)"), fontsize=8)

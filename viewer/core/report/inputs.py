@@ -26,10 +26,12 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from viewer.core.io.labels import saved_label_table
 from viewer.core.io.nifti import is_nifti_path
 from viewer.core.io.study import Study, Timepoint, load_timepoint
 from viewer.core.analysis import prediction_step
 from viewer.core.quant.stats import TimepointQuantifier, TimepointStats
+from viewer.core.regions import LabelTable
 from viewer.core.report.deidentify import merge_identifiers
 from viewer.core.volume import Volume
 
@@ -45,14 +47,14 @@ class TimepointInput:
         timepoint: the manifest's timepoint.
         volumes: its images by role (the region map is the one the numbers were computed on).
         stats: every region's numbers (PRODUCT.md §3).
-        region_names: label → name as shown in the numbers and the images.
+        table: the label table (names and colours) of the numbers and the images.
         unsaved_edits: the regions were edited in the window and not saved to disk.
     """
 
     timepoint: Timepoint
     volumes: Mapping[str, Volume]
     stats: TimepointStats
-    region_names: dict[int, str] = field(default_factory=dict)
+    table: LabelTable = field(default_factory=LabelTable)
     unsaved_edits: bool = False
 
 
@@ -110,8 +112,10 @@ def streamed_inputs(study: Study, timepoint_label: str | None, models: Sequence[
     """
     def gather(timepoint: Timepoint) -> TimepointInput:
         volumes = load_timepoint(study, timepoint)
-        stats = TimepointQuantifier(study, timepoint, volumes, predict=prediction_step(models)).compute()
-        return TimepointInput(timepoint, volumes, stats, dict(timepoint.region_names))
+        table = saved_label_table(timepoint)
+        stats = TimepointQuantifier(study, timepoint, volumes, predict=prediction_step(models),
+                                    region_names=table.names).compute()
+        return TimepointInput(timepoint, volumes, stats, table)
 
     timepoints = selected_timepoints(study, timepoint_label)
     pending: deque[Future[TimepointInput]] = deque()
@@ -156,7 +160,7 @@ class SceneSnapshot:
     study: Study
     timepoints: list[Timepoint]
     labels: dict[str, Volume]
-    region_names: dict[str, dict[int, str]]
+    tables: dict[str, LabelTable]
     unsaved: dict[str, bool]
     models: list[Any]
     scene: Any
@@ -176,8 +180,8 @@ def snapshot_scene(scene: Any, timepoint_label: str | None = None) -> SceneSnaps
                 np.array(editable.data, copy=True), current.voxel_to_world, role="regions", units=current.units,
                 name=current.name, source=current.source)
             unsaved[timepoint.label] = bool(editable.dirty)
-    names = {tp.label: dict(scene.region_names(tp)) for tp in timepoints}
-    return SceneSnapshot(scene.study, timepoints, labels, names, unsaved, list(scene.models()), scene)
+    tables = {tp.label: scene.label_table(tp) for tp in timepoints}  # immutable: no copy needed
+    return SceneSnapshot(scene.study, timepoints, labels, tables, unsaved, list(scene.models()), scene)
 
 
 def inputs_from_snapshot(snapshot: SceneSnapshot) -> list[TimepointInput]:
@@ -187,11 +191,10 @@ def inputs_from_snapshot(snapshot: SceneSnapshot) -> list[TimepointInput]:
         volumes = dict(snapshot.scene.volumes_of(timepoint))
         if timepoint.label in snapshot.labels:
             volumes["regions"] = snapshot.labels[timepoint.label]
-        names = snapshot.region_names[timepoint.label]
-        quantifier = TimepointQuantifier(snapshot.study, timepoint, volumes, predict=prediction_step(snapshot.models))
-        if names != quantifier.region_names:
-            quantifier.names_changed(names)
-        inputs.append(TimepointInput(timepoint, volumes, quantifier.compute(), names,
+        table = snapshot.tables[timepoint.label]
+        quantifier = TimepointQuantifier(snapshot.study, timepoint, volumes, predict=prediction_step(snapshot.models),
+                                         region_names=table.names)
+        inputs.append(TimepointInput(timepoint, volumes, quantifier.compute(), table,
                                      unsaved_edits=snapshot.unsaved.get(timepoint.label, False)))
     return inputs
 
