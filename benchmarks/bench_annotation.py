@@ -38,7 +38,7 @@ def window_strokes(study: Path, runs: int) -> tuple[list[float], list[float], li
     window.resize(1600, 950)
     window.show()
     assert window.open(study)
-    _wait(app, lambda: window.scene.timepoint.label in window._stats and window.jobs.pool.activeThreadCount() == 0)
+    _wait(app, lambda: window.scene.results.latest(window.scene.timepoint.label) is not None and window.jobs.pool.activeThreadCount() == 0)
     panel = window.annotation_panel
     label = panel.add_region("benchmark region")
     # The region already holds a few voxels (users paint into an existing region): undoing a

@@ -161,7 +161,7 @@ def memory_child(study: str) -> None:
     drawn: set[str] = set()
     window.frame_drawn.connect(drawn.add)
     window.open(study)
-    _wait(app, lambda: len(drawn) == 3 and len(window._stats) == 1, timeout_s=300)
+    _wait(app, lambda: len(drawn) == 3 and len(window.scene.results.ready()) == 1, timeout_s=300)
     for _ in range(20):  # scroll a little, as a user would
         window.scene.step_slice("axial", 3)
         app.processEvents()

@@ -1,7 +1,8 @@
 """Incremental results equal from-scratch ones (issue 14): for random sequences of edits on
-the demo — brush, erase, box fill, undo, redo, rename, recolour — the window's path
-(``TimepointQuantifier.recompute`` on the labels each edit touched) must give, after every
-step, exactly what a fresh quantifier computes from the same label map and label table:
+the demo — brush, erase, box fill, undo, redo, rename, recolour — the window's path (the
+scene's :class:`~viewer.core.results.StudyResults`: each edit becomes a request that
+re-measures only the touched regions on a snapshot, ``TimepointQuantifier.recompute``) must
+give, after every step, exactly what a fresh quantifier computes from the same label map and label table:
 every schema field, the notes, homing, the mismatch summary and the details.
 
 The fresh quantifier is built from the study's files and the edited map, so a cache that the
@@ -63,16 +64,15 @@ def test_incremental_results_equal_from_scratch_after_every_edit(demo_manifest, 
     rng = np.random.default_rng(seed)
     scene = Scene(load_study(demo_manifest))
     editable = scene.editable()
-    touched: set[int] = set()
-    scene.events.connect("regions", lambda **info: touched.update(info.get("labels", ())))
-    current = scene.quantifier().compute()
+    versions: list[int] = []
+    scene.events.connect("stats", lambda **info: versions.append(info["version"]))
+    scene.results.request([scene.timepoint.label])  # headless: requests run inline
     data = editable.data
     labels = [e.label for e in editable.table.entries if e.name not in CALIBRATION]
     centres = {label: np.argwhere(np.asarray(data) == label).mean(axis=0).astype(int)
                for label in labels if (np.asarray(data) == label).any()}
     names_done = 0
     for step in range(STEPS):
-        touched.clear()
         action = rng.choice(["brush", "erase", "fill", "undo", "redo", "rename", "recolour"])
         label = int(rng.choice(list(centres)))
         if action in ("brush", "erase", "fill"):
@@ -91,5 +91,7 @@ def test_incremental_results_equal_from_scratch_after_every_edit(demo_manifest, 
             entry = editable.table.get(label)
             colour = tuple(int(c) for c in rng.integers(0, 256, 3))
             editable.set_table(f"recolour {label}", editable.table.with_entry(replace(entry, color=colour)))
-        current = scene.quantifier().recompute(current, touched)
+        assert scene.results.is_current(scene.timepoint.label)
+        assert versions[-1] == editable.version, "the result measures the label map as it is now"
+        current = scene.results.latest(scene.timepoint.label)
         assert snapshot(current) == snapshot(from_scratch(scene)), f"step {step}: {action} of label {label}"

@@ -29,12 +29,12 @@ def _drag(view, worlds) -> None:
 
 
 def _region_row(window, name):
-    stats = window._stats.get(window.scene.timepoint.label)
+    stats = window.scene.results.latest(window.scene.timepoint.label)
     return None if stats is None else stats.region(name)
 
 
 def _wait_stats(qtbot, window):
-    qtbot.waitUntil(lambda: window.scene.timepoint.label in window._stats, timeout=30_000)
+    qtbot.waitUntil(lambda: window.scene.results.latest(window.scene.timepoint.label) is not None, timeout=30_000)
     window.jobs.wait()
     QtWidgets.QApplication.processEvents()
 
@@ -270,10 +270,10 @@ def test_recovered_edits_of_a_timepoint_not_on_screen_get_their_numbers(qtbot, t
     assert win.open(study_copy)
     assert offered and [info.timepoint_label for info in offered[0]] == ["day 21"], (offered, win.last_notice)
     assert win.scene.timepoint.label != "day 21"
-    qtbot.waitUntil(lambda: "day 21" in win._stats or win.last_error, timeout=60_000)
+    qtbot.waitUntil(lambda: win.scene.results.latest("day 21") is not None or win.last_error, timeout=60_000)
     assert win.last_error is None, win.last_error
     def recovered_numbers_shown() -> bool:
-        stats = win._stats.get("day 21")
+        stats = win.scene.results.latest("day 21")
         if stats is None:
             return False
         row = stats.region("penumbra")
@@ -281,7 +281,7 @@ def test_recovered_edits_of_a_timepoint_not_on_screen_get_their_numbers(qtbot, t
 
     qtbot.waitUntil(recovered_numbers_shown, timeout=60_000)
     assert "day 21" in win.region_panel._course
-    assert win.region_panel._course["day 21"] is win._stats["day 21"]
+    assert win.region_panel._course["day 21"] is win.scene.results.latest("day 21")
     win.jobs.wait()
     win.stats_jobs.wait()
 
@@ -291,7 +291,7 @@ def test_regions_edited_off_screen_after_the_numbers_arrived_are_measured_again(
     screen after its numbers arrived: they must be measured again (they were dropped and never
     asked for again, so that timepoint fell out of the time course)."""
     win = _open_window(qtbot, QtCore.QSettings(str(tmp_path / "w.ini"), QtCore.QSettings.Format.IniFormat), study_copy)
-    qtbot.waitUntil(lambda: all(tp.label in win._stats for tp in win.scene.study.timepoints), timeout=60_000)
+    qtbot.waitUntil(lambda: all(win.scene.results.latest(tp.label) is not None for tp in win.scene.study.timepoints), timeout=60_000)
     day21 = win.scene.study.timepoint("day 21")
     assert win.scene.timepoint.label != "day 21"
     editable = win.scene.editable(day21)
@@ -300,12 +300,52 @@ def test_regions_edited_off_screen_after_the_numbers_arrived_are_measured_again(
     editable.paint_mask("erase penumbra of day 21", box, np.asarray(editable.data) == penumbra, 0)
 
     def measured_again() -> bool:
-        stats = win._stats.get("day 21")
+        stats = win.scene.results.latest("day 21")
         row = None if stats is None else stats.region("penumbra")
         return row is not None and row.values["volume_ml"] == 0
 
     qtbot.waitUntil(measured_again, timeout=60_000)
-    qtbot.waitUntil(lambda: win.region_panel._course.get("day 21") is win._stats["day 21"], timeout=10_000)
+    qtbot.waitUntil(lambda: win.region_panel._course.get("day 21") is win.scene.results.latest("day 21"), timeout=10_000)
     win.jobs.wait()
     win.stats_jobs.wait()
 
+
+
+def test_recolour_and_rename_change_views_swatch_table_and_time_course(window, qtbot):
+    """A colour or name chosen in the label table is what the views, the layer swatch, the
+    region table and the time course show (issue 14: one label table, read by all)."""
+    from viewer.ui.layer_panel import SWATCH_SIZE
+
+    scene = window.scene
+    _wait_stats(qtbot, window)
+    label = scene.label_table().label_of("injection site")
+    regions = scene.volumes["regions"]
+    centre = regions.voxel_to_world_points(np.argwhere(np.asarray(regions.data) == label).mean(axis=0))
+    scene.set_cursor(centre)
+    scene.set_display("regions", opacity=1.0)
+    window.jobs.wait()
+    qtbot.waitUntil(lambda: window.ortho.views["axial"].plane.slice_index == scene.plane("axial").slice_index)
+    window.jobs.wait()
+    QtWidgets.QApplication.processEvents()
+    blue = (0, 0, 255)
+    assert not np.all(window.ortho.views["axial"].image.image == np.array(blue, np.uint8), axis=-1).any()
+    window.annotation_panel.recolour(label, blue)
+    window.annotation_panel.options.label = label
+    scene.editable().rename(label, "graft A")
+    window.jobs.wait()
+    QtWidgets.QApplication.processEvents()
+    shown = window.ortho.views["axial"].image.image
+    assert np.all(shown == np.array(blue, np.uint8), axis=-1).sum() > 10, "the view draws the new colour"
+    # the layer list's swatch of the regions layer
+    item = next(window.layer_panel.layer_list.item(i) for i in range(window.layer_panel.layer_list.count())
+                if window.layer_panel.layer_list.item(i).data(QtCore.Qt.ItemDataRole.UserRole) == "regions")
+    swatch = item.icon().pixmap(SWATCH_SIZE).toImage()
+    colours = {swatch.pixelColor(x, SWATCH_SIZE.height() // 2).getRgb()[:3] for x in range(1, SWATCH_SIZE.width() - 1)}
+    assert blue in colours
+    # the region table and the time course follow the new name and colour
+    qtbot.waitUntil(lambda: _region_row(window, "graft A") is not None, timeout=20_000)
+    assert _region_row(window, "injection site") is None
+    QtWidgets.QApplication.processEvents()
+    curves = window.region_panel.plot.curves
+    assert "graft A" in curves
+    assert curves["graft A"][0].opts["pen"].color().getRgb()[:3] == blue

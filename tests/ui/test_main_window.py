@@ -163,7 +163,7 @@ def test_screenshot_of_window_and_view(window, tmp_path):
 
 
 def test_region_panel_receives_the_statistics(window, qtbot):
-    qtbot.waitUntil(lambda: len(window._stats) == 3, timeout=30_000)
-    assert set(window._stats) == {"day 1", "day 7", "day 21"}
-    day1 = window._stats["day 1"]
+    qtbot.waitUntil(lambda: len(window.scene.results.ready()) == 3, timeout=30_000)
+    assert {t.label for t in window.scene.results.ready()} == {"day 1", "day 7", "day 21"}
+    day1 = window.scene.results.latest("day 1")
     assert day1.region("injection site").values["fluorine_cells"] > 50_000

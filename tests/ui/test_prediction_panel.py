@@ -38,7 +38,7 @@ def test_panel_shows_values_disclaimer_and_contributions(window, qtbot):
 def test_out_of_range_warning_is_visible(window, qtbot):
     _wait_predictions(qtbot, window)
     panel = window.prediction_panel
-    stats = window._stats[window.scene.timepoint.label]
+    stats = window.scene.results.latest(window.scene.timepoint.label)
     penumbra = stats.region("penumbra")
     penumbra.values["sodium_mean_mM"] = 140.0  # far outside the training range
     panel.show_stats(stats)

@@ -191,6 +191,21 @@ class Edit:
 Listener = Callable[[set[int], Box | None], None]
 
 
+@dataclass(frozen=True)
+class LabelSnapshot:
+    """The label map and table as they were at one version, for a job off the GUI thread.
+
+    ``labels`` wraps a read-only array that no one writes again: the next edit of the map
+    copies it first (:meth:`EditableLabels._writable`), so a job reading a snapshot never sees
+    a half-painted stroke. Hand it back with :meth:`EditableLabels.release` when done, so an
+    edit that comes after the job ended needs no copy.
+    """
+
+    labels: Volume
+    table: LabelTable
+    version: int
+
+
 @dataclass
 class EditableLabels:
     """A label map being edited, with its table and its undo/redo history.
@@ -209,6 +224,11 @@ class EditableLabels:
     _redo: list[Edit] = field(default_factory=list)
     _listeners: list[Listener] = field(default_factory=list)
     dirty: bool = False
+    #: +1 at every change of the map or the table: results say which version they measured
+    version: int = 0
+    # the array snapshots were given out of (frozen read-only), and how many are still out
+    _frozen: np.ndarray | None = None
+    _readers: int = 0
 
     # -- observers ---------------------------------------------------------------------------------
     def add_listener(self, listener: Listener) -> None:
@@ -216,6 +236,7 @@ class EditableLabels:
         self._listeners.append(listener)
 
     def _notify(self, labels: set[int], box: Box | None) -> None:
+        self.version += 1
         for listener in list(self._listeners):
             listener(labels, box)
 
@@ -225,12 +246,50 @@ class EditableLabels:
         return self.labels.data
 
     def _writable(self) -> np.ndarray:
-        """The label array, made writable in memory on first use (copy-on-first-edit)."""
+        """The label array, made writable in memory on first use (copy-on-first-edit), and
+        copied again when a snapshot of it is still being read (copy-on-write)."""
         data = self.labels.data
         if isinstance(data, np.memmap) or not data.flags.writeable:
             data = np.array(data)
             self.labels._data = data  # the Volume now holds the in-memory copy
         return data
+
+    # -- snapshots for jobs -----------------------------------------------------------------------------
+    def snapshot(self) -> LabelSnapshot:
+        """The map and table as they are now, immutable (GUI thread). No copy is made: the
+        array is frozen, and only an edit made while a snapshot is out copies it."""
+        data = self.labels.data
+        if data.flags.writeable and not isinstance(data, np.memmap):
+            data.flags.writeable = False
+            self._frozen, self._readers = data, 0
+        if data is self._frozen:
+            self._readers += 1
+        labels = self.labels
+        frozen = Volume.from_array(data, labels.voxel_to_world, role=labels.role, units=labels.units, name=labels.name,
+                                   source=labels.source)
+        return LabelSnapshot(frozen, self.table, self.version)
+
+    def release(self, snapshot: LabelSnapshot) -> None:
+        """A job is done with ``snapshot`` (GUI thread): when no other snapshot is out and the
+        map was not edited since, the array is made writable again (no copy at the next edit)."""
+        if snapshot.labels.data is not self._frozen:
+            return  # the map was copied since: the old array is the jobs' alone
+        self._readers -= 1
+        if self._readers <= 0 and self.labels.data is self._frozen:
+            self._frozen.flags.writeable = True
+            self._frozen, self._readers = None, 0
+
+    def slab_snapshot(self, axis: int, index: int) -> Volume:
+        """One slice of the map (``index`` along ``axis``) as a copy on a one-voxel-thick grid
+        at the same place: what a slice job samples, so it never reads the array being
+        painted; sampling the plane through that slice gives the same pixels."""
+        index = int(np.clip(index, 0, self.data.shape[axis] - 1))
+        box = tuple(slice(index, index + 1) if a == axis else slice(None) for a in range(3))
+        shift = np.eye(4)
+        shift[axis, 3] = index
+        labels = self.labels
+        return Volume.from_array(np.array(self.data[box]), labels.voxel_to_world @ shift, role=labels.role,
+                                 units=labels.units, name=labels.name, source=labels.source)
 
     # -- applying ---------------------------------------------------------------------------------------
     def apply_voxels(self, description: str, box: Box, new_values: np.ndarray, respect_locks: bool = True) -> Edit | None:

@@ -50,7 +50,8 @@ from viewer.core.recovery import (
     holds_journal_result,
     recover,
 )
-from viewer.core.regions import EditableLabels, LabelTable
+from viewer.core.regions import EditableLabels, LabelSnapshot, LabelTable
+from viewer.core.results import StudyResults
 from viewer.core.render import Layer
 from viewer.core.spaces import (
     Plane,
@@ -93,7 +94,9 @@ class Scene:
     """Evented state of the viewer.
 
     Events: ``timepoint``, ``cursor``, ``display`` (role=...), ``order``, ``radiological``,
-    ``regions`` (the label map or its names changed), ``stats`` (new numbers are available),
+    ``regions`` (timepoint=..., labels=..., box=...: the label map or its table changed),
+    ``stats`` (timepoint=..., version=..., current=...: new numbers in :attr:`results`),
+    ``stats_failed`` (timepoint=..., message=...),
     ``lock`` (state=..., message=...: another session holds the study, this one cannot save),
     ``saved`` (timepoint=..., path=...: a timepoint's regions were saved).
     """
@@ -122,12 +125,13 @@ class Scene:
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._timepoint = 0
         self._volumes: dict[str, dict[str, Volume]] = {}
-        self._quantifiers: dict[str, TimepointQuantifier] = {}
         self._editables: dict[str, EditableLabels] = {}
         # the saved label table of each timepoint not being edited (read once; while a
         # timepoint is edited its EditableLabels holds the table)
         self._saved_tables: dict[str, LabelTable] = {}
         self._models: list | None = None
+        #: every timepoint's numbers, versioned, and the jobs that keep them up to date
+        self.results = StudyResults(self)
         self.display: dict[str, DisplayProps] = {}
         self.order: list[str] = list(LAYER_ORDER)
         self.radiological = radiological
@@ -214,6 +218,24 @@ class Scene:
             for role in roles if role in volumes
         ]
 
+    def slice_layers(self, plane: Plane) -> list[Layer]:
+        """:meth:`layers` for a slice job on ``plane``: a label map being edited is replaced
+        by a copy of the one slice the plane shows (the job never reads the array the GUI
+        thread paints; an axis-aligned plane of the anatomical grid samples the same pixels)."""
+        layers = self.layers()
+        editable = self._editables.get(self.timepoint.label)
+        if editable is None:
+            return layers
+        for layer in layers:
+            if layer.volume is editable.labels:
+                if plane.normal_axis is not None and plane.slice_index is not None:
+                    layer.volume = editable.slab_snapshot(plane.normal_axis, plane.slice_index)
+                else:
+                    source = editable.labels
+                    layer.volume = Volume.from_array(np.array(editable.data), source.voxel_to_world, role=source.role,
+                                                     name=source.name, source=source.source)
+        return layers
+
     def set_display(self, role: str, **changes: Any) -> None:
         """Change how one role is shown (colormap, levels, visible_range, opacity, visible)."""
         if role not in self.display:
@@ -284,7 +306,7 @@ class Scene:
                 names = self.region_names()
                 rows.append((quantity, "—" if label == 0 else names.get(label, f"label {label}"), ""))
             elif role == "fluorine" and self.fluorine_cells_per_signal() is not None:
-                fluorine = self._quantifiers[self.timepoint.label].fluorine
+                fluorine = self.results.prepared(self.timepoint.label).fluorine
                 assert fluorine is not None
                 corrected = float(np.sqrt(max(value * value - fluorine.sigma**2, 0.0)))
                 rows.append(("¹⁹F cells", f"{corrected * fluorine.cells_per_signal:.4g}", "cells/voxel"))
@@ -521,32 +543,24 @@ class Scene:
 
     def _on_labels_edited(self, timepoint: Timepoint, labels: set[int], box) -> None:
         self._claim_for_editing()
-        editable = self._editables[timepoint.label]
-        quantifier = self._quantifiers.get(timepoint.label)
-        if quantifier is not None:
-            if quantifier.labels is not editable.labels:
-                quantifier.set_labels(editable.labels)
-            if quantifier.region_names != editable.table.names:
-                quantifier.names_changed(editable.table.names)
-            for label in labels:
-                quantifier.labels_changed(label, box)
+        self.results.labels_edited(timepoint.label, labels, box)
         self.events.emit("regions", timepoint=timepoint.label, labels=frozenset(labels), box=box)
 
     # -- quantification ---------------------------------------------------------------------------
+    def make_quantifier(self, timepoint: Timepoint, snapshot: LabelSnapshot | None = None) -> TimepointQuantifier:
+        """A timepoint's quantifier, prepared on ``snapshot`` (a frozen copy of the map being
+        edited) or on the map as loaded. Any thread: it reads no array the GUI thread writes."""
+        volumes = dict(self.volumes_of(timepoint))
+        names = self.region_names(timepoint)
+        if snapshot is not None:
+            volumes["regions"] = snapshot.labels
+            names = snapshot.table.names
+        return TimepointQuantifier(self.study, timepoint, volumes, predict=prediction_step(self.models()),
+                                   region_names=names)
+
     def quantifier(self, timepoint: Timepoint | None = None) -> TimepointQuantifier:
         """The timepoint's quantification state (prepared once, then cheap per region)."""
-        timepoint = timepoint or self.timepoint
-        quantifier = self._quantifiers.get(timepoint.label)
-        if quantifier is not None:
-            return quantifier
-        volumes = self.volumes_of(timepoint)
-        step = prediction_step(self.models())  # reads the session's model list at each result
-        with self._lock_for("quantifier", timepoint.label):
-            if timepoint.label not in self._quantifiers:
-                quantifier = TimepointQuantifier(self.study, timepoint, volumes, predict=step,
-                                                 region_names=self.region_names(timepoint))
-                self._quantifiers[timepoint.label] = quantifier
-        return self._quantifiers[timepoint.label]
+        return self.results.quantifier((timepoint or self.timepoint).label)
 
     def models(self) -> list:
         """The study's prediction models (``[[model]]`` in the manifest), loaded once."""
@@ -567,11 +581,12 @@ class Scene:
         Never prepares it here (that takes ~0.1 s): the window prepares it off the GUI thread
         and the readout shows a.u. until then.
         """
-        quantifier = self._quantifiers.get(self.timepoint.label)
+        quantifier = self.results.prepared(self.timepoint.label)
         if quantifier is None or quantifier.fluorine is None:
             return None
         return quantifier.fluorine.cells_per_signal
 
     def stats(self, timepoint: Timepoint | None = None) -> TimepointStats:
-        """Every region's numbers for a timepoint (computed on demand)."""
-        return self.quantifier(timepoint).compute()
+        """Every region's numbers for a timepoint as its regions are now, measured on this
+        thread (headless use; the window asks :attr:`results` for them in workers)."""
+        return self.results.compute_now((timepoint or self.timepoint).label)

@@ -25,9 +25,6 @@ from viewer.ui.workers import Jobs, slice_job
 ORGANIZATION = "cell-therapy-viewer"
 APPLICATION = "viewer"
 MAX_RECENT = 8
-#: Regions whose boxes hold at most this volume (mm³, ≈ a 63 mm cube) are re-measured on the
-#: GUI thread right after a stroke (≤ ≈ 20 ms); larger ones in a worker.
-SYNC_RECOMPUTE_MAX_MM3 = 250_000.0
 #: Journaled region edits are also forced to disk on this timer (each edit is written at once).
 AUTOSAVE_INTERVAL_MS = 30_000
 
@@ -78,10 +75,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.last_notice: str | None = None
         self._samples: dict[str, tuple[tuple, dict]] = {}
         self._shown_key: dict[str, tuple] = {}
-        self._stats: dict[str, Any] = {}
         self._stats_requested = False
-        self._stroke_active = False
-        self._pending_labels: set[int] = set()
         self.layer_panel: QtWidgets.QWidget | None = None
         self.region_panel: QtWidgets.QWidget | None = None
         self.annotation_panel: QtWidgets.QWidget | None = None
@@ -421,7 +415,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.scene = scene
         self._samples.clear()
         self._shown_key.clear()
-        self._stats.clear()
+        scene.results.submit = self._submit_stats
         self._apply_remembered_colormaps(scene)
         scene.events.connect("cursor", self._on_cursor)
         scene.events.connect("display", self._on_display)
@@ -430,6 +424,8 @@ class MainWindow(QtWidgets.QMainWindow):
         scene.events.connect("radiological", self.refresh_all)
         scene.events.connect("regions", self._on_regions_edited)
         scene.events.connect("lock", self._on_study_locked)
+        scene.events.connect("stats", self._on_stats)
+        scene.events.connect("stats_failed", self._on_stats_failed)
         self._install_panels(scene, panels)
         title = scene.study.id if scene.study.manifest else scene.study.timepoints[0].label
         self.setWindowTitle(f"{title} — Cell-therapy viewer")
@@ -525,8 +521,8 @@ class MainWindow(QtWidgets.QMainWindow):
     # -- annotation ------------------------------------------------------------------------------
     def _on_models_changed(self) -> None:
         """A user model was added: recompute every timepoint's numbers (predictions included)."""
-        self._stats.clear()
-        self._request_stats()
+        if self.scene is not None:
+            self.scene.results.invalidate()
 
     def _on_tool_changed(self, tool) -> None:
         for view in self.ortho.views.values():
@@ -599,60 +595,24 @@ class MainWindow(QtWidgets.QMainWindow):
             f"proposal ({proposal.method}): core {proposal.core_ml:.1f} mL, penumbra {proposal.penumbra_ml:.1f} mL", 10000)
 
     def _on_regions_edited(self, timepoint: str, labels, box) -> None:
-        """Redraw and recompute only the regions an edit touched (off the GUI thread)."""
+        """Redraw only the views an edit crosses (the scene's results re-measure the regions)."""
         assert self.scene is not None
         if timepoint != self.scene.timepoint.label:
-            # another timepoint's regions changed (recovery, carrying regions): its numbers are
-            # stale — drop them and compute them again, or they would never come back
-            self._stats.pop(timepoint, None)
-            self._request_stats([self.scene.study.timepoint(timepoint)])
-            return
+            return  # another timepoint (recovery, carried regions): its numbers follow by themselves
         for orientation in ORIENTATIONS:
             plane = self.scene.plane(orientation)
             axis = plane.normal_axis
             if box is None or axis is None or box[axis].start <= (plane.slice_index or 0) < box[axis].stop:
                 self._refresh(orientation, roles={"regions"})
         self._update_readout()
-        self._pending_labels |= set(labels)
-        if not self._stroke_active:  # during a stroke the numbers follow once, at its end
-            self._recompute_pending()
 
     def _on_stroke_started(self) -> None:
-        self._stroke_active = True
+        if self.scene is not None:
+            self.scene.results.hold(True)  # during a stroke the numbers follow once, at its end
 
     def _on_stroke_finished(self) -> None:
-        self._stroke_active = False
-        self._recompute_pending()
-
-    def _recompute_pending(self) -> None:
-        """Recompute the regions edits touched (worker), then show them in the region table."""
-        if self.scene is None or not self._pending_labels:
-            return
-        timepoint = self.scene.timepoint.label
-        current = self._stats.get(timepoint)
-        if current is None:
-            return
-        quantifier = self.scene.quantifier()
-        touched, self._pending_labels = set(self._pending_labels), set()
-        if self._small_edit(touched):
-            # A stroke's regions re-measure in a few ms: show them now, in the same frame as
-            # the stroke, rather than queueing behind the redraws (PRODUCT: no visible lag).
-            self._stats[timepoint] = quantifier.recompute(current, touched)
-            self._show_current_stats(course=False)
-            return
-        self.stats_jobs.submit(f"stats:{timepoint}", lambda: quantifier.recompute(current, touched))
-
-    def _small_edit(self, labels: set[int]) -> bool:
-        """True when the touched regions are small enough to re-measure on the GUI thread."""
-        assert self.scene is not None
-        volume = self.scene.editable().labels
-        quantifier = self.scene.quantifier()
-        voxels = 0
-        for label in labels:
-            box = quantifier.region_box(label)
-            if box is not None:
-                voxels += int(np.prod([b.stop - b.start for b in box]))
-        return voxels * volume.voxel_volume_mm3 <= SYNC_RECOMPUTE_MAX_MM3
+        if self.scene is not None:
+            self.scene.results.hold(False)
 
     def save_regions(self) -> Path | None:
         """Save the current timepoint's regions into the study (one transaction, Scene.save_regions).
@@ -716,7 +676,7 @@ class MainWindow(QtWidgets.QMainWindow):
         from viewer.core.quant.stats import StudyStats
 
         assert self.scene is not None
-        current = self._stats.get(self.scene.timepoint.label)
+        current = self.scene.results.latest(self.scene.timepoint.label)
         if current is None:
             self.show_error("the region table is still being computed")
             return
@@ -769,7 +729,7 @@ class MainWindow(QtWidgets.QMainWindow):
         reusable = cached is not None and cached[0] == key
         samples = cached[1] if reusable and (not resample or roles) else None
         indices = {i for i, layer in enumerate(layers) if roles and layer.volume.role in roles}
-        job = slice_job(layers, plane, samples, indices if samples is not None else None)
+        job = slice_job(self.scene.slice_layers(plane), plane, samples, indices if samples is not None else None)
         self._shown_key[orientation] = key
         self.jobs.submit(f"slice:{orientation}", job)
 
@@ -796,7 +756,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_timepoint(self, index: int) -> None:
         self.refresh_all()
-        self._show_current_stats()
+        if self.scene is not None and self.scene.results.latest(self.scene.timepoint.label) is not None:
+            self.stats_ready.emit()
 
     def _on_job_finished(self, key: str, generation: int, result: object) -> None:
         if key.startswith("slice:"):
@@ -805,10 +766,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self._samples[orientation] = (self._plane_key(plane), samples)
             self._show(orientation, plane, rgb)
         elif key.startswith("stats:"):
-            label = key.split(":", 1)[1]
-            new_timepoint = label not in self._stats
-            self._stats[label] = result
-            self._show_current_stats(course=new_timepoint)
+            if self.scene is not None:
+                self.scene.results.deliver(result)  # merged by version; the scene emits "stats"
         elif key == "propose":
             self._apply_proposal(result)
         elif key == "report":
@@ -835,7 +794,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if not self._stats_requested and all(v.plane is not None for v in self.ortho.views.values()):
             # statistics start once the first frames are up, so they do not delay them
             self._stats_requested = True
-            self._request_stats()
+            self.scene.results.request()
 
     def _update_readout(self) -> None:
         if self.scene is None:
@@ -848,32 +807,19 @@ class MainWindow(QtWidgets.QMainWindow):
         self.statusBar().showMessage(f"({x:.1f}, {y:.1f}, {z:.1f}) mm")
 
     # -- statistics -----------------------------------------------------------------------------------
-    def _request_stats(self, timepoints: list | None = None) -> None:
-        """Quantify timepoints (default: every one) in workers, the one on screen first."""
-        scene = self.scene
-        assert scene is not None
-        if not self._stats_requested and timepoints is not None:
-            return  # the first request (after the first frames) computes every timepoint anyway
-        timepoints = sorted(timepoints or scene.study.timepoints, key=lambda tp: tp is not scene.timepoint)
-        for timepoint in timepoints:
-            self.stats_jobs.submit(f"stats:{timepoint.label}", lambda tp=timepoint: scene.stats(tp))
+    def _submit_stats(self, request) -> None:
+        """Run a statistics request of the scene's results in the statistics thread."""
+        self.stats_jobs.submit(f"stats:{request.timepoint}", request.run)
 
-    def _show_current_stats(self, course: bool = True) -> None:
-        """Show the current timepoint's numbers; ``course`` also re-plots every timepoint (when a
-        timepoint's numbers arrived), otherwise the panel updates the current one in place."""
-        if self.scene is None or not self._stats or self.region_panel is None:
-            return
-        current = self._stats.get(self.scene.timepoint.label)
-        if current is not None:
-            if course:
-                order = [tp.label for tp in self.scene.study.timepoints]
-                ready = [self._stats[label] for label in order if label in self._stats]
-                self.region_panel.show_time_course(ready)
-            self.region_panel.show_stats(current)
-            if self.prediction_panel is not None:
-                self.prediction_panel.show_stats(current)
+    def _on_stats(self, timepoint: str, **_: Any) -> None:
+        """New numbers (the panels show them themselves): the readout's ¹⁹F calibration may
+        be known now, and tests and the start-up probe hear of the current timepoint's."""
+        if self.scene is not None and timepoint == self.scene.timepoint.label:
             self._update_readout()
             self.stats_ready.emit()
+
+    def _on_stats_failed(self, timepoint: str, message: str) -> None:
+        self.show_error(message, title="Numbers not computed")
 
     # -- closing -----------------------------------------------------------------------------------------
     def unsaved_timepoints(self) -> list[str]:

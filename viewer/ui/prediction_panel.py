@@ -8,6 +8,7 @@ already has; a demonstration model's notice is shown with every one of its predi
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
@@ -15,6 +16,7 @@ from viewer.core.errors import ViewerError
 from viewer.core.predict import Prediction, PredictionModel, load_model, predict_regions
 from viewer.core.quant.stats import TimepointStats
 from viewer.core.scene import Scene
+from viewer.ui.colorbar import SceneLink
 
 NOTICE_STYLE = "color: #b00020; font-weight: bold;"
 
@@ -71,6 +73,22 @@ class PredictionPanel(QtWidgets.QWidget):
         layout.addWidget(self.contributions_note)
         self._rows: list[tuple[int, PredictionModel, Prediction]] = []
         self._show_cards()
+        self._observe_scene()
+
+    def _observe_scene(self) -> None:
+        """Show the numbers of the timepoint on screen when the scene's results announce them."""
+        self._link = SceneLink(self.scene.events, self)
+        self._link.connect("stats", self._on_scene_stats)
+        self._link.connect("timepoint", self._on_scene_timepoint)
+
+    def _on_scene_stats(self, timepoint: str, **_: Any) -> None:
+        if timepoint == self.scene.timepoint.label:
+            self.show_stats(self.scene.results.latest(timepoint))
+
+    def _on_scene_timepoint(self, **_: Any) -> None:
+        latest = self.scene.results.latest(self.scene.timepoint.label)
+        if latest is not None:
+            self.show_stats(latest)
 
     # -- content ---------------------------------------------------------------------------------
     def show_stats(self, stats: TimepointStats) -> None:

@@ -1,9 +1,9 @@
 """The side panel's per-region part (PRODUCT.md §5): timepoint selector, region table with
 rejection alerts, timepoint summary and notes, and a time course of live/dead cells.
 
-The panel never computes statistics itself: quantifying a timepoint takes long enough to
-freeze the window, so the main window computes :class:`TimepointStats` in a worker and hands
-the results to :meth:`RegionPanel.show_stats` / :meth:`RegionPanel.show_time_course`. Column
+The panel never computes statistics itself: the scene's results
+(:class:`viewer.core.results.StudyResults`) measure in workers, and the panel shows what their
+``stats`` events announce (:meth:`RegionPanel.show_stats` / :meth:`RegionPanel.show_time_course`). Column
 titles, units, tooltips and cell text all come from :data:`REGION_MEASURES` (Slicer's
 SegmentStatistics habit), so the table, the CSV and the PDF report cannot disagree.
 """
@@ -522,7 +522,8 @@ class RegionPanel(QtWidgets.QWidget):
     def _observe_scene(self) -> None:
         """Follow the scene without the scene keeping a deleted widget alive or calling into it."""
         callbacks = {"timepoint": _weak_callback(self, RegionPanel._on_scene_timepoint),
-                     "regions": _weak_callback(self, RegionPanel._on_scene_regions)}
+                     "regions": _weak_callback(self, RegionPanel._on_scene_regions),
+                     "stats": _weak_callback(self, RegionPanel._on_scene_stats)}
         events = self.scene.events
         for name, callback in callbacks.items():
             events.connect(name, callback)
@@ -543,7 +544,24 @@ class RegionPanel(QtWidgets.QWidget):
         with QtCore.QSignalBlocker(self.timepoint_combo):
             self.timepoint_combo.setCurrentIndex(index)
         self.plot.mark_timepoint(self.scene.timepoint.label)
+        latest = self.scene.results.latest(self.scene.timepoint.label)
+        if latest is not None:
+            self.show_stats(latest)
         self._show_status()
+
+    def _on_scene_stats(self, timepoint: str, **_: Any) -> None:
+        """A timepoint's numbers changed: the table when it is the one shown, the time course
+        always (a timepoint seen for the first time redraws every curve)."""
+        latest = self.scene.results.latest(timepoint)
+        if latest is None:
+            return
+        if timepoint not in self._course:
+            self.show_time_course(self.scene.results.ready())
+        if timepoint == self.scene.timepoint.label:
+            self.show_stats(latest)
+        elif timepoint in self._course:
+            self._course[timepoint] = latest
+            self._redraw_course()
 
     def _on_scene_regions(self, **_: Any) -> None:
         """The label map changed: the numbers shown are old until the window sends new ones."""
@@ -596,6 +614,7 @@ class RegionPanel(QtWidgets.QWidget):
         elif stats.label != current.label:
             text = f"Numbers of {stats.label}; {current.label} is being computed…"
         else:
+            updating = updating or not self.scene.results.is_current(current.label)
             text = f"Numbers of {stats.label}" + (" (updating…)" if updating else "")
         self.status_label.setText(text)
 

@@ -154,6 +154,9 @@ class TimepointQuantifier:
         self.region_names: dict[int, str] = dict(timepoint.region_names if region_names is None else region_names)
         self.notes: list[str] = []
         self._boxes = label_boxes(self.labels) if self.labels is not None else {}
+        #: the modalities must be prepared again (the calibration regions changed) before the
+        #: next result; :meth:`frozen` does it on the copy a job measures
+        self.needs_prepare = False
         self._prepare()
 
     def _prepare(self) -> None:
@@ -191,24 +194,55 @@ class TimepointQuantifier:
             return []
         return sorted(set(self._boxes) | set(self.region_names))
 
-    def set_labels(self, labels: Volume) -> None:
-        """Measure another label map object (e.g. the editable copy of the same regions)."""
-        self.labels = labels
-        self.volumes["regions"] = labels
-        self._boxes = label_boxes(labels)
-        self.notes = []
-        self._prepare()
+    # -- changes (one thread: the owner of the label map) --------------------------------------------
+    # Jobs measure a :meth:`frozen` copy, so nothing here is mutated in place that a copy
+    # shares: the boxes and names are replaced by new dicts, the prepared modalities by new
+    # objects.
 
-    def names_changed(self, names: dict[int, str]) -> None:
+    def set_labels(self, labels: Volume) -> None:
+        """Measure another label map object (e.g. the editable copy of the same regions);
+        its boxes are scanned now and the modalities prepared again before the next result."""
+        self.labels = labels
+        self.volumes = {**self.volumes, "regions": labels}
+        self._boxes = label_boxes(labels)
+        self.needs_prepare = True
+
+    def names_changed(self, names: Mapping[int, str]) -> None:
         """Follow a renamed/added/deleted label table. Renaming the reference or background
         region changes the ¹⁹F calibration, so the modalities are prepared again."""
         calibration = {"reference", "background"}
         old = {label for label, name in self.region_names.items() if name in calibration}
         new = {label for label, name in names.items() if name in calibration}
+        changed = old != new
         self.region_names = dict(names)
-        if old != new or any(self.region_names.get(l) != names.get(l) for l in old | new):
-            self.notes = []
-            self._prepare()
+        if changed:
+            self.needs_prepare = True
+
+    def frozen(self, labels: Volume | None = None, names: Mapping[int, str] | None = None) -> "TimepointQuantifier":
+        """A copy that measures ``labels`` (a snapshot; default the current map) with
+        ``names``, sharing the prepared modalities, prepared again first when they are stale.
+        The copy is what a job runs; the original keeps following edits meanwhile."""
+        import copy
+
+        twin = copy.copy(self)
+        if labels is not None:
+            twin.labels = labels
+            twin.volumes = {**self.volumes, "regions": labels}
+        if names is not None:
+            twin.region_names = dict(names)
+        twin.notes = list(self.notes)
+        if self.needs_prepare:
+            twin.notes = []
+            twin._prepare()
+            twin.needs_prepare = False
+        return twin
+
+    def adopt_prepared(self, twin: "TimepointQuantifier") -> None:
+        """Take the modalities a :meth:`frozen` copy prepared (when nothing made them stale
+        again since: ``twin`` was made from this quantifier's current state)."""
+        self.fluorine, self.pet, self._total_cells = twin.fluorine, twin.pet, twin._total_cells
+        self.notes = list(twin.notes)
+        self.needs_prepare = False
 
     def region_box(self, label: int) -> tuple[slice, slice, slice] | None:
         """The cached box of a region on its label grid (None if it has no voxels)."""
@@ -224,19 +258,20 @@ class TimepointQuantifier:
         if self.labels is None:
             return
         if self.region_names.get(label) in ("reference", "background"):
-            self.notes = []
-            self._prepare()  # the ¹⁹F noise or calibration region itself changed
-        old = self._boxes.get(label)
+            self.needs_prepare = True  # the ¹⁹F noise or calibration region itself changed
+        boxes = dict(self._boxes)  # a new dict: a frozen copy keeps the boxes it was given
+        old = boxes.get(label)
         if edited_box is not None and old is not None:
-            self._boxes[label] = tuple(
+            boxes[label] = tuple(
                 slice(min(a.start, b.start), max(a.stop, b.stop)) for a, b in zip(old, edited_box)
             )  # type: ignore[assignment]
-            return
-        box = label_box(np.asarray(self.labels.data) == label)
-        if box is None:
-            self._boxes.pop(label, None)
         else:
-            self._boxes[label] = box
+            box = label_box(np.asarray(self.labels.data) == label)
+            if box is None:
+                boxes.pop(label, None)
+            else:
+                boxes[label] = box
+        self._boxes = boxes
 
     def region(self, label: int) -> RegionStats:
         """Every §3 number of one region (recomputed from the current label map)."""
@@ -331,6 +366,10 @@ class TimepointQuantifier:
 
     def compute(self) -> TimepointStats:
         """Every region of the timepoint, the detection limit, homing and the mismatch summary."""
+        if self.needs_prepare:
+            self.notes = []
+            self._prepare()
+            self.needs_prepare = False
         return self._assemble([self.region(label) for label in self.region_labels()])
 
     def recompute(self, stats: TimepointStats, labels: Iterable[int]) -> TimepointStats:
@@ -338,6 +377,8 @@ class TimepointQuantifier:
         regions whose name changed are measured again, the others are copied from ``stats``;
         then the one assembly of :meth:`compute` runs, so the result equals a from-scratch
         computation by construction. The window calls this on every brush stroke."""
+        if self.needs_prepare:  # the calibration changed: every row depends on it
+            return self.compute()
         touched = {int(label) for label in labels}
         previous = {r.label: r for r in stats.regions}
         rows = []
