@@ -16,7 +16,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -132,7 +133,7 @@ class Scene:
         self._models: list | None = None
         #: every timepoint's numbers, versioned, and the jobs that keep them up to date
         self.results = StudyResults(self)
-        self.display: dict[str, DisplayProps] = {}
+        self._display: dict[str, DisplayProps] = {}
         self.order: list[str] = list(LAYER_ORDER)
         self.radiological = radiological
         self._timepoint = self._checked_index(timepoint)
@@ -183,12 +184,18 @@ class Scene:
 
     def _adopt_display(self, volumes: dict[str, Volume]) -> None:
         """Give roles seen for the first time their default display (levels from this volume)."""
-        build_layers(volumes, self.label_table(), self.display)
+        build_layers(volumes, self.label_table(), self._display)  # part of the timepoint change
 
     # -- layers -------------------------------------------------------------------------------
     @property
     def anatomy(self) -> Volume:
         return self.volumes["anatomical"]
+
+    @property
+    def display(self) -> Mapping[str, DisplayProps]:
+        """How each role is shown (read-only: change it with :meth:`set_display`, which
+        emits the ``display`` event every view and panel redraws from)."""
+        return MappingProxyType(self._display)
 
     def label_table(self, timepoint: Timepoint | None = None) -> LabelTable:
         """The one label table of a timepoint (names, colours, locks) that the views, the 3D
@@ -242,7 +249,7 @@ class Scene:
             raise KeyError(f"no layer with role {role!r}")
         updated = replace(self.display[role], **changes)
         if updated != self.display[role]:
-            self.display[role] = updated
+            self._display[role] = updated
             self.events.emit("display", role=role)
 
     def move_layer(self, role: str, steps: int) -> None:
@@ -338,7 +345,9 @@ class Scene:
             volumes["regions"] = Volume.from_array(
                 np.zeros(anatomy.shape, np.uint8), anatomy.voxel_to_world, role="regions", name=f"{timepoint.label} regions"
             )
-            self.display.setdefault("regions", default_display(volumes["regions"]))
+            if "regions" not in self._display:
+                self._display["regions"] = default_display(volumes["regions"])
+                self.events.emit("display", role="regions")
         editable = EditableLabels(volumes["regions"], self.label_table(timepoint))
         if self.recovery_folder is not None:
             source = volumes["regions"].source
