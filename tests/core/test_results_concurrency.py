@@ -21,10 +21,15 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from tests.core.test_incremental_equals_scratch import (
+    ball,
+    from_scratch,
+    random_box,
+    snapshot,
+)
 from viewer.core.io.study import load_study
 from viewer.core.render import sample_layers
 from viewer.core.scene import Scene
-from tests.core.test_incremental_equals_scratch import ball, from_scratch, random_box, snapshot
 
 pytestmark = pytest.mark.slow
 EDITS = 120

@@ -13,8 +13,8 @@ labels and the box it touched, so quantification recomputes only those regions.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -51,7 +51,7 @@ class LabelTable:
     entries: tuple[LabelEntry, ...] = ()
 
     @classmethod
-    def from_names(cls, names: dict[int, str]) -> "LabelTable":
+    def from_names(cls, names: dict[int, str]) -> LabelTable:
         return cls(tuple(LabelEntry(int(k), v, region_color(int(k), v)) for k, v in sorted(names.items())))
 
     def get(self, label: int) -> LabelEntry | None:
@@ -84,7 +84,7 @@ class LabelTable:
         entry = next((e for e in self.entries if e.name == name), None)
         return entry.color if entry is not None else region_color(int(label), name)
 
-    def renamed(self, rename: Callable[[str], str]) -> "LabelTable":
+    def renamed(self, rename: Callable[[str], str]) -> LabelTable:
         """The same labels, colours and locks with every name passed through ``rename`` (a
         report's de-identification)."""
         return LabelTable(tuple(replace(e, name=rename(e.name)) for e in self.entries))
@@ -96,11 +96,11 @@ class LabelTable:
             label += 1
         return label
 
-    def with_entry(self, entry: LabelEntry) -> "LabelTable":
+    def with_entry(self, entry: LabelEntry) -> LabelTable:
         others = [e for e in self.entries if e.label != entry.label]
         return LabelTable(tuple(sorted([*others, entry], key=lambda e: e.label)))
 
-    def without(self, label: int) -> "LabelTable":
+    def without(self, label: int) -> LabelTable:
         return LabelTable(tuple(e for e in self.entries if e.label != label))
 
     def as_list(self) -> list[dict]:
@@ -116,7 +116,7 @@ COMPRESS_ABOVE_BYTES = 4096
 class _Packed:
     """An array held compressed (level 1: ~1 ms for a 0.4 MB box) and unpacked on demand."""
 
-    __slots__ = ("shape", "dtype", "payload", "compressed")
+    __slots__ = ("compressed", "dtype", "payload", "shape")
 
     def __init__(self, array: np.ndarray) -> None:
         array = np.ascontiguousarray(array)

@@ -18,9 +18,9 @@ afterwards so the report's final check can read them (pixels cannot be searched)
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 

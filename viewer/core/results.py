@@ -20,8 +20,9 @@ thread in the window, inline in tests and headless use) and hands the outcome ba
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -85,7 +86,7 @@ class StatsRequest:
     quantifier: TimepointQuantifier | None
     make_quantifier: Callable[[LabelSnapshot | None], TimepointQuantifier] = field(repr=False)
 
-    def run(self) -> "Outcome":
+    def run(self) -> Outcome:
         """Measure (any thread): never raises, a failure is an outcome with ``error``."""
         try:
             labels = self.snapshot.labels if self.snapshot is not None else None

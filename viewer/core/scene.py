@@ -14,13 +14,15 @@ tidies a study after a crash before :meth:`Scene.recoverable` offers the edits b
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
+from viewer.core.analysis import prediction_step
 from viewer.core.display import DisplayProps, default_display
 from viewer.core.errors import ViewerError
 from viewer.core.events import Events
@@ -41,7 +43,6 @@ from viewer.core.io.study_lock import (
     file_state,
 )
 from viewer.core.layers import LAYER_ORDER, build_layers, default_focus
-from viewer.core.analysis import prediction_step
 from viewer.core.quant.stats import TimepointQuantifier, TimepointStats
 from viewer.core.recovery import (
     RecoveryInfo,
@@ -52,8 +53,8 @@ from viewer.core.recovery import (
     recover,
 )
 from viewer.core.regions import EditableLabels, LabelSnapshot, LabelTable
-from viewer.core.results import StudyResults
 from viewer.core.render import Layer
+from viewer.core.results import StudyResults
 from viewer.core.spaces import (
     Plane,
     display_plane,

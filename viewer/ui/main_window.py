@@ -1,26 +1,35 @@
-"""The main window: opens studies, wires the Scene to the views and panels, keeps preferences.
+"""The main window: menus, preferences, the Scene wired to the views and panels, redraws.
 
-The window is the controller of PRODUCT.md §5: it owns the Scene of the open study, turns the
-views' requests (click, wheel, right-drag) into Scene changes, and redraws from Scene events.
-Slicing and statistics run in worker threads (`viewer.ui.workers`); stale results are dropped.
+The window is a view of the Scene of the open study (PRODUCT.md §5): it turns the views'
+requests (click, wheel, right-drag) into Scene changes and redraws from Scene events. Slicing
+runs in worker threads (`viewer.ui.workers`, stale results dropped); the numbers are the
+scene's results' (`viewer.core.results`), run in the statistics thread. What else a window
+does lives beside it, by responsibility:
+
+* ``window_opening``   opening studies, crash recovery on opening, the study lock's prompts;
+* ``window_saving``    saving regions with its questions, closing with unsaved edits;
+* ``window_annotation`` the annotation panel's tools and actions;
+* ``window_outputs``   screenshots, the PDF report, the region table's CSV, About.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from viewer import APP_NAME, __version__
-from viewer.core.errors import ViewerError
-from viewer.core.io.study import open_path
 from viewer.core.scene import Scene
 from viewer.core.spaces import ORIENTATIONS, Plane
 from viewer.ui.ortho import LAYOUTS, OrthoViews
+from viewer.ui.window_annotation import AnnotationActions
+from viewer.ui.window_opening import StudyOpening, recovery_folder_for
+from viewer.ui.window_outputs import WindowOutputs
+from viewer.ui.window_saving import RegionSaving
 from viewer.ui.workers import Jobs, slice_job
+
+__all__ = ["MainWindow", "default_settings", "recovery_folder_for"]
 
 ORGANIZATION = "cell-therapy-viewer"
 APPLICATION = "viewer"
@@ -29,23 +38,12 @@ MAX_RECENT = 8
 AUTOSAVE_INTERVAL_MS = 30_000
 
 
-def recovery_folder_for(study) -> Path:
-    """Where a study's region edits are journaled: beside its manifest if writable, else the
-    user's cache folder."""
-    from viewer.core.recovery import default_recovery_folder
-
-    if study.manifest is not None and os.access(study.manifest.parent, os.W_OK):
-        return default_recovery_folder(study.manifest.parent)
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "cell-therapy-viewer" / "recovery"
-
-
 def default_settings() -> QtCore.QSettings:
     """User preferences in an INI file in the platform's configuration folder."""
     return QtCore.QSettings(QtCore.QSettings.Format.IniFormat, QtCore.QSettings.Scope.UserScope, ORGANIZATION, APPLICATION)
 
 
-class MainWindow(QtWidgets.QMainWindow):
+class MainWindow(StudyOpening, RegionSaving, AnnotationActions, WindowOutputs, QtWidgets.QMainWindow):
     """The application window.
 
     Signals:
@@ -193,139 +191,6 @@ class MainWindow(QtWidgets.QMainWindow):
             action.triggered.connect(lambda checked=False, p=entry: self.open(p))
         self.recent_menu.setEnabled(bool(self.recent_studies()))
 
-    # -- opening -------------------------------------------------------------------------------
-    def open(self, path: str | os.PathLike[str]) -> bool:
-        """Open a study, a NIfTI file or a DICOM folder; errors become a dialog, not a crash.
-
-        A folder or DICOMDIR holding several image series opens the series browser instead
-        (True: the path was handed to it; the study it writes is opened when imported)."""
-        if self._offer_series_browser(Path(path)):
-            return True
-        try:
-            study = open_path(Path(path))
-            scene = Scene(study, radiological=self.radiological_action.isChecked(),
-                          recovery_folder=recovery_folder_for(study), editing_lock=True)
-            panels = self._build_panels(scene)
-        except ViewerError as exc:
-            self.show_error(str(exc))
-            return False
-        except Exception as exc:  # a bug: the window keeps what it showed, and says so
-            if os.environ.get("VIEWER_DEBUG"):
-                raise
-            self.show_error(f"{path}: unexpected {type(exc).__name__}: {exc}")
-            return False
-        self._set_scene(scene, panels)
-        self._add_recent(Path(path).resolve())
-        if self._reconcile(scene):
-            self._offer_recovery(scene)
-        return True
-
-    # -- crash recovery and the study lock ----------------------------------------------------------
-    def _reconcile(self, scene: Scene) -> bool:
-        """Tidy the study after a crash (PRODUCT.md §5); False when another session holds it
-        (then the window is read-only and recovery is left to the session that can save)."""
-        from viewer.core.io.study_lock import UNVERIFIABLE, StudyLocked
-
-        try:
-            result = scene.reconcile()
-            if result.locked is not None and result.locked.status == UNVERIFIABLE:
-                message = str(StudyLocked(scene.study.manifest, result.locked))
-                if self.ask_take_over(message):
-                    result = scene.reconcile(take_over=True)
-        except ViewerError as exc:
-            self.show_error(str(exc))
-            return False
-        if result.locked is not None:
-            self._enter_read_only(str(StudyLocked(scene.study.manifest, result.locked)) + " — opened read-only")
-            return False
-        notes = []
-        if result.taken_over is not None and result.taken_over.holder is not None:
-            notes.append(f"took over the study lock of {result.taken_over.holder.describe()} ({result.taken_over.reason})")
-        removed = len(result.files.temporaries) + len(result.files.orphans)
-        if removed:
-            notes.append(f"an interrupted save was tidied up: {removed} unused file(s) removed")
-        if notes:
-            self.statusBar().showMessage("; ".join(notes), 10_000)
-        return True
-
-    def _offer_recovery(self, scene: Scene) -> None:
-        """Region edits of a session that crashed: offer to restore them, or to drop them."""
-        infos = scene.recoverable()
-        if not infos:
-            return
-        if self.ask_recover(infos):
-            restored = 0
-            for info in infos:
-                try:
-                    scene.recover(info)
-                    restored += info.n_edits
-                except ViewerError as exc:
-                    self.show_error(str(exc))
-            self.statusBar().showMessage(f"recovered {restored} unsaved region edit(s)", 10_000)
-        else:
-            from viewer.core.recovery import discard
-
-            for info in infos:
-                discard(info)
-
-    def ask_recover(self, infos) -> bool:
-        """The question shown when unsaved edits from a crashed session exist (tests answer it)."""
-        lines = [f"{info.timepoint_label}: {info.summary}, last '{info.last_description}'" for info in infos]
-        answer = QtWidgets.QMessageBox.question(
-            self, "Recover unsaved regions",
-            "The viewer closed without saving region edits:\n" + "\n".join(lines) + "\n\nRecover them?",
-            QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No,
-            QtWidgets.QMessageBox.StandardButton.Yes)
-        return answer == QtWidgets.QMessageBox.StandardButton.Yes
-
-    def ask_take_over(self, message: str) -> bool:
-        """The study is locked by a session this computer cannot check (another host): take
-        the lock over only if the user says that session has ended. Default: no."""
-        answer = QtWidgets.QMessageBox.warning(
-            self, "Study in use",
-            f"{message}.\n\nTake the lock over? Only do so if that session has ended: two sessions "
-            "saving one study overwrite each other's regions.",
-            QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No,
-            QtWidgets.QMessageBox.StandardButton.No)
-        return answer == QtWidgets.QMessageBox.StandardButton.Yes
-
-    def ask_changed_on_disk(self, message: str) -> str:
-        """The study changed on disk since it was opened: ``"reload"`` (reopen it; the unsaved
-        edits come back from the recovery journal, on top of what is saved now),
-        ``"overwrite"`` (save anyway) or ``"cancel"``. Default: reload."""
-        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Warning, "Study changed on disk", message, parent=self)
-        box.setInformativeText("Reload the study and re-apply your unsaved edits on top of what is saved now, or save "
-                               "anyway — this timepoint's saved regions are then replaced by yours.")
-        reload_button = box.addButton("Reload and re-apply my edits", QtWidgets.QMessageBox.ButtonRole.AcceptRole)
-        overwrite_button = box.addButton("Save anyway", QtWidgets.QMessageBox.ButtonRole.DestructiveRole)
-        box.addButton(QtWidgets.QMessageBox.StandardButton.Cancel)
-        box.setDefaultButton(reload_button)
-        box.exec()
-        clicked = box.clickedButton()
-        return "reload" if clicked is reload_button else "overwrite" if clicked is overwrite_button else "cancel"
-
-    def _on_study_locked(self, state, message: str) -> None:
-        """Another session holds the study this window started editing: say so, ask to take
-        over a lock of another host, else continue read-only (the edits stay journaled)."""
-        from viewer.core.io.study_lock import UNVERIFIABLE
-
-        scene = self.scene
-        if scene is None:
-            return
-        if state.status == UNVERIFIABLE and self.ask_take_over(message):
-            try:
-                scene.acquire_lock(take_over=True)
-                return
-            except ViewerError as exc:
-                message = str(exc)
-        self._enter_read_only(f"{message} — this window is read-only; your edits are kept in the recovery journal")
-
-    def _enter_read_only(self, message: str) -> None:
-        self.show_notice(message, title="Study in use")
-        if self.annotation_panel is not None:
-            panel = self.annotation_panel
-            QtCore.QTimer.singleShot(0, lambda: panel.set_read_only(message))  # not inside the stroke's handler
-
     def show_notice(self, message: str, title: str) -> None:
         """A warning the user should read, without stopping the app (tests read ``last_notice``)."""
         self.last_notice = message
@@ -341,68 +206,6 @@ class MainWindow(QtWidgets.QMainWindow):
         box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
         self.statusBar().showMessage(f"error: {message}", 10_000)
-
-    def _choose_study(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open study", "", "Study manifest (study.toml);;All files (*)")
-        if path:
-            self.open(path)
-
-    def _choose_image(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open image", "", "NIfTI (*.nii *.nii.gz);;All files (*)")
-        if path:
-            self.open(path)
-
-    def _choose_dicom_folder(self) -> None:
-        path = QtWidgets.QFileDialog.getExistingDirectory(self, "Open DICOM series folder")
-        if path:
-            self.open(path)
-
-    # -- exam import (the series browser) ------------------------------------------------------------
-    def _choose_exam(self) -> None:
-        path = QtWidgets.QFileDialog.getExistingDirectory(self, "Import DICOM exam (folder, CD or PACS export)")
-        if path:
-            self.import_exam([path])
-
-    def import_exam(self, paths: list[str | os.PathLike[str]], note: str = "") -> QtWidgets.QDialog:
-        """Show the series browser on ``paths`` and scan them; the study it writes is opened."""
-        from viewer.ui.import_dialog import ImportDialog
-
-        if self.import_dialog is not None:
-            self.import_dialog.deleteLater()
-        dialog = self.import_dialog = ImportDialog(paths, note, self)
-        dialog.study_written.connect(self.open)
-        dialog.open()
-        dialog.scan()
-        return dialog
-
-    def _offer_series_browser(self, path: Path) -> bool:
-        """A folder (without study.toml) or DICOMDIR holding several image series: the series
-        browser, instead of only the "contains N series" error. Headers only."""
-        from viewer.core.io.dicom import list_dicom_series
-        from viewer.core.io.dicom_scan import DICOMDIR_NAME
-        from viewer.core.io.study import MANIFEST_NAME
-
-        if not (path.is_dir() and not (path / MANIFEST_NAME).exists()) and path.name.upper() != DICOMDIR_NAME:
-            return False
-        try:
-            found = list_dicom_series(path)
-        except ViewerError:
-            return False  # opening it says what is wrong
-        if len(found) < 2:
-            return False
-        self.import_exam([path], f"{path} holds {len(found)} image series. Choose the role of each (or skip it) "
-                                 "and import them as a new study, which then opens.")
-        return True
-
-    def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:  # noqa: N802
-        if event.mimeData().hasUrls():
-            event.acceptProposedAction()
-
-    def dropEvent(self, event: QtGui.QDropEvent) -> None:  # noqa: N802
-        urls = [u for u in event.mimeData().urls() if u.isLocalFile()]
-        if urls:
-            event.acceptProposedAction()
-            self.open(urls[0].toLocalFile())
 
     # -- scene wiring -------------------------------------------------------------------------------
     def _set_scene(self, scene: Scene, panels: dict[str, QtWidgets.QWidget] | None = None) -> None:
@@ -505,95 +308,6 @@ class MainWindow(QtWidgets.QMainWindow):
         width = max(width * (1.0 + d_width), 1e-6)
         self.scene.set_display("anatomical", levels=(center - width / 2, center + width / 2))
 
-    def _go_to_region(self, label: int) -> None:
-        if self.scene is None:
-            return
-        from viewer.core.spaces import label_box
-
-        labels = self.scene.volumes.get("regions")
-        if labels is None:
-            return
-        box = label_box(np.asarray(labels.data) == label)
-        if box is not None:
-            center = np.array([(b.start + b.stop - 1) / 2 for b in box])
-            self.scene.set_cursor(labels.voxel_to_world_points(center))
-
-    # -- annotation ------------------------------------------------------------------------------
-    def _on_models_changed(self) -> None:
-        """A user model was added: recompute every timepoint's numbers (predictions included)."""
-        if self.scene is not None:
-            self.scene.results.invalidate()
-
-    def _on_tool_changed(self, tool) -> None:
-        for view in self.ortho.views.values():
-            view.tool = tool
-        if tool is not None and hasattr(tool, "on_preview"):
-            tool.on_preview = self._show_lasso
-        self.statusBar().showMessage(f"tool: {tool.name if tool else 'navigate'}", 5000)
-
-    def _show_lasso(self, points) -> None:
-        for view in self.ortho.views.values():
-            view.show_outline(points if points and view.plane is not None and
-                              abs(view.plane.world_to_pixel(np.asarray(points[0]))[2]) < 1e-3 else [])
-
-    def run_action(self, action: str) -> None:
-        """Annotation actions from the panel or the Edit menu."""
-        if self.scene is None:
-            return
-        editable = self.scene.editable()
-        if action == "undo":
-            editable.undo()
-        elif action == "redo":
-            editable.redo()
-        elif action == "interpolate":
-            self._interpolate()
-        elif action == "propose":
-            self._propose()
-        elif action == "carry":
-            count = self.scene.carry_regions()
-            self.statusBar().showMessage(f"regions copied to {count} other timepoint(s)", 8000)
-        elif action == "save":
-            self.save_regions()
-        elif action == "export":
-            self._export_table()
-
-    def _interpolate(self) -> None:
-        from viewer.core.edit_tools import interpolate_slices
-
-        assert self.scene is not None and self.annotation_panel is not None
-        orientation = self.annotation_panel.interpolate_axis.currentText()
-        axis = self.scene.plane(orientation).normal_axis
-        label = self.annotation_panel.options.label
-        edit = interpolate_slices(self.scene.editable(), label, axis)
-        message = "filled between slices" if edit is not None else "nothing to fill: draw the region on two or more slices"
-        self.statusBar().showMessage(message, 8000)
-
-    def _propose(self) -> None:
-        """Core/penumbra proposal from ADC+Tmax or sodium, computed in a worker."""
-        from viewer.core.quant.perfusion import propose_core_penumbra
-
-        scene = self.scene
-        assert scene is not None
-        target = scene.editable().labels
-        volumes = scene.volumes
-        self.statusBar().showMessage("proposing core and penumbra…")
-        self.jobs.submit("propose", lambda: propose_core_penumbra(
-            target, adc=volumes.get("adc"), tmax=volumes.get("tmax"), sodium=volumes.get("sodium")))
-
-    def _apply_proposal(self, proposal) -> None:
-        from viewer.core.edit_tools import apply_proposal
-
-        assert self.scene is not None and self.annotation_panel is not None
-        if proposal.method is None:
-            self.show_error("; ".join(proposal.notes) or "no map to propose core and penumbra from")
-            return
-        panel = self.annotation_panel
-        core = panel.add_region("core")
-        penumbra = panel.add_region("penumbra")
-        apply_proposal(self.scene.editable(), proposal, core, penumbra)
-        self.statusBar().showMessage(
-            f"proposal ({proposal.method}): core {proposal.core_ml:.1f} mL, penumbra {proposal.penumbra_ml:.1f} mL", 10000)
-
     def _on_regions_edited(self, timepoint: str, labels, box) -> None:
         """Redraw only the views an edit crosses (the scene's results re-measure the regions)."""
         assert self.scene is not None
@@ -605,86 +319,6 @@ class MainWindow(QtWidgets.QMainWindow):
             if box is None or axis is None or box[axis].start <= (plane.slice_index or 0) < box[axis].stop:
                 self._refresh(orientation, roles={"regions"})
         self._update_readout()
-
-    def _on_stroke_started(self) -> None:
-        if self.scene is not None:
-            self.scene.results.hold(True)  # during a stroke the numbers follow once, at its end
-
-    def _on_stroke_finished(self) -> None:
-        if self.scene is not None:
-            self.scene.results.hold(False)
-
-    def save_regions(self) -> Path | None:
-        """Save the current timepoint's regions into the study (one transaction, Scene.save_regions).
-
-        Another live session holding the study, or files changed on disk since they were
-        read, are told — never overwritten silently; the edits stay in the recovery journal.
-        Returns the new label map, or None when nothing was saved.
-        """
-        scene = self.scene
-        assert scene is not None
-        if scene.study.manifest is None:
-            self.show_error("regions can be saved only for a study opened from its study.toml", title="Regions not saved")
-            return None
-        try:
-            saved = self._save_with_prompts(scene)
-        except ViewerError as exc:
-            self.show_error(str(exc), title="Regions not saved")
-            return None
-        if saved is None:
-            return None
-        if self.annotation_panel is not None:
-            self.annotation_panel.set_read_only(None)
-        self.statusBar().showMessage(f"regions saved to {saved.map_path}", 8000)
-        return saved.map_path
-
-    def _save_with_prompts(self, scene: Scene):
-        """Save, asking before taking over another host's lock or overwriting files changed on
-        disk; None when the user chose not to save (or to reload)."""
-        from viewer.core.io.study_lock import UNVERIFIABLE, StudyChanged, StudyLocked
-
-        take_over = overwrite = False
-        while True:
-            try:
-                return scene.save_regions(overwrite_changed=overwrite, take_over=take_over)
-            except StudyLocked as exc:
-                if exc.state.status != UNVERIFIABLE or take_over or not self.ask_take_over(str(exc)):
-                    raise
-                take_over = True
-            except StudyChanged as exc:
-                if overwrite:
-                    raise
-                choice = self.ask_changed_on_disk(str(exc))
-                if choice == "overwrite":
-                    overwrite = True
-                    continue
-                if choice == "reload":
-                    self._reload_keeping_edits(scene)
-                else:
-                    self.statusBar().showMessage("regions not saved: the study changed on disk", 10_000)
-                return None
-
-    def _reload_keeping_edits(self, scene: Scene) -> None:
-        """Reopen the study from disk; the unsaved edits are offered back from their journals
-        and replayed on top of what another session saved."""
-        scene.flush_journals()
-        manifest = scene.study.manifest
-        assert manifest is not None
-        self.open(manifest)
-
-    def _export_table(self) -> None:
-        from viewer.core.quant.stats import StudyStats
-
-        assert self.scene is not None
-        current = self.scene.results.latest(self.scene.timepoint.label)
-        if current is None:
-            self.show_error("the region table is still being computed")
-            return
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export region table", "regions.csv", "CSV (*.csv)")
-        if path:
-            from viewer.core.io.labels import export_region_table_csv
-
-            export_region_table_csv(StudyStats(self.scene.study.id, [current], []).to_csv(), path)
 
     def set_layout(self, name: str) -> None:
         self.ortho.set_layout(name)
@@ -821,150 +455,3 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_stats_failed(self, timepoint: str, message: str) -> None:
         self.show_error(message, title="Numbers not computed")
 
-    # -- closing -----------------------------------------------------------------------------------------
-    def unsaved_timepoints(self) -> list[str]:
-        if self.scene is None:
-            return []
-        return [label for label, editable in self.scene.editables().items() if editable.dirty]
-
-    def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802
-        """Unsaved region edits: ask to save, discard or cancel (the journal still holds them)."""
-        unsaved = self.unsaved_timepoints()
-        if unsaved:
-            answer = self.ask_unsaved(unsaved)
-            if answer == QtWidgets.QMessageBox.StandardButton.Cancel:
-                event.ignore()
-                return
-            if answer == QtWidgets.QMessageBox.StandardButton.Save:
-                if self.save_all_regions() is False:
-                    event.ignore()
-                    return
-            else:
-                self._discard_recovery()
-        self.jobs.wait(5_000)
-        self.stats_jobs.wait(5_000)
-        if self.scene is not None:
-            self.scene.close()  # the study lock is released for other windows
-        super().closeEvent(event)
-
-    def ask_unsaved(self, unsaved: list[str]) -> QtWidgets.QMessageBox.StandardButton:
-        """The question shown on close; a method so tests can answer it."""
-        buttons = (QtWidgets.QMessageBox.StandardButton.Save | QtWidgets.QMessageBox.StandardButton.Discard
-                   | QtWidgets.QMessageBox.StandardButton.Cancel)
-        return QtWidgets.QMessageBox.question(
-            self, "Unsaved regions", f"Regions of {', '.join(unsaved)} have unsaved edits. Save them?", buttons,
-            QtWidgets.QMessageBox.StandardButton.Save)
-
-    def save_all_regions(self) -> bool:
-        assert self.scene is not None
-        current = self.scene.timepoint_index
-        ok = True
-        for index, timepoint in enumerate(self.scene.study.timepoints):
-            if timepoint.label in self.unsaved_timepoints():
-                self.scene.set_timepoint(index)
-                ok = self.save_regions() is not None and ok
-        self.scene.set_timepoint(current)
-        return ok
-
-    def _discard_recovery(self) -> None:
-        """The user chose to discard: the recovery journals go too."""
-        if self.scene is not None:
-            self.scene.discard_journals()
-
-    # -- screenshots and about -------------------------------------------------------------------------
-    def save_screenshot(self, path: str | os.PathLike[str], orientation: str | None = None) -> Path:
-        """Save the window (or one view) as PNG, atomically."""
-        from viewer.core.io.atomic import atomic_path
-
-        widget: QtWidgets.QWidget = self if orientation is None else self.ortho.views[orientation]
-        image = widget.grab()
-        if orientation is None:
-            self._paint_3d_frame(image)
-        target = Path(path)
-        with atomic_path(target, suffix=".png") as tmp:
-            if not image.save(str(tmp), "PNG"):
-                raise ViewerError(f"{target}: could not write the PNG")
-        return target
-
-    def _paint_3d_frame(self, image: QtGui.QPixmap) -> None:
-        """Qt cannot grab a native OpenGL child window: paint VTK's own frame in its place."""
-        view = self.ortho.volume_view
-        vtk_widget = getattr(view, "vtk_widget", None)
-        if view is None or vtk_widget is None or not view.isVisible():
-            return
-        frame = np.ascontiguousarray(view.grab_frame())
-        height, width = frame.shape[:2]
-        picture = QtGui.QImage(frame.data, width, height, 3 * width, QtGui.QImage.Format.Format_RGB888).copy()
-        origin = vtk_widget.mapTo(self, QtCore.QPoint(0, 0))
-        painter = QtGui.QPainter(image)
-        target = QtCore.QRectF(origin.x(), origin.y(), vtk_widget.width(), vtk_widget.height())
-        painter.drawImage(target, picture)
-        painter.end()
-
-    def _choose_screenshot(self, orientation: str | None) -> None:
-        name = "window" if orientation is None else orientation
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save screenshot", f"{name}.png", "PNG image (*.png)")
-        if path:
-            try:
-                self.save_screenshot(path, orientation)
-            except ViewerError as exc:
-                self.show_error(str(exc))
-
-    # -- reports ----------------------------------------------------------------------------------
-    def _choose_report(self) -> None:
-        if self.scene is None:
-            self.show_error("open a study first", title="Report not written")
-            return
-        from viewer.ui.report_dialog import ReportDialog
-
-        dialog = ReportDialog(self.scene.study, self.scene.timepoint.label, self.scene.cursor, self.scene.radiological,
-                              self.settings, self)
-        if dialog.exec() != QtWidgets.QDialog.DialogCode.Accepted:
-            return
-        dialog.remember()
-        self.export_report(dialog.output(), dialog.options(), dialog.timepoint_label())
-
-    def export_report(self, output: str | os.PathLike[str], options, timepoint_label: str | None = None) -> bool:
-        """Write the PDF report of the open study in the background (same content as ``viewer report``).
-
-        The edited label maps are copied now, so strokes made while the report is built do not
-        change it; the numbers are computed in the statistics thread. Returns False (with an
-        error dialog) when the output cannot be written; ``report_written`` is emitted when done.
-        """
-        from viewer.core.report import (
-            build_report,
-            check_output_path,
-            inputs_from_snapshot,
-            snapshot_scene,
-            write_report_pdf,
-        )
-
-        if self.scene is None:
-            self.show_error("open a study first", title="Report not written")
-            return False
-        output = Path(output)
-        try:
-            check_output_path(output)
-            snapshot = snapshot_scene(self.scene, timepoint_label)
-        except ViewerError as exc:
-            self.show_error(str(exc), title="Report not written")
-            return False
-
-        def job() -> Path:
-            report = build_report(snapshot.study, inputs_from_snapshot(snapshot), snapshot.models, options)
-            return write_report_pdf(report, output)
-
-        self.statusBar().showMessage(f"Writing report to {output}…")
-        self.stats_jobs.submit("report", job)
-        return True
-
-    def about_text(self) -> str:
-        """The About box: name and version (the same `viewer.__version__` as `--version` and the
-        report footer), what it does, and the licences."""
-        return (f"{APP_NAME} {__version__}\n\nFuses ¹⁹F MRI, SPIO/Gd, PET and sodium maps on anatomy.\n"
-                "Research software — not for clinical decisions.\n\n"
-                "BSD-3-Clause. Demo anatomy: MNI ICBM152 2009 (see resources/anatomy/NOTICE.txt); "
-                "Qt (PySide6) under the LGPL-3.0.")
-
-    def _about(self) -> None:
-        QtWidgets.QMessageBox.about(self, "About", self.about_text())

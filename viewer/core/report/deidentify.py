@@ -47,11 +47,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from itertools import permutations
 from types import CodeType, FunctionType, ModuleType
-from typing import Any, Collection, Iterable, Mapping, Sequence
+from typing import Any
 
 from viewer.core.errors import ViewerError
 

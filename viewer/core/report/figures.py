@@ -12,12 +12,11 @@ loses the name. The x axis shows days after transplantation, never calendar date
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from viewer.core.display import print_color
-from viewer.core.regions import LabelTable
 from viewer.core.quant.stats import (
     TimepointStats,
     course_positions,
@@ -25,6 +24,7 @@ from viewer.core.quant.stats import (
     region_label_of,
     time_course,
 )
+from viewer.core.regions import LabelTable
 
 
 def _same(text: str) -> str:

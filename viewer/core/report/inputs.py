@@ -19,17 +19,18 @@ timepoint's region names and labels are scrubbed.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
+from viewer.core.analysis import prediction_step
 from viewer.core.io.labels import saved_label_table
 from viewer.core.io.nifti import is_nifti_path
 from viewer.core.io.study import Study, Timepoint, load_timepoint
-from viewer.core.analysis import prediction_step
 from viewer.core.quant.stats import TimepointQuantifier, TimepointStats
 from viewer.core.regions import LabelTable
 from viewer.core.report.deidentify import merge_identifiers
