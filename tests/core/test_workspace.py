@@ -254,7 +254,7 @@ def test_a_read_only_study_folder_writes_nothing(tmp_path):
 
 def test_a_folder_refusing_writes_returns_none(tmp_path, monkeypatch):
     """The same as the read-only folder, for runs as root (who may write anywhere)."""
-    import viewer.core.io.atomic as atomic
+    from viewer.core.io import atomic
 
     def refuse(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied")
@@ -265,7 +265,7 @@ def test_a_folder_refusing_writes_returns_none(tmp_path, monkeypatch):
 
 
 def test_other_write_failures_are_viewer_errors(tmp_path, monkeypatch):
-    import viewer.core.io.atomic as atomic
+    from viewer.core.io import atomic
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -10,7 +10,11 @@ from viewer.ui.main_window import MainWindow
 
 @pytest.fixture
 def settings(tmp_path):
-    return QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat)
+    """Private preferences; the shared demo study gets no workspace file written beside it
+    (tests that check the workspace turn it on for their own copy of the study)."""
+    settings = QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat)
+    settings.setValue("workspace/remember", "false")
+    return settings
 
 
 @pytest.fixture

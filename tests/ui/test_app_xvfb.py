@@ -47,6 +47,9 @@ def xvfb():
 def test_real_window_under_xvfb_shows_anatomy_and_overlays(xvfb, demo_manifest, tmp_path):
     probe = tmp_path / "startup.txt"
     shot = tmp_path / "window.png"
+    preferences = tmp_path / "config" / "cell-therapy-viewer" / "viewer.ini"
+    preferences.parent.mkdir(parents=True)
+    preferences.write_text("[workspace]\nremember=false\n")  # no workspace beside the shared demo
     env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}
     env.update(DISPLAY=xvfb, QT_QPA_PLATFORM="xcb", VIEWER_STARTUP_PROBE=str(probe), VIEWER_STARTUP_SCREENSHOT=str(shot),
                XDG_CONFIG_HOME=str(tmp_path / "config"))

@@ -167,3 +167,75 @@ def test_region_panel_receives_the_statistics(window, qtbot):
     assert {t.label for t in window.scene.results.ready()} == {"day 1", "day 7", "day 21"}
     day1 = window.scene.results.latest("day 1")
     assert day1.region("injection site").values["fluorine_cells"] > 50_000
+
+
+def test_workspace_is_saved_beside_the_manifest_and_restored_on_reopening(qtbot, settings, tmp_path, demo_manifest):
+    """PRODUCT.md §5: layout, displays, order, timepoint, cursor and each view's zoom come
+    back when the study is opened again (issue 14)."""
+    import shutil
+
+    from viewer.core.workspace import workspace_path
+    from viewer.ui.main_window import MainWindow
+
+    shutil.copytree(demo_manifest.parent, tmp_path / "study")
+    manifest = tmp_path / "study" / "study.toml"
+    settings.setValue("workspace/remember", "true")
+
+    def opened():
+        win = MainWindow(settings=settings)
+        win.ask_unsaved = lambda unsaved: QtWidgets.QMessageBox.StandardButton.Discard
+        win.ask_recover = lambda infos: False
+        qtbot.addWidget(win)
+        win.resize(1500, 900)
+        win.show()
+        drawn: set[str] = set()
+        win.frame_drawn.connect(drawn.add)
+        assert win.open(manifest)
+        qtbot.waitUntil(lambda: len(drawn) == 3, timeout=20_000)
+        win.jobs.wait()
+        QtWidgets.QApplication.processEvents()
+        return win
+
+    first = opened()
+    scene = first.scene
+    scene.set_timepoint(2)
+    scene.set_display("fluorine", levels=(3.0, 40.0), opacity=0.5, colormap="green")
+    scene.set_display("pet", visible=False)
+    scene.move_layer("gd", +2)
+    scene.set_cursor(scene.cursor + np.array([6.0, -4.0, 3.0]))
+    first.set_layout("1+2")
+    first.jobs.wait()
+    QtWidgets.QApplication.processEvents()
+    axial = first.ortho.views["axial"]
+    (cx, cy), width = axial.view_state()
+    axial._apply_view_state((cx + 10.0, cy - 5.0), width / 2)
+    saved_state = axial.view_state()
+    expected = (scene.timepoint.label, scene.display["fluorine"], scene.display["pet"].visible, list(scene.order),
+                scene.cursor.copy())
+    first.close()
+    assert workspace_path(manifest).exists()
+
+    second = opened()
+    restored = second.scene
+    assert restored.timepoint.label == expected[0] == "day 21"
+    assert restored.display["fluorine"] == expected[1]
+    assert restored.display["pet"].visible is False
+    assert restored.order == expected[3]
+    assert restored.cursor == pytest.approx(expected[4])
+    assert second.ortho.layout_name == "1+2"
+    state = second.ortho.views["axial"].view_state()
+    assert state[0] == pytest.approx(saved_state[0], abs=0.5) and state[1] == pytest.approx(saved_state[1], rel=0.02)
+    second.close()
+
+
+def test_no_workspace_is_written_when_the_reader_turned_it_off(window, demo_manifest):
+    from viewer.core.workspace import workspace_path
+
+    assert not window.workspace_action.isChecked()
+    window.scene.set_display("fluorine", opacity=0.3)
+    window.save_workspace()
+    assert not workspace_path(demo_manifest).exists()
+    window.workspace_action.trigger()  # the reader turns it on: this study's workspace is kept
+    assert window.remembers_workspace()
+    window.workspace_action.trigger()
+    assert not window.remembers_workspace()

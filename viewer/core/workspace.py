@@ -24,10 +24,11 @@ import math
 import numbers
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from viewer.core.display import COLORMAPS, DisplayProps
 from viewer.core.errors import ViewerError, file_error

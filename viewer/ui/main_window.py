@@ -9,7 +9,8 @@ does lives beside it, by responsibility:
 * ``window_opening``   opening studies, crash recovery on opening, the study lock's prompts;
 * ``window_saving``    saving regions with its questions, closing with unsaved edits;
 * ``window_annotation`` the annotation panel's tools and actions;
-* ``window_outputs``   screenshots, the PDF report, the region table's CSV, About.
+* ``window_outputs``   screenshots, the PDF report, the region table's CSV, About;
+* ``window_workspace`` the study workspace restored on opening, saved on leaving.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from viewer.ui.window_annotation import AnnotationActions
 from viewer.ui.window_opening import StudyOpening, recovery_folder_for
 from viewer.ui.window_outputs import WindowOutputs
 from viewer.ui.window_saving import RegionSaving
+from viewer.ui.window_workspace import WorkspaceKeeping
 from viewer.ui.workers import Jobs, slice_job
 
 __all__ = ["MainWindow", "default_settings", "recovery_folder_for"]
@@ -43,7 +45,8 @@ def default_settings() -> QtCore.QSettings:
     return QtCore.QSettings(QtCore.QSettings.Format.IniFormat, QtCore.QSettings.Scope.UserScope, ORGANIZATION, APPLICATION)
 
 
-class MainWindow(StudyOpening, RegionSaving, AnnotationActions, WindowOutputs, QtWidgets.QMainWindow):
+class MainWindow(StudyOpening, RegionSaving, AnnotationActions, WindowOutputs, WorkspaceKeeping,
+                 QtWidgets.QMainWindow):
     """The application window.
 
     Signals:
@@ -110,9 +113,15 @@ class MainWindow(StudyOpening, RegionSaving, AnnotationActions, WindowOutputs, Q
         self._restore_preferences()
         self._autosave = QtCore.QTimer(self)
         self._autosave.setInterval(AUTOSAVE_INTERVAL_MS)
-        self._autosave.timeout.connect(lambda: self.scene.flush_journals() if self.scene is not None else None)
+        self._autosave.timeout.connect(self._autosave_now)
         self._autosave.start()
         self.statusBar().showMessage("Ready")
+
+    def _autosave_now(self) -> None:
+        """Journaled edits forced to disk, and the workspace written if it changed."""
+        if self.scene is not None:
+            self.scene.flush_journals()
+            self.save_workspace()
 
     # -- menus and preferences ------------------------------------------------------------------
     def _build_menus(self) -> None:
@@ -148,6 +157,9 @@ class MainWindow(StudyOpening, RegionSaving, AnnotationActions, WindowOutputs, Q
         self.radiological_action.setCheckable(True)
         self.radiological_action.setChecked(True)
         self._action(view_menu, "&Reset view", self.reset_views, QtGui.QKeySequence("R"))
+        self.workspace_action = self._action(view_menu, "Remember each study's layout and display",
+                                             lambda: self.set_remember_workspace(self.workspace_action.isChecked()))
+        self.workspace_action.setCheckable(True)
         help_menu = self.menuBar().addMenu("&Help")
         self._action(help_menu, "&About", self._about)
 
@@ -167,6 +179,7 @@ class MainWindow(StudyOpening, RegionSaving, AnnotationActions, WindowOutputs, Q
             self.ortho.set_layout(layout)
         radiological = str(self.settings.value("view/radiological", "true")).lower() != "false"
         self.radiological_action.setChecked(radiological)
+        self.workspace_action.setChecked(self.remembers_workspace())
         self._refresh_recent_menu()
 
     def _remember(self, key: str, value: Any) -> None:
@@ -214,6 +227,7 @@ class MainWindow(StudyOpening, RegionSaving, AnnotationActions, WindowOutputs, Q
         it was)."""
         panels = panels if panels is not None else self._build_panels(scene)
         if self.scene is not None and self.scene is not scene:
+            self.save_workspace()
             self.scene.close()  # its lock released; unsaved edits stay in its journals
         self.scene = scene
         self._samples.clear()

@@ -98,6 +98,8 @@ class SliceView(QtWidgets.QWidget):
         self.plane: Plane | None = None
         self.tool = None  # an annotation tool (viewer.ui.tools.Tool) or None to move the cursor
         self._fitted_key: tuple | None = None
+        # a zoom and pan to restore once the first image is up (the study's workspace)
+        self._pending_state: tuple[tuple[float, float], float] | None = None
         self.graphics = pg.GraphicsView(background="k")
         self.view_box = SliceViewBox(self)
         self.graphics.setCentralItem(self.view_box)
@@ -151,6 +153,9 @@ class SliceView(QtWidgets.QWidget):
         if key != self._fitted_key:
             self._fitted_key = key
             self.reset_view()
+        if self._pending_state is not None:  # a restored zoom, once this study's image is up
+            state, self._pending_state = self._pending_state, None
+            self._apply_view_state(*state)
         self._set_letters(plane)
         self.info.setText(info)
         self._place_overlays()
@@ -170,6 +175,26 @@ class SliceView(QtWidgets.QWidget):
         width = self.plane.shape[1] * self.plane.col_step_mm
         height = self.plane.shape[0] * self.plane.row_step_mm
         self.view_box.setRange(QtCore.QRectF(0, 0, width, height), padding=0.02)
+
+    def view_state(self) -> tuple[tuple[float, float], float] | None:
+        """The zoom and pan: the visible centre (mm in the plane, from its first pixel's
+        corner) and the visible width (mm); None before the first image."""
+        if self.plane is None:
+            return None
+        (x0, x1), (y0, y1) = self.view_box.viewRange()
+        return ((x0 + x1) / 2, (y0 + y1) / 2), float(x1 - x0)
+
+    def set_view_state(self, center_mm: tuple[float, float], width_mm: float) -> None:
+        """Show ``width_mm`` around ``center_mm`` (the height follows the view's aspect), from
+        the next image on (a study being opened has not drawn its first image yet)."""
+        self._pending_state = ((float(center_mm[0]), float(center_mm[1])), float(width_mm))
+
+    def _apply_view_state(self, center_mm: tuple[float, float], width_mm: float) -> None:
+        (x0, x1), (y0, y1) = self.view_box.viewRange()
+        height = width_mm * (y1 - y0) / (x1 - x0) if x1 > x0 else width_mm
+        cx, cy = center_mm
+        self.view_box.setRange(xRange=(cx - width_mm / 2, cx + width_mm / 2),
+                               yRange=(cy - height / 2, cy + height / 2), padding=0)
 
     def world_at(self, view_point: QtCore.QPointF) -> np.ndarray | None:
         """World mm under a point in view (mm) coordinates."""

@@ -54,6 +54,7 @@ class StudyOpening:
             self.show_error(f"{path}: unexpected {type(exc).__name__}: {exc}")
             return False
         self._set_scene(scene, panels)
+        self._restore_workspace(scene)
         self._add_recent(Path(path).resolve())
         if self._reconcile(scene):
             self._offer_recovery(scene)

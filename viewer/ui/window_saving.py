@@ -95,6 +95,7 @@ class RegionSaving:
                     return
             else:
                 self._discard_recovery()
+        self.save_workspace()
         self.jobs.wait(5_000)
         self.stats_jobs.wait(5_000)
         if self.scene is not None:
