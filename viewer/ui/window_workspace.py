@@ -11,10 +11,18 @@ readers who must not write into a study folder.
 
 from __future__ import annotations
 
+from viewer.core.errors import ViewerError
 from viewer.core.scene import Scene
-from viewer.core.workspace import ViewState, Workspace, apply, capture, read_workspace, to_json, write_workspace
+from viewer.core.workspace import (
+    ViewState,
+    Workspace,
+    apply,
+    capture,
+    read_workspace,
+    to_json,
+    write_workspace,
+)
 from viewer.ui.ortho import LAYOUTS
-
 
 #: the setting that keeps (true, the default) or ignores every study's workspace
 REMEMBER_KEY = "workspace/remember"
@@ -53,7 +61,7 @@ class WorkspaceKeeping:
             return
         try:
             write_workspace(scene.study.manifest, workspace)
-        except Exception as exc:  # a convenience: never stop a close or a study switch
+        except ViewerError as exc:  # a convenience: never stop a close or a study switch
             self.statusBar().showMessage(f"workspace not saved: {exc}", 10_000)
             return
         self._workspace_written = text
