@@ -41,6 +41,9 @@ def test_out_of_range_warning_is_visible(window, qtbot):
     stats = window.scene.results.latest(window.scene.timepoint.label)
     penumbra = stats.region("penumbra")
     penumbra.values["sodium_mean_mM"] = 140.0  # far outside the training range
+    from viewer.core.predict import fill_predictions
+
+    fill_predictions(stats, window.scene.models())  # the analysis step of every result, run again
     panel.show_stats(stats)
     regions = _texts(panel.table, 0)
     warning = panel.table.item(regions.index("penumbra"), 4).text()
@@ -65,3 +68,16 @@ def test_adding_a_user_model_shows_it_side_by_side(window, qtbot, tmp_path):
     (tmp_path / "bad.onnx").write_text("not a model")
     assert panel.add_model(tmp_path / "bad.onnx", tmp_path / "site.json") is None
     assert "error:" in panel.status.text()
+
+
+def test_the_panel_shows_the_results_predictions_without_running_the_models(window, qtbot, monkeypatch):
+    """The predictions are part of the scene's result (its prediction step): the panel only
+    shows them, so a model runs once per result, not once more per widget (issue 14)."""
+    _wait_predictions(qtbot, window)
+    stats = window.scene.results.latest(window.scene.timepoint.label)
+    runs = []
+    for model in window.scene.models():
+        monkeypatch.setattr(model, "predict_many", lambda rows, m=model: runs.append(m) or [])
+    window.prediction_panel.show_stats(stats)
+    assert runs == []
+    assert window.prediction_panel.table.rowCount() > 0

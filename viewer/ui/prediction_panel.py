@@ -13,7 +13,7 @@ from typing import Any
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from viewer.core.errors import ViewerError
-from viewer.core.predict import Prediction, PredictionModel, load_model, predict_regions
+from viewer.core.predict import Prediction, PredictionModel, load_model, predictions_of
 from viewer.core.quant.stats import TimepointStats
 from viewer.core.scene import Scene
 from viewer.ui.colorbar import SceneLink
@@ -100,7 +100,7 @@ class PredictionPanel(QtWidgets.QWidget):
             self.status.setText("No prediction model: add one (ONNX file + JSON model card).")
             self.table.setRowCount(0)
             return
-        self.results = predict_regions(stats, models)
+        self.results = predictions_of(stats, models)  # the result's own (computed by the scene's results)
         self.status.setText(f"Predictions for {stats.label}")
         self._rows = []
         for region in stats.regions:

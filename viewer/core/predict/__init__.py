@@ -40,6 +40,7 @@ from viewer.core.predict.model import (
     load_models,
     missing_reason,
     predict_regions,
+    predictions_of,
     prediction_entry,
     predictions_for,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "missing_reason",
     "parse_card",
     "predict_regions",
+    "predictions_of",
     "prediction_entry",
     "predictions_for",
     "region_features",

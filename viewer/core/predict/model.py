@@ -556,12 +556,31 @@ def prediction_entry(model: PredictionModel, prediction: Prediction) -> dict[str
     }
 
 
+#: Where :func:`fill_predictions` keeps every model's full :class:`Prediction` of every region
+#: (``stats.details[PREDICTIONS_KEY]``: {label: [(model, prediction)]}), so the prediction
+#: panel and the report show the predictions of the result itself instead of running the
+#: models again.
+PREDICTIONS_KEY = "predictions"
+
+
 def predictions_for(stats: TimepointStats, models: Sequence[PredictionModel]) -> dict[int, list[dict[str, Any]]]:
     """For `viewer stats`: {region label: [schema ``prediction`` dict per model, in model order]}."""
     return {
         label: [prediction_entry(model, prediction) for model, prediction in pairs]
-        for label, pairs in predict_regions(stats, models).items()
+        for label, pairs in predictions_of(stats, models).items()
     }
+
+
+def predictions_of(stats: TimepointStats, models: Sequence[PredictionModel]
+                   ) -> dict[int, list[tuple[PredictionModel, Prediction]]]:
+    """The predictions a result was given by its prediction step when they were made with
+    ``models`` (the same model objects, in order), else computed now."""
+    kept = stats.details.get(PREDICTIONS_KEY)
+    if kept is not None and all(
+            [id(m) for m, _ in pairs] == [id(m) for m in models] for pairs in kept.values()) \
+            and set(kept) == {r.label for r in stats.regions}:
+        return kept
+    return predict_regions(stats, models)
 
 
 def fill_predictions(stats: TimepointStats, models: Sequence[PredictionModel]) -> None:
@@ -571,9 +590,11 @@ def fill_predictions(stats: TimepointStats, models: Sequence[PredictionModel]) -
     if not models:
         stats.notes.append("predictions: no prediction model is configured")
         return
-    by_label = predictions_for(stats, models)
+    pairs = predict_regions(stats, models)
+    stats.details[PREDICTIONS_KEY] = pairs
     for region in stats.regions:
-        region.values["prediction"] = by_label.get(region.label) or None
+        entries = [prediction_entry(model, prediction) for model, prediction in pairs.get(region.label, [])]
+        region.values["prediction"] = entries or None
     for model in models:
         card = model.card
         if card.demonstration:
@@ -593,7 +614,9 @@ __all__ = [
     "load_model",
     "load_models",
     "missing_reason",
+    "PREDICTIONS_KEY",
     "predict_regions",
     "prediction_entry",
+    "predictions_of",
     "predictions_for",
 ]

@@ -467,9 +467,9 @@ def _section(build: _Builder, item: TimepointInput) -> TimepointSection:
     key_images, images_caption = _key_images(build, item)
     results = {}
     if build.models:
-        from viewer.core.predict import predict_regions
+        from viewer.core.predict import predictions_of
 
-        results = predict_regions(stats, build.models)
+        results = predictions_of(stats, build.models)
     return TimepointSection(
         label=label,
         heading=heading,
