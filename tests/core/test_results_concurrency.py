@@ -117,3 +117,27 @@ def test_edits_while_stats_and_slice_jobs_run_end_exact_and_untorn(demo_manifest
     assert delivered >= 5, f"only {delivered} responses came from workers"
     assert scene.results.version(label_of_tp) == editable.version
     assert snapshot(scene.results.latest(label_of_tp)) == snapshot(from_scratch(scene))
+
+
+def test_a_failed_job_leaves_the_numbers_marked_stale_and_the_next_edit_retries(demo_manifest, monkeypatch):
+    from viewer.core.quant.stats import TimepointQuantifier
+
+    scene = Scene(load_study(demo_manifest))
+    label = scene.timepoint.label
+    failures: list[str] = []
+    scene.events.connect("stats_failed", lambda **info: failures.append(info["message"]))
+    scene.results.request([label])
+    first = scene.results.latest(label)
+    editable = scene.editable()
+    region = editable.table.label_of("injection site")
+    centre = np.argwhere(np.asarray(editable.data) == region).mean(axis=0).astype(int)
+    original = TimepointQuantifier.recompute
+    monkeypatch.setattr(TimepointQuantifier, "recompute", lambda *a, **k: (_ for _ in ()).throw(MemoryError("boom")))
+    box = tuple(slice(int(c) - 2, int(c) + 2) for c in centre)
+    assert editable.paint_mask("erase", box, np.ones((4, 4, 4), bool), 0) is not None
+    assert failures and "boom" in failures[-1]
+    assert scene.results.latest(label) is first and not scene.results.is_current(label)
+    monkeypatch.setattr(TimepointQuantifier, "recompute", original)
+    assert editable.paint_mask("brush", box, np.ones((4, 4, 4), bool), region) is not None
+    assert scene.results.is_current(label) and scene.results.version(label) == editable.version
+    assert snapshot(scene.results.latest(label)) == snapshot(from_scratch(scene))

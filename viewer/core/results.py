@@ -264,8 +264,12 @@ class StudyResults:
             return  # not the request out (the study was reopened): nothing to merge
         del self._in_flight[label]
         self._release(request)
-        if outcome.error is not None:
+        if outcome.error is not None:  # the numbers stay as they were, and say they are stale
             self.last_error = f"{label}: {outcome.error}"
+            if request.touched is None:
+                self._wanted.add(label)
+            else:
+                self._pending.setdefault(label, set()).update(request.touched)
             self._scene.events.emit("stats_failed", timepoint=label, message=self.last_error)
             return
         if request.epoch != self._epoch:  # asked before a model was added: measure again
