@@ -349,3 +349,14 @@ def test_recolour_and_rename_change_views_swatch_table_and_time_course(window, q
     curves = window.region_panel.plot.curves
     assert "graft A" in curves
     assert curves["graft A"][0].opts["pen"].color().getRgb()[:3] == blue
+
+
+def test_after_a_small_edit_the_table_says_its_numbers_are_current(window, qtbot):
+    """A small edit is measured at once: its numbers follow the 'regions' event, so the
+    table's status does not stay on "updating…" over numbers that are already new."""
+    _wait_stats(qtbot, window)
+    scene = window.scene
+    label = scene.label_table().label_of("injection site")
+    scene.editable().rename(label, "graft A")
+    assert scene.results.is_current(scene.timepoint.label)
+    assert window.region_panel.status_label.text() == f"Numbers of {scene.timepoint.label}"

@@ -63,7 +63,7 @@ def test_adding_a_user_model_shows_it_side_by_side(window, qtbot, tmp_path):
     panel = window.prediction_panel
     before = panel.table.rowCount()
     assert panel.add_model(tmp_path / "site.onnx", tmp_path / "site.json") is not None
-    assert panel.table.rowCount() == 2 * before
+    qtbot.waitUntil(lambda: panel.table.rowCount() == 2 * before, timeout=30_000)
     assert "My site model 2.0" in _texts(panel.table, 1)
     (tmp_path / "bad.onnx").write_text("not a model")
     assert panel.add_model(tmp_path / "bad.onnx", tmp_path / "site.json") is None

@@ -553,8 +553,10 @@ class Scene:
 
     def _on_labels_edited(self, timepoint: Timepoint, labels: set[int], box) -> None:
         self._claim_for_editing()
-        self.results.labels_edited(timepoint.label, labels, box)
+        # first what changed (views redraw, the table says "updating"), then the numbers: a
+        # small edit is measured at once and its "stats" event must come after "regions"
         self.events.emit("regions", timepoint=timepoint.label, labels=frozenset(labels), box=box)
+        self.results.labels_edited(timepoint.label, labels, box)
 
     # -- quantification ---------------------------------------------------------------------------
     def make_quantifier(self, timepoint: Timepoint, snapshot: LabelSnapshot | None = None) -> TimepointQuantifier:

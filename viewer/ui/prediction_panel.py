@@ -208,8 +208,7 @@ class PredictionPanel(QtWidgets.QWidget):
             return None
         self.scene.add_model(model)
         self._show_cards()
-        if self.stats is not None:
-            self.show_stats(self.stats)
-        self.models_changed.emit()
+        self.status.setText(f"Predictions of {model.card.name} {model.card.version} are being computed…")
+        self.models_changed.emit()  # the numbers are measured again; their "stats" event shows them
         return model
 

@@ -557,10 +557,14 @@ def prediction_entry(model: PredictionModel, prediction: Prediction) -> dict[str
 
 
 #: Where :func:`fill_predictions` keeps every model's full :class:`Prediction` of every region
-#: (``stats.details[PREDICTIONS_KEY]``: {label: [(model, prediction)]}), so the prediction
-#: panel and the report show the predictions of the result itself instead of running the
-#: models again.
+#: (``stats.details[PREDICTIONS_KEY]``: the models' (name, version) in order, and per region
+#: label one Prediction per model — plain data, no model objects), so the prediction panel and
+#: the report show the predictions of the result itself instead of running the models again.
 PREDICTIONS_KEY = "predictions"
+
+
+def _model_keys(models: Sequence[PredictionModel]) -> list[tuple[str, str]]:
+    return [(m.card.name, m.card.version) for m in models]
 
 
 def predictions_for(stats: TimepointStats, models: Sequence[PredictionModel]) -> dict[int, list[dict[str, Any]]]:
@@ -573,13 +577,12 @@ def predictions_for(stats: TimepointStats, models: Sequence[PredictionModel]) ->
 
 def predictions_of(stats: TimepointStats, models: Sequence[PredictionModel]
                    ) -> dict[int, list[tuple[PredictionModel, Prediction]]]:
-    """The predictions a result was given by its prediction step when they were made with
-    ``models`` (the same model objects, in order), else computed now."""
+    """{label: [(model, prediction)]}: the predictions the result's prediction step made, when
+    it ran with these models (same names and versions, same order), else computed now."""
     kept = stats.details.get(PREDICTIONS_KEY)
-    if kept is not None and all(
-            [id(m) for m, _ in pairs] == [id(m) for m in models] for pairs in kept.values()) \
-            and set(kept) == {r.label for r in stats.regions}:
-        return kept
+    if kept is not None and kept["models"] == _model_keys(models) and set(kept["by_label"]) == {
+            r.label for r in stats.regions}:
+        return {label: list(zip(models, predictions)) for label, predictions in kept["by_label"].items()}
     return predict_regions(stats, models)
 
 
@@ -591,7 +594,8 @@ def fill_predictions(stats: TimepointStats, models: Sequence[PredictionModel]) -
         stats.notes.append("predictions: no prediction model is configured")
         return
     pairs = predict_regions(stats, models)
-    stats.details[PREDICTIONS_KEY] = pairs
+    stats.details[PREDICTIONS_KEY] = {"models": _model_keys(models),
+                                      "by_label": {label: [p for _, p in row] for label, row in pairs.items()}}
     for region in stats.regions:
         entries = [prediction_entry(model, prediction) for model, prediction in pairs.get(region.label, [])]
         region.values["prediction"] = entries or None
