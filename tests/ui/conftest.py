@@ -17,19 +17,26 @@ def settings(tmp_path):
     return settings
 
 
-@pytest.fixture
-def window(qtbot, settings, demo_manifest):
+def open_window(qtbot, settings, manifest, size=(1500, 900)):
+    """A shown MainWindow with private settings, opened on ``manifest``, its three views drawn.
+    The questions it could ask are answered: discard unsaved regions, do not recover."""
     win = MainWindow(settings=settings)
     # never block the test run on the "unsaved regions" question when pytest-qt closes the window
     win.ask_unsaved = lambda unsaved: QtWidgets.QMessageBox.StandardButton.Discard
     win.ask_recover = lambda infos: False
     qtbot.addWidget(win)
-    win.resize(1500, 900)
+    win.resize(*size)
     win.show()
     drawn: set[str] = set()
     win.frame_drawn.connect(drawn.add)
-    assert win.open(demo_manifest)
+    assert win.open(manifest)
     qtbot.waitUntil(lambda: len(drawn) == 3, timeout=20_000)
+    return win
+
+
+@pytest.fixture
+def window(qtbot, settings, demo_manifest):
+    win = open_window(qtbot, settings, demo_manifest)
     yield win
     win.jobs.wait()
 

@@ -10,6 +10,8 @@ import pytest
 from PySide6 import QtCore, QtGui, QtWidgets
 from PySide6.QtTest import QTest
 
+from tests.ui.conftest import open_window as _open_window
+
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
@@ -194,21 +196,6 @@ def test_killed_app_offers_recovery_and_restores_exactly(qtbot, tmp_path, study_
     assert editable.table.label_of("drawn before the crash") is not None
     assert editable.dirty
     win.jobs.wait()
-
-
-def _open_window(qtbot, settings, manifest):
-    from viewer.ui.main_window import MainWindow
-
-    win = MainWindow(settings=settings)
-    win.ask_unsaved = lambda unsaved: QtWidgets.QMessageBox.StandardButton.Discard
-    win.ask_recover = lambda infos: False
-    qtbot.addWidget(win)
-    win.show()
-    drawn: set[str] = set()
-    win.frame_drawn.connect(drawn.add)
-    assert win.open(manifest)
-    qtbot.waitUntil(lambda: len(drawn) == 3, timeout=20_000)
-    return win
 
 
 def test_second_window_on_a_study_is_told_and_reloads_without_losing_edits(qtbot, settings, study_copy, tmp_path):

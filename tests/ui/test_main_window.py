@@ -174,24 +174,15 @@ def test_workspace_is_saved_beside_the_manifest_and_restored_on_reopening(qtbot,
     back when the study is opened again (issue 14)."""
     import shutil
 
+    from tests.ui.conftest import open_window
     from viewer.core.workspace import workspace_path
-    from viewer.ui.main_window import MainWindow
 
     shutil.copytree(demo_manifest.parent, tmp_path / "study")
     manifest = tmp_path / "study" / "study.toml"
     settings.setValue("workspace/remember", "true")
 
     def opened():
-        win = MainWindow(settings=settings)
-        win.ask_unsaved = lambda unsaved: QtWidgets.QMessageBox.StandardButton.Discard
-        win.ask_recover = lambda infos: False
-        qtbot.addWidget(win)
-        win.resize(1500, 900)
-        win.show()
-        drawn: set[str] = set()
-        win.frame_drawn.connect(drawn.add)
-        assert win.open(manifest)
-        qtbot.waitUntil(lambda: len(drawn) == 3, timeout=20_000)
+        win = open_window(qtbot, settings, manifest)
         win.jobs.wait()
         QtWidgets.QApplication.processEvents()
         return win
