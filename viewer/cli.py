@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--at", metavar="X,Y,Z", help="world point in mm (default: strongest 19F hotspot)")
     render.add_argument("--timepoint", metavar="LABEL", help="timepoint label (default: the first)")
     render.add_argument("--neurological", action="store_true", help="patient left on screen left")
+    render.add_argument("--protocol", metavar="NAME",
+                        help="display protocol: which layers show (cell tracking, viability, PET, perfusion, all; "
+                             "default: cell tracking when there is a 19F map)")
     render.add_argument("-o", "--output", required=True, type=Path, help="PNG file to write")
 
     report = commands.add_parser("report", help="write the PDF report of a study (PRODUCT.md §6)")
@@ -80,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--reviewer", metavar="NAME", help="reviewer named on the report")
     report.add_argument("--at", metavar="X,Y,Z", help="world point in mm for the key images (default: each timepoint's strongest 19F hotspot)")
     report.add_argument("--neurological", action="store_true", help="patient left on screen left in the key images")
+    report.add_argument("--protocol", metavar="NAME", help="display protocol of the key images (as for render)")
 
     import_ = commands.add_parser("import", help="make a study from a DICOM exam or BIDS NIfTI folders (PRODUCT.md §8)")
     import_.add_argument("paths", nargs="+", type=Path, metavar="PATH",
@@ -246,6 +250,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
     from viewer.core.io.labels import saved_label_table
     from viewer.core.io.study import load_timepoint, open_path
     from viewer.core.layers import build_layers, default_focus, parse_point
+    from viewer.core.protocols import default_protocol, protocol
     from viewer.core.render import render_view
 
     if args.output.suffix.lower() != ".png":
@@ -253,6 +258,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
     target = check_output(args.output)
     study = open_path(args.study)
     timepoint = study.timepoint(args.timepoint) if args.timepoint else study.timepoints[0]
+    chosen = protocol(args.protocol) if args.protocol else None  # a bad name fails before loading
     volumes = load_timepoint(study, timepoint)
     table = saved_label_table(timepoint)
     if args.at:
@@ -262,7 +268,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
             raise ViewerError(f"--at: {exc}") from None
     else:
         point = default_focus(volumes, table.names)
-    layers = build_layers(volumes, table)
+    layers = build_layers(volumes, table, protocol=chosen or default_protocol(volumes))
     title = f"{study.id} · {timepoint.label}"
     path = render_view(layers, args.view, point, args.output, radiological=not args.neurological, title=title)
     _print_output(path, target.in_place)
@@ -283,8 +289,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
             point = parse_point(args.at)
         except ValueError as exc:
             raise ViewerError(f"--at: {exc}") from None
+    if args.protocol:
+        from viewer.core.protocols import protocol
+
+        protocol(args.protocol)  # a bad name fails before anything is loaded
     options = ReportOptions(deidentify=args.deidentify, reviewer=args.reviewer, focus=point,
-                            radiological=not args.neurological)
+                            radiological=not args.neurological, protocol=args.protocol)
     _print_output(report_from_study(args.study, args.output, options, args.timepoint), target.in_place)
     return 0
 

@@ -162,8 +162,11 @@ def test_every_page_renders_with_content(demo_report, tmp_path):
         ink = (grey < 200).mean()
         assert ink > 0.005, f"{path.name} is blank"
     first_timepoint = np.asarray(Image.open(pages[1]).convert("RGB"), dtype=float)
+    # the fused key images are on the timepoint's first page: dark view backgrounds, grey
+    # anatomy (the default protocol) and the coloured cells and regions on it
+    dark = (first_timepoint.max(axis=2) < 40).mean()
     colourful = (np.ptp(first_timepoint, axis=2) > 60).mean()
-    assert colourful > 0.03  # the fused key images are on the timepoint's first page
+    assert dark > 0.03 and colourful > 0.001
 
 
 def test_one_timepoint_and_a_chosen_point(demo_manifest, tmp_path, capsys):

@@ -36,8 +36,11 @@ def study(demo_manifest):
 
 @pytest.fixture
 def scene(study):
-    """A fresh scene per test (display state is per scene; volumes are re-read lazily)."""
-    return Scene(study)
+    """A fresh scene per test (display state is per scene; volumes are re-read lazily), with
+    every layer shown (the "all" protocol): these tests edit and stack every overlay."""
+    scene = Scene(study)
+    scene.set_protocol("all")
+    return scene
 
 
 @pytest.fixture

@@ -130,8 +130,17 @@ def default_display(volume: Volume, exclude: np.ndarray | None = None) -> Displa
     if role == "fluorine":
         # Magnitude noise is Rayleigh: median = σ·√(2 ln 2). Show from 3.5σ (the detection
         # threshold of §3) up to the brightest voxel, so a single hot voxel reaches the top.
-        sigma = float(np.median(_subsample(finite))) / np.sqrt(2 * np.log(2))
+        # A masked reconstruction is mostly exact zeros (no noise there): σ comes from the
+        # voxels that hold signal, and the zeros are never shown (else the whole field of
+        # view would be drawn at the bottom of the colormap).
+        sample = _subsample(finite)
+        nonzero = sample[sample != 0]
+        basis = nonzero if nonzero.size and nonzero.size < 0.5 * sample.size else sample
+        sigma = float(np.median(np.abs(basis))) / np.sqrt(2 * np.log(2))
         low = 3.5 * sigma
+        if low <= 0:
+            positive = finite[finite > 0]
+            low = float(positive.min()) * 0.5 if positive.size else 1.0
         high = float(finite.max())
         return DisplayProps(colormap, (low, max(high, low + 1e-6)), (low, np.inf), opacity)
     if role in ("spio", "gd"):

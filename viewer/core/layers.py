@@ -8,6 +8,7 @@ import numpy as np
 from scipy import ndimage
 
 from viewer.core.display import DisplayProps, default_display
+from viewer.core.protocols import Protocol
 from viewer.core.quant.fluorine import clusters_touching
 from viewer.core.regions import LabelTable
 from viewer.core.render import Layer
@@ -43,7 +44,7 @@ def calibration_mask(volumes: Mapping[str, Volume], names: Mapping[int, str], ta
 
 
 def build_layers(volumes: Mapping[str, Volume], table: LabelTable,
-                 displays: dict[str, DisplayProps] | None = None) -> list[Layer]:
+                 displays: dict[str, DisplayProps] | None = None, protocol: Protocol | None = None) -> list[Layer]:
     """Layers in :data:`LAYER_ORDER` (anatomy first) with default displays; the label map
     is drawn with ``table`` (names and colours: :func:`viewer.core.io.labels.saved_label_table`
     for a study on disk, the edited table in the window).
@@ -61,6 +62,8 @@ def build_layers(volumes: Mapping[str, Volume], table: LabelTable,
         if display is None:
             exclude = calibration_mask(volumes, table.names, volume) if role == "fluorine" else None
             display = default_display(volume, exclude)
+            if protocol is not None:  # a new role is shown or hidden by the protocol
+                display = protocol.applied_to({role: display})[role]
             if displays is not None:
                 displays[role] = display
         layers.append(Layer(volume, display, table if role == "regions" else LabelTable()))

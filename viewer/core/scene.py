@@ -43,6 +43,7 @@ from viewer.core.io.study_lock import (
     file_state,
 )
 from viewer.core.layers import LAYER_ORDER, build_layers, default_focus
+from viewer.core.protocols import default_protocol, protocol
 from viewer.core.quant.stats import TimepointQuantifier, TimepointStats
 from viewer.core.recovery import (
     RecoveryInfo,
@@ -99,6 +100,7 @@ class Scene:
     ``regions`` (timepoint=..., labels=..., box=...: the label map or its table changed),
     ``stats`` (timepoint=..., version=..., current=...: new numbers in :attr:`results`),
     ``stats_failed`` (timepoint=..., message=...),
+    ``protocol`` (protocol=...: another display protocol was chosen),
     ``lock`` (state=..., message=...: another session holds the study, this one cannot save),
     ``saved`` (timepoint=..., path=...: a timepoint's regions were saved).
     """
@@ -138,6 +140,8 @@ class Scene:
         self.order: list[str] = list(LAYER_ORDER)
         self.radiological = radiological
         self._timepoint = self._checked_index(timepoint)
+        #: the display protocol (which layers show): the default for this study's images
+        self.protocol: str = default_protocol(self.volumes).name
         self._adopt_display(self.volumes)
         self.cursor = np.asarray(default_focus(self.volumes, self.region_names()), dtype=float)
 
@@ -184,8 +188,28 @@ class Scene:
         self.events.emit("timepoint", index=index)
 
     def _adopt_display(self, volumes: dict[str, Volume]) -> None:
-        """Give roles seen for the first time their default display (levels from this volume)."""
+        """Give roles seen for the first time their default display (levels from this volume),
+        shown or hidden by the current protocol."""
+        new = {role for role in volumes if role not in self._display}
         build_layers(volumes, self.label_table(), self._display)  # part of the timepoint change
+        shown = protocol(self.protocol).applied_to({role: self._display[role] for role in new if role in self._display})
+        self._display.update(shown)
+
+    def set_protocol(self, name: str) -> None:
+        """Show the layers of a display protocol (PRODUCT.md §5); levels and colormaps stay.
+
+        Raises:
+            ViewerError: no protocol has that name (the message lists them).
+        """
+        chosen = protocol(name)
+        with self.events.batch():
+            for role, props in chosen.applied_to(self._display).items():
+                if props != self._display[role]:
+                    self._display[role] = props
+                    self.events.emit("display", role=role)
+            if chosen.name != self.protocol:
+                self.protocol = chosen.name
+                self.events.emit("protocol", protocol=chosen.name)
 
     # -- layers -------------------------------------------------------------------------------
     @property
@@ -347,7 +371,8 @@ class Scene:
                 np.zeros(anatomy.shape, np.uint8), anatomy.voxel_to_world, role="regions", name=f"{timepoint.label} regions"
             )
             if "regions" not in self._display:
-                self._display["regions"] = default_display(volumes["regions"])
+                self._display["regions"] = protocol(self.protocol).applied_to(
+                    {"regions": default_display(volumes["regions"])})["regions"]
                 self.events.emit("display", role="regions")
         editable = EditableLabels(volumes["regions"], self.label_table(timepoint))
         if self.recovery_folder is not None:

@@ -110,6 +110,7 @@ class MainWindow(StudyOpening, RegionSaving, AnnotationActions, WindowOutputs, W
             view.stroke_started.connect(self._on_stroke_started)
             view.stroke_finished.connect(self._on_stroke_finished)
         self._build_menus()
+        self._build_toolbar()
         self._restore_preferences()
         self._autosave = QtCore.QTimer(self)
         self._autosave.setInterval(AUTOSAVE_INTERVAL_MS)
@@ -162,6 +163,31 @@ class MainWindow(StudyOpening, RegionSaving, AnnotationActions, WindowOutputs, W
         self.workspace_action.setCheckable(True)
         help_menu = self.menuBar().addMenu("&Help")
         self._action(help_menu, "&About", self._about)
+
+    def _build_toolbar(self) -> None:
+        """The reading toolbar: the display protocol (which layers show, PRODUCT.md §5)."""
+        from viewer.core.protocols import PROTOCOLS
+
+        bar = self.addToolBar("Display")
+        bar.setObjectName("display-toolbar")
+        bar.setMovable(False)
+        bar.addWidget(QtWidgets.QLabel(" Protocol: "))
+        self.protocol_combo = QtWidgets.QComboBox()
+        for name, preset in PROTOCOLS.items():
+            self.protocol_combo.addItem(name, name)
+            self.protocol_combo.setItemData(self.protocol_combo.count() - 1, preset.description,
+                                            QtCore.Qt.ItemDataRole.ToolTipRole)
+        self.protocol_combo.setEnabled(False)
+        self.protocol_combo.activated.connect(
+            lambda index: self.scene.set_protocol(self.protocol_combo.itemData(index)) if self.scene else None)
+        bar.addWidget(self.protocol_combo)
+
+    def _on_protocol(self, **_: Any) -> None:
+        if self.scene is None:
+            return
+        with QtCore.QSignalBlocker(self.protocol_combo):
+            self.protocol_combo.setCurrentIndex(max(0, self.protocol_combo.findData(self.scene.protocol)))
+        self.protocol_combo.setEnabled(True)
 
     def _action(self, menu: QtWidgets.QMenu, text: str, slot, shortcut: Any = None) -> QtGui.QAction:
         action = QtGui.QAction(text, self)
@@ -242,8 +268,10 @@ class MainWindow(StudyOpening, RegionSaving, AnnotationActions, WindowOutputs, W
         scene.events.connect("regions", self._on_regions_edited)
         scene.events.connect("lock", self._on_study_locked)
         scene.events.connect("stats", self._on_stats)
+        scene.events.connect("protocol", self._on_protocol)
         scene.events.connect("stats_failed", self._on_stats_failed)
         self._install_panels(scene, panels)
+        self._on_protocol()
         title = scene.study.id if scene.study.manifest else scene.study.timepoints[0].label
         self.setWindowTitle(f"{title} — Cell-therapy viewer")
         self._stats_requested = False

@@ -8,6 +8,7 @@ change it).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -97,6 +98,10 @@ class WindowOutputs:
         except ViewerError as exc:
             self.show_error(str(exc), title="Report not written")
             return False
+
+        if options.displays is None:  # the key images look like the views on screen
+            options = dataclasses.replace(options, protocol=options.protocol or self.scene.protocol,
+                                          displays=dict(self.scene.display))
 
         def job() -> Path:
             report = build_report(snapshot.study, inputs_from_snapshot(snapshot), snapshot.models, options)

@@ -48,7 +48,7 @@ class WorkspaceKeeping:
             state = view.view_state()
             if state is not None:
                 views[orientation] = ViewState(state[0], state[1])
-        return capture(self.scene, layout=self.ortho.layout_name, views=views)
+        return capture(self.scene, layout=self.ortho.layout_name, protocol=self.scene.protocol, views=views)
 
     def save_workspace(self) -> None:
         """Write the workspace beside the manifest when it changed since last written."""
@@ -74,6 +74,11 @@ class WorkspaceKeeping:
         workspace, problem = read_workspace(scene.study.manifest)
         notes = [problem] if problem else []
         if workspace is not None:
+            if workspace.protocol:
+                try:
+                    scene.set_protocol(workspace.protocol)  # then the saved displays on top
+                except ViewerError as exc:
+                    notes.append(str(exc))
             notes += apply(scene, workspace)
             if workspace.layout in LAYOUTS and workspace.layout != self.ortho.layout_name:
                 self.set_layout(workspace.layout)

@@ -245,6 +245,10 @@ class ReportOptions:
             strongest ¹⁹F hotspot (the window passes its cursor).
         radiological: patient's right on screen left in axial and coronal views.
         created: creation time shown in an identified report (default: now).
+        protocol: display protocol of the key images (None: the default for each timepoint's
+            images; PRODUCT.md §5).
+        displays: the display of each role as on screen (the window passes its own, so the
+            key images look like the views); roles not in it get their default display.
     """
 
     deidentify: bool = False
@@ -252,6 +256,8 @@ class ReportOptions:
     focus: Any = None
     radiological: bool = True
     created: datetime | None = None
+    protocol: str | None = None
+    displays: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -341,7 +347,7 @@ def build_report(study: Study, inputs: Iterable[TimepointInput], models: Sequenc
             known = merge_identifiers(known, *(input_identifiers(item) for item in inputs))
     scrub = Scrubber.for_study(study.info, active=options.deidentify, tags=known,
                                ordinary=report_vocabulary() if options.deidentify else ())
-    build = _Builder(study, models, options, scrub)
+    build = _Builder(study, models, options, scrub, displays=dict(options.displays or {}))
     sections = []
     for item in inputs:
         sections.append(_next_section(build, item))
@@ -492,7 +498,10 @@ def _key_images(build: _Builder, item: TimepointInput) -> tuple[Figure | None, s
     from viewer.core.layers import build_layers, default_focus
     from viewer.core.render import render_key_images
 
-    layers = build_layers(item.volumes, item.table.renamed(build.t), build.displays)
+    from viewer.core.protocols import default_protocol, protocol
+
+    chosen = protocol(build.options.protocol) if build.options.protocol else default_protocol(item.volumes)
+    layers = build_layers(item.volumes, item.table.renamed(build.t), build.displays, protocol=chosen)
     if build.options.focus is not None:
         point, how = np.asarray(build.options.focus, dtype=float), "through the point chosen in the window"
     else:
