@@ -146,3 +146,32 @@ def test_build_layers_applies_the_protocol_to_new_displays(demo_manifest):
     point = default_focus(volumes, table.names)
     fused = fuse_plane(layers, display_plane(volumes["anatomical"], "axial", point))
     assert set(fused.samples) == {i for i, layer in enumerate(layers) if layer.display.visible}
+
+
+@pytest.mark.parametrize("name", ["cell tracking", "viability", "all", "long names"])
+def test_rendered_view_gives_the_png_to_the_image_and_no_text_overlaps(demo_manifest, name):
+    """`viewer render`'s figure (issue 15): the image takes ≥ 60 % of the PNG under the default
+    protocol (and never less than a third), and no two texts, colour bars or the legend
+    overlap each other."""
+    from viewer.core.render import render_figure
+
+    study = load_study(demo_manifest)
+    timepoint = study.timepoints[0]
+    volumes = load_timepoint(study, timepoint)
+    table = saved_label_table(timepoint)
+    if name == "long names":
+        table = table.renamed(lambda n: f"{n} of the left hemisphere, second visit, reader two")
+        name = "cell tracking"
+    layers = build_layers(volumes, table, protocol=protocol(name))
+    figure = render_figure(layers, "axial", default_focus(volumes, saved_label_table(timepoint).names))
+    renderer = figure.canvas.get_renderer()
+    width, height = figure.bbox.width, figure.bbox.height
+    image = figure.axes[0].get_window_extent(renderer)
+    share = image.width * image.height / (width * height)
+    assert share >= (0.6 if name == "cell tracking" else 0.33), f"{name}: the image takes {share:.0%}"
+    boxes = [t.get_window_extent(renderer) for t in figure.texts if t.get_text().strip()]
+    boxes += [ax.get_tightbbox(renderer) for ax in figure.axes[1:]]  # colour bars with ticks and titles
+    for i, a in enumerate(boxes):
+        assert 0 <= a.x0 and a.x1 <= width + 1 and 0 <= a.y0 and a.y1 <= height + 1, "drawn outside the PNG"
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), f"{name}: overlapping {a} and {b}"

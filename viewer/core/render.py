@@ -44,7 +44,8 @@ RENDER_IMAGE_PIXELS = 560
 REGION_FILL_OPACITY = 0.18
 #: Width (inches at 100 dpi) given to each colour bar and to the region legend.
 BAR_SPACING_IN = 1.05
-LEGEND_WIDTH_IN = 2.3
+LEGEND_WIDTH_IN = 1.75
+
 
 
 @dataclass
@@ -228,12 +229,16 @@ def render_figure(
 
     dpi = 100
     rows, cols = plane.shape
-    bar_width = BAR_SPACING_IN * len(colorbar_layers) + (LEGEND_WIDTH_IN if region_layers else 0.0)
-    width_in = cols / dpi + 0.4 + bar_width
-    height_in = rows / dpi + 0.7
+    image_height_in = rows / dpi
+    legend_rows = _legend_labels(region_layers[0], fused) if region_layers else []
+    # one column beside the image: the region legend on top, the colour bars side by side
+    # below it (PRODUCT.md §5: the screen space goes to the image)
+    column_in = max(BAR_SPACING_IN * len(colorbar_layers), LEGEND_WIDTH_IN if region_layers else 0.0)
+    width_in = cols / dpi + 0.4 + column_in
+    height_in = image_height_in + 0.7
     figure = Figure(figsize=(width_in, height_in), dpi=dpi, facecolor="black")
     FigureCanvasAgg(figure)
-    image_ax = figure.add_axes((0.2 / width_in, 0.2 / height_in, cols / dpi / width_in, rows / dpi / height_in))
+    image_ax = figure.add_axes((0.2 / width_in, 0.2 / height_in, cols / dpi / width_in, image_height_in / height_in))
     image_ax.imshow(fused.rgb, interpolation="nearest", origin="upper")
     image_ax.set_axis_off()
     _draw_letters(image_ax, plane)
@@ -248,11 +253,15 @@ def render_figure(
         color="white", fontsize=9, va="top", ha="left",
     )
     left = (0.2 + cols / dpi + 0.25) / width_in
-    for layer in colorbar_layers:
-        _draw_colorbar(figure, layer, left, width_in, height_in, rows / dpi)
-        left += BAR_SPACING_IN / width_in
+    legend_bottom_in = height_in - 0.5
     if region_layers:
-        _draw_region_legend(figure, region_layers[0], fused, left, width_in, height_in)
+        legend_bottom_in = _draw_region_legend(figure, region_layers[0], fused, legend_rows, left, height_in)
+    bars_bottom_in = 0.2 + 0.05 * image_height_in
+    bars_top_in = min(0.2 + 0.8 * image_height_in, legend_bottom_in - 0.45)  # room for the bar's title
+    bar_height_in = max(bars_top_in - bars_bottom_in, 1.0)
+    for layer in colorbar_layers:
+        _draw_colorbar(figure, layer, left, width_in, height_in, bars_bottom_in, bar_height_in)
+        left += BAR_SPACING_IN / width_in
     return figure
 
 
@@ -277,22 +286,51 @@ def _draw_scale_bar(ax, plane: Plane) -> None:
     ax.text(x0 + length_px / 2, y0 - 0.015 * rows, f"{length_mm} mm", color="white", fontsize=8, ha="center", va="bottom")
 
 
-def _draw_colorbar(figure, layer: Layer, left: float, width_in: float, height_in: float, image_height_in: float) -> None:
-    ax = figure.add_axes((left, 0.2 / height_in + 0.1 * image_height_in / height_in, 0.22 / width_in, 0.7 * image_height_in / height_in))
+def _draw_colorbar(figure, layer: Layer, left: float, width_in: float, height_in: float, bottom_in: float,
+                   bar_height_in: float) -> None:
+    ax = figure.add_axes((left, bottom_in / height_in, 0.22 / width_in, bar_height_in / height_in))
     _colorbar_into(ax, layer, horizontal=False, color="white")
 
 
-def _draw_region_legend(figure, layer: Layer, fused: FusedPlane, left: float, width_in: float, height_in: float) -> None:
+#: Most regions the legend of a rendered view lists by name; the others are counted.
+LEGEND_MAX_ROWS = 12
+
+
+def _fit_inside(figure, text, prefix: str, name: str) -> None:
+    """Shorten a legend entry with "…" until it ends inside the figure (the report's tables
+    print the whole name; a legend must not run off the PNG)."""
+    renderer = figure.canvas.get_renderer()
+    limit = figure.bbox.width - 2
+    while text.get_window_extent(renderer).x1 > limit and len(name) > 3:
+        name = name[:-2] if name.endswith("…") else name
+        name = name[:-1] + "…"
+        text.set_text(prefix + name)
+
+
+def _legend_labels(layer: Layer, fused: FusedPlane) -> list[int]:
+    """The labels a view's legend lists: those in the view first, then the table's others."""
     present = labels_shown(fused)
-    labels = sorted(set(layer.region_names) | present)
-    y = 1 - 0.5 / height_in
-    figure.text(left, y, "regions", color="white", fontsize=8, fontweight="bold", va="top")
-    for label in labels:
-        y -= 0.2 / height_in
+    return sorted(present) + sorted(set(layer.region_names) - present)
+
+
+def _draw_region_legend(figure, layer: Layer, fused: FusedPlane, labels: list[int], left: float,
+                        height_in: float) -> float:
+    """Region names in their colours (filled: in this view); returns the legend's bottom (in)."""
+    present = labels_shown(fused)
+    y_in = height_in - 0.5
+    figure.text(left, y_in / height_in, "regions", color="white", fontsize=8, fontweight="bold", va="top")
+    shown = labels[:LEGEND_MAX_ROWS]
+    for label in sorted(shown):
+        y_in -= 0.2
         name = layer.region_names.get(label, f"label {label}")
         color = np.array(layer.table.color(label)) / 255.0
         marker = "■" if label in present else "□"
-        figure.text(left, y, f"{marker} {name}", color=color, fontsize=8, va="top")
+        text = figure.text(left, y_in / height_in, f"{marker} {name}", color=color, fontsize=8, va="top")
+        _fit_inside(figure, text, f"{marker} ", name)
+    if len(labels) > len(shown):
+        y_in -= 0.2
+        figure.text(left, y_in / height_in, f"+ {len(labels) - len(shown)} more", color="white", fontsize=8, va="top")
+    return y_in - 0.2
 
 
 # -- key images: three orthogonal views in one figure (reports) ----------------------------------
