@@ -230,3 +230,25 @@ def test_no_workspace_is_written_when_the_reader_turned_it_off(window, demo_mani
     assert window.remembers_workspace()
     window.workspace_action.trigger()
     assert not window.remembers_workspace()
+
+
+def test_scale_bar_stays_inside_the_view_and_true_at_every_zoom(window, qtbot):
+    """The scale bar (issue 15: it was clipped to "0 mm" when zoomed) lies inside the view,
+    names a length that fits a quarter of it, and is that many mm long on screen."""
+    view = window.ortho.views["axial"]
+    (cx, cy), width = view.view_state()
+    for factor in (1.0, 0.5, 0.25, 0.1, 0.04, 2.0):
+        view._apply_view_state((cx, cy), width * factor)
+        QtWidgets.QApplication.processEvents()
+        bar = view.scale_bar
+        bar.updateBar()
+        rect = bar.mapRectToScene(bar.bar.rect())
+        box = view.view_box.sceneBoundingRect()
+        assert box.contains(rect), f"zoom {factor}: bar {rect} outside {box}"
+        label = bar.text.mapRectToScene(bar.text.boundingRect())
+        assert box.contains(label), f"zoom {factor}: label outside the view"
+        assert bar.text.textItem.toPlainText() == f"{bar.length_mm:g} mm"
+        (x0, x1), _ = view.view_box.viewRange()
+        px_per_mm = box.width() / (x1 - x0)
+        assert rect.width() == pytest.approx(bar.length_mm * px_per_mm, rel=0.02)
+        assert rect.width() <= 0.25 * box.width() + 1

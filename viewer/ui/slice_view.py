@@ -76,6 +76,34 @@ class SliceViewBox(pg.ViewBox):
             ev.ignore()
 
 
+#: Lengths (mm) the scale bar may show: the longest that fits a quarter of the view.
+SCALE_BAR_LENGTHS_MM: tuple[float, ...] = (1, 2, 5, 10, 20, 50, 100, 200)
+
+
+class ViewScaleBar(pg.ScaleBar):
+    """A scale bar drawn to the right of its anchor (pyqtgraph's grows to the left, so a
+    zoomed view clipped it to "0 mm") whose length follows the zoom: the longest of
+    :data:`SCALE_BAR_LENGTHS_MM` that fits in a quarter of the view's width."""
+
+    def __init__(self) -> None:
+        super().__init__(size=20, suffix="mm")
+        self.length_mm = 20.0
+
+    def updateBar(self) -> None:  # noqa: N802 (pyqtgraph naming)
+        view = self.parentItem()
+        if view is None:
+            return
+        origin = view.mapFromViewToItem(self, QtCore.QPointF(0, 0))
+        one_mm = abs((view.mapFromViewToItem(self, QtCore.QPointF(1, 0)) - origin).x())
+        room = 0.25 * view.boundingRect().width()
+        fitting = [mm for mm in SCALE_BAR_LENGTHS_MM if mm * one_mm <= room] or [SCALE_BAR_LENGTHS_MM[0]]
+        self.length_mm = fitting[-1]
+        width = self.length_mm * one_mm
+        self.bar.setRect(QtCore.QRectF(0, 0, width, self._width))
+        self.text.setText(f"{self.length_mm:g} mm")
+        self.text.setPos(width / 2.0, 0)
+
+
 class SliceView(QtWidgets.QWidget):
     """Shows one orientation; emits requests, never changes the scene itself.
 
@@ -112,9 +140,9 @@ class SliceView(QtWidgets.QWidget):
         self.view_box.addItem(self.hline, ignoreBounds=True)
         self.outline = pg.PlotDataItem(pen=pg.mkPen((255, 255, 0), width=1.5, style=QtCore.Qt.PenStyle.DashLine))
         self.view_box.addItem(self.outline, ignoreBounds=True)
-        self.scale_bar = pg.ScaleBar(size=20, suffix="mm")
+        self.scale_bar = ViewScaleBar()
         self.scale_bar.setParentItem(self.view_box)
-        self.scale_bar.anchor((0, 1), (0, 1), offset=(40, -16))
+        self.scale_bar.anchor((0, 1), (0, 1), offset=(16, -16))
         self._layout = QtWidgets.QHBoxLayout(self)
         self._layout.setContentsMargins(0, 0, 0, 0)
         self._layout.setSpacing(0)
