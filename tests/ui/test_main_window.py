@@ -252,3 +252,31 @@ def test_scale_bar_stays_inside_the_view_and_true_at_every_zoom(window, qtbot):
         px_per_mm = box.width() / (x1 - x0)
         assert rect.width() == pytest.approx(bar.length_mm * px_per_mm, rel=0.02)
         assert rect.width() <= 0.25 * box.width() + 1
+
+
+def test_captions_follow_the_cursor_in_the_view_clicked(window, qtbot):
+    """Clicking in a view moves the cursor within its own plane: its image stays, but its
+    caption must show the new coordinates (issue 15: it kept the old ones)."""
+    scene = window.scene
+    view = window.ortho.views["axial"]
+    target = scene.cursor + np.array([7.0, -5.0, 0.0])  # same axial slice
+    scene.set_cursor(target)
+    window.jobs.wait()
+    QtWidgets.QApplication.processEvents()
+    x, y, z = scene.cursor
+    for orientation, each in window.ortho.views.items():
+        assert f"({x:.1f}, {y:.1f}, {z:.1f}) mm" in each.info.text(), orientation
+    assert view.info.text().startswith("axial ")
+
+
+def test_a_layout_change_fits_every_view_to_its_new_size(window, qtbot):
+    for layout in ("1+2", "1x3"):
+        window.set_layout(layout)
+        qtbot.wait(50)
+        QtWidgets.QApplication.processEvents()
+        for orientation, view in window.ortho.views.items():
+            plane = view.plane
+            (x0, x1), (y0, y1) = view.view_box.viewRange()
+            width, height = plane.shape[1] * plane.col_step_mm, plane.shape[0] * plane.row_step_mm
+            assert x0 <= 0.5 and x1 >= width - 0.5 and y0 <= 0.5 and y1 >= height - 0.5, (layout, orientation)
+            assert min(x1 - x0 - width, y1 - y0 - height) < 0.1 * max(width, height), "fitted, not zoomed out"

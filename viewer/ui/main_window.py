@@ -363,8 +363,15 @@ class MainWindow(StudyOpening, RegionSaving, AnnotationActions, WindowOutputs, W
         self._update_readout()
 
     def set_layout(self, name: str) -> None:
+        """Arrange the views; each is fitted to its new size once the layout has settled, so
+        the orientation letters and captions stay off the anatomy (issue 15)."""
         self.ortho.set_layout(name)
         self._remember("view/layout", name)
+        QtCore.QTimer.singleShot(0, self._fit_views)
+
+    def _fit_views(self) -> None:
+        for view in self.ortho.views.values():
+            view.reset_view()
 
     def reset_views(self) -> None:
         for view in self.ortho.views.values():
@@ -415,6 +422,8 @@ class MainWindow(StudyOpening, RegionSaving, AnnotationActions, WindowOutputs, W
             key = self._plane_key(self.scene.plane(orientation))
             if key != self._shown_key.get(orientation):
                 self._refresh(orientation)
+            elif view.plane is not None:  # same image: only its caption's coordinates change
+                view.info.setText(self._caption(orientation, view.plane))
             view.set_crosshair(self.scene.cursor)
         self._update_readout()
 
@@ -459,18 +468,21 @@ class MainWindow(StudyOpening, RegionSaving, AnnotationActions, WindowOutputs, W
     def _show(self, orientation: str, plane: Plane, rgb: np.ndarray) -> None:
         assert self.scene is not None
         view = self.ortho.views[orientation]
-        anatomy = self.scene.anatomy
-        axis = plane.normal_axis if plane.normal_axis is not None else 0
-        index = (plane.slice_index or 0) + 1
-        x, y, z = self.scene.cursor
-        info = f"{orientation} {index}/{anatomy.shape[axis]}\n({x:.1f}, {y:.1f}, {z:.1f}) mm"
-        view.show_image(plane, rgb, info)
+        view.show_image(plane, rgb, self._caption(orientation, plane))
         view.set_crosshair(self.scene.cursor)
         self.frame_drawn.emit(orientation)
         if not self._stats_requested and all(v.plane is not None for v in self.ortho.views.values()):
             # statistics start once the first frames are up, so they do not delay them
             self._stats_requested = True
             self.scene.results.request()
+
+    def _caption(self, orientation: str, plane: Plane) -> str:
+        """A view's caption: its slice and the cursor's world position (mm)."""
+        assert self.scene is not None
+        axis = plane.normal_axis if plane.normal_axis is not None else 0
+        index = (plane.slice_index or 0) + 1
+        x, y, z = self.scene.cursor
+        return f"{orientation} {index}/{self.scene.anatomy.shape[axis]}\n({x:.1f}, {y:.1f}, {z:.1f}) mm"
 
     def _update_readout(self) -> None:
         if self.scene is None:
