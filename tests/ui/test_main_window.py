@@ -280,3 +280,74 @@ def test_a_layout_change_fits_every_view_to_its_new_size(window, qtbot):
             width, height = plane.shape[1] * plane.col_step_mm, plane.shape[0] * plane.row_step_mm
             assert x0 <= 0.5 and x1 >= width - 0.5 and y0 <= 0.5 and y1 >= height - 0.5, (layout, orientation)
             assert min(x1 - x0 - width, y1 - y0 - height) < 0.1 * max(width, height), "fitted, not zoomed out"
+
+
+def test_hover_shows_every_layers_value_without_a_click(window, qtbot):
+    """Moving the mouse over a view updates the readout with the values under it; the cursor
+    does not move; leaving the view shows the cursor's values again (issue 15)."""
+    from PySide6.QtTest import QTest
+
+    scene = window.scene
+    view = window.ortho.views["axial"]
+    cursor = scene.cursor.copy()
+    viewport = view.graphics.viewport()
+    target = cursor + np.array([12.0, 8.0, 0.0])
+    point = view.view_position_of(target)
+    QTest.mouseMove(viewport, point)
+    move = QtGui.QMouseEvent(QtCore.QEvent.Type.MouseMove, QtCore.QPointF(point), QtCore.QPointF(viewport.mapToGlobal(point)),
+                             QtCore.Qt.MouseButton.NoButton, QtCore.Qt.MouseButton.NoButton, QtCore.Qt.KeyboardModifier.NoModifier)
+    QtWidgets.QApplication.sendEvent(viewport, move)
+    qtbot.waitUntil(lambda: "under the mouse" in window.readout.text(), timeout=3000)
+    assert np.allclose(scene.cursor, cursor), "hovering does not move the cursor"
+    text = window.readout.text()
+    expected = dict((name, value) for name, value, _ in scene.readout(view.world_at(view.view_box.mapSceneToView(
+        view.graphics.mapToScene(point)))))
+    assert f"anatomy: <b>{expected['anatomy']}</b>" in text
+    view.hovered.emit(None)
+    assert "<i>cursor</i>" in window.readout.text()
+
+
+def test_slice_keys_work_in_the_view_under_the_mouse_without_a_click(window, qtbot):
+    from PySide6.QtTest import QTest
+
+    coronal = window.ortho.views["coronal"]
+    cursor = window.scene.cursor.copy()
+    before = window.scene.plane("coronal").slice_index
+    enter = QtGui.QEnterEvent(QtCore.QPointF(20, 20), QtCore.QPointF(20, 20), QtCore.QPointF(coronal.mapToGlobal(QtCore.QPoint(20, 20))))
+    QtWidgets.QApplication.sendEvent(coronal, enter)
+    assert coronal.hasFocus() or QtWidgets.QApplication.focusWidget() is coronal
+    QTest.keyClick(QtWidgets.QApplication.focusWidget(), QtCore.Qt.Key.Key_PageUp)
+    assert window.scene.plane("coronal").slice_index != before
+    moved = window.scene.cursor - cursor
+    assert np.count_nonzero(np.abs(moved) > 1e-6) == 1, "only the coronal slice moved"
+
+
+def test_title_marks_unsaved_edits_and_help_lists_shortcuts(window, qtbot):
+    assert "[*]" in window.windowTitle() and not window.isWindowModified()
+    editable = window.scene.editable()
+    box = (slice(90, 93), slice(100, 103), slice(80, 83))
+    editable.paint_mask("brush", box, np.ones((3, 3, 3), bool), 1)
+    assert window.isWindowModified()
+    editable.undo()  # still different from the saved map's history: dirty until saved
+    lines = dict(window.shortcut_lines())
+    assert any("Undo" in text for text in lines.values()) and "F1" in lines and "F9" in lines
+    window._show_shortcuts()
+
+
+def test_synchronised_zoom_gives_every_view_the_same_scale(window, qtbot):
+    window.sync_zoom_action.trigger()
+    assert window.settings.value("view/sync_zoom") == "true"
+    axial = window.ortho.views["axial"]
+    axial.view_box.scaleBy((0.5, 0.5))
+    axial.view_box.sigRangeChangedManually.emit(axial.view_box.state["mouseEnabled"])
+    QtWidgets.QApplication.processEvents()
+
+    def mm_per_pixel(view):
+        (x0, x1), _ = view.view_box.viewRange()
+        return (x1 - x0) / view.view_box.sceneBoundingRect().width()
+
+    for view in window.ortho.views.values():
+        assert mm_per_pixel(view) == pytest.approx(mm_per_pixel(axial), rel=0.02)
+    window.side_panel_action.trigger()
+    assert not window._side_dock.isVisible()
+    window.side_panel_action.trigger()

@@ -105,6 +105,8 @@ class MainWindow(StudyOpening, RegionSaving, AnnotationActions, WindowOutputs, W
         self._side_dock.setMinimumWidth(560)
         for orientation, view in self.ortho.views.items():
             view.cursor_requested.connect(self._on_cursor_requested)
+            view.hovered.connect(self._on_hover)
+            view.view_box.sigRangeChangedManually.connect(lambda *_, v=view: self._on_view_zoomed(v))
             view.slice_step_requested.connect(lambda steps, o=orientation: self._on_slice_step(o, steps))
             view.window_level_requested.connect(self._on_window_level)
             view.stroke_started.connect(self._on_stroke_started)
@@ -161,7 +163,16 @@ class MainWindow(StudyOpening, RegionSaving, AnnotationActions, WindowOutputs, W
         self.workspace_action = self._action(view_menu, "Remember each study's layout and display",
                                              lambda: self.set_remember_workspace(self.workspace_action.isChecked()))
         self.workspace_action.setCheckable(True)
+        view_menu.addSeparator()
+        self.side_panel_action = self._side_dock.toggleViewAction()  # the side panel can be collapsed
+        self.side_panel_action.setText("Side &panel")
+        self.side_panel_action.setShortcut(QtGui.QKeySequence("F9"))
+        view_menu.addAction(self.side_panel_action)
+        self.addAction(self.side_panel_action)
+        self.sync_zoom_action = self._action(view_menu, "&Synchronise zoom", self._sync_zoom_toggled)
+        self.sync_zoom_action.setCheckable(True)
         help_menu = self.menuBar().addMenu("&Help")
+        self._action(help_menu, "&Keyboard shortcuts", self._show_shortcuts, QtGui.QKeySequence("F1"))
         self._action(help_menu, "&About", self._about)
 
     def _build_toolbar(self) -> None:
@@ -206,6 +217,7 @@ class MainWindow(StudyOpening, RegionSaving, AnnotationActions, WindowOutputs, W
         radiological = str(self.settings.value("view/radiological", "true")).lower() != "false"
         self.radiological_action.setChecked(radiological)
         self.workspace_action.setChecked(self.remembers_workspace())
+        self.sync_zoom_action.setChecked(str(self.settings.value("view/sync_zoom", "false")).lower() == "true")
         self._refresh_recent_menu()
 
     def _remember(self, key: str, value: Any) -> None:
@@ -268,12 +280,15 @@ class MainWindow(StudyOpening, RegionSaving, AnnotationActions, WindowOutputs, W
         scene.events.connect("regions", self._on_regions_edited)
         scene.events.connect("lock", self._on_study_locked)
         scene.events.connect("stats", self._on_stats)
+        scene.events.connect("regions", self._mark_unsaved)
+        scene.events.connect("saved", self._mark_unsaved)
         scene.events.connect("protocol", self._on_protocol)
         scene.events.connect("stats_failed", self._on_stats_failed)
         self._install_panels(scene, panels)
         self._on_protocol()
         title = scene.study.id if scene.study.manifest else scene.study.timepoints[0].label
-        self.setWindowTitle(f"{title} — Cell-therapy viewer")
+        self.setWindowTitle(f"{title}[*] — Cell-therapy viewer")  # [*]: a '*' while regions are unsaved
+        self.setWindowModified(False)
         self._stats_requested = False
         self.refresh_all()
 
@@ -484,15 +499,60 @@ class MainWindow(StudyOpening, RegionSaving, AnnotationActions, WindowOutputs, W
         x, y, z = self.scene.cursor
         return f"{orientation} {index}/{self.scene.anatomy.shape[axis]}\n({x:.1f}, {y:.1f}, {z:.1f}) mm"
 
-    def _update_readout(self) -> None:
+    def _update_readout(self, hover: np.ndarray | None = None) -> None:
+        """Every layer's value in its units at the point under the mouse (``hover``), else at
+        the cursor (PRODUCT.md §5: values without clicking)."""
         if self.scene is None:
             return
-        x, y, z = self.scene.cursor
-        rows = [f"<b>({x:.1f}, {y:.1f}, {z:.1f}) mm</b> &nbsp; {self.scene.timepoint.label}"]
-        for name, value, units in self.scene.readout():
+        point = self.scene.cursor if hover is None else np.asarray(hover, dtype=float)
+        x, y, z = point
+        where = "cursor" if hover is None else "under the mouse"
+        rows = [f"<b>({x:.1f}, {y:.1f}, {z:.1f}) mm</b> &nbsp; {self.scene.timepoint.label} &nbsp; <i>{where}</i>"]
+        for name, value, units in self.scene.readout(point):
             rows.append(f"{name}: <b>{value}</b> {units}".rstrip())
         self.readout.setText("<br>".join(rows))
-        self.statusBar().showMessage(f"({x:.1f}, {y:.1f}, {z:.1f}) mm")
+        self.statusBar().showMessage(f"({x:.1f}, {y:.1f}, {z:.1f}) mm — {where}")
+
+    def _on_hover(self, world: np.ndarray | None) -> None:
+        self._update_readout(world)
+
+    def _mark_unsaved(self, **_: Any) -> None:
+        """The title's '*' says whether any timepoint has region edits not saved."""
+        self.setWindowModified(bool(self.unsaved_timepoints()))
+
+    def shortcut_lines(self) -> list[tuple[str, str]]:
+        """(keys, what they do) of every menu action with a shortcut, and the mouse."""
+        lines = [(action.shortcut().toString(QtGui.QKeySequence.SequenceFormat.NativeText),
+                  action.text().replace("&", "").rstrip("…"))
+                 for action in self.actions() if not action.shortcut().isEmpty()]
+        lines += [("Wheel / Page Up, Page Down", "next or previous slice of the view under the mouse"),
+                  ("Ctrl + wheel", "zoom"), ("Middle drag", "pan"), ("Right drag", "window (width) and level"),
+                  ("Left click", "move the cursor (with a tool: draw)")]
+        return lines
+
+    def _show_shortcuts(self) -> None:
+        rows = "".join(f"<tr><td><b>{keys}</b></td><td>&nbsp;&nbsp;{text}</td></tr>" for keys, text in self.shortcut_lines())
+        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.NoIcon, "Keyboard shortcuts",
+                                    f"<table>{rows}</table>", parent=self)
+        box.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+
+    def _sync_zoom_toggled(self) -> None:
+        self._remember("view/sync_zoom", "true" if self.sync_zoom_action.isChecked() else "false")
+
+    def _on_view_zoomed(self, source) -> None:
+        """With View ▸ Synchronise zoom, a zoom in one view (Ctrl + wheel) gives the others the
+        same scale (mm per screen pixel), each about its own centre."""
+        if not self.sync_zoom_action.isChecked() or source.plane is None:
+            return
+        (x0, x1), _ = source.view_box.viewRange()
+        mm_per_pixel = (x1 - x0) / max(source.view_box.sceneBoundingRect().width(), 1.0)
+        for view in self.ortho.views.values():
+            state = view.view_state()
+            if view is source or state is None:
+                continue
+            view._apply_view_state(state[0], mm_per_pixel * view.view_box.sceneBoundingRect().width())
 
     # -- statistics -----------------------------------------------------------------------------------
     def _submit_stats(self, request) -> None:

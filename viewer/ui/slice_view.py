@@ -38,6 +38,14 @@ class SliceViewBox(pg.ViewBox):
         self._view.slice_step_requested.emit(steps)
         ev.accept()
 
+    def hoverEvent(self, ev):  # noqa: N802
+        """The point under the mouse, without a click (the hover readout); None on leaving."""
+        if ev.isExit():
+            self._view.hovered.emit(None)
+            return
+        world = self._view.world_at(self.mapSceneToView(ev.scenePos()))
+        self._view.hovered.emit(world)
+
     def mouseClickEvent(self, ev):  # noqa: N802
         if ev.button() == QtCore.Qt.MouseButton.LeftButton:
             point = self.mapSceneToView(ev.scenePos())
@@ -114,6 +122,8 @@ class SliceView(QtWidgets.QWidget):
     """
 
     cursor_requested = QtCore.Signal(object)
+    #: world mm under the mouse (np.ndarray), or None when the mouse left the view
+    hovered = QtCore.Signal(object)
     tool_used = QtCore.Signal()
     stroke_started = QtCore.Signal()
     stroke_finished = QtCore.Signal()
@@ -290,6 +300,14 @@ class SliceView(QtWidgets.QWidget):
     def resizeEvent(self, event: QtGui.QResizeEvent) -> None:  # noqa: N802
         super().resizeEvent(event)
         self._place_overlays()
+
+    def enterEvent(self, event) -> None:  # noqa: N802
+        """The view under the mouse takes the keyboard (slice keys work without a click,
+        which would move the cursor); a text field being edited keeps it."""
+        focused = QtWidgets.QApplication.focusWidget()
+        if not isinstance(focused, (QtWidgets.QLineEdit, QtWidgets.QAbstractSpinBox, QtWidgets.QTextEdit)):
+            self.setFocus(QtCore.Qt.FocusReason.MouseFocusReason)
+        super().enterEvent(event)
 
     def keyPressEvent(self, event: QtGui.QKeyEvent) -> None:  # noqa: N802
         key = event.key()
