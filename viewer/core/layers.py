@@ -88,6 +88,34 @@ def default_focus(volumes: Mapping[str, Volume], names: Mapping[int, str]) -> np
     return fluorine.voxel_to_world_points(np.array(index, dtype=float))
 
 
+#: Most voxels read to find the anatomy's extent (a strided sample: the box is grown by one
+#: stride so it never cuts the head, and a 512×512×300 image costs a few ms, not a full scan).
+EXTENT_SAMPLES = 2_000_000
+
+
+def anatomy_extent(volume: Volume, threshold: float) -> np.ndarray | None:
+    """World-space corners (8 × 3, mm) of the box holding the anatomy's voxels above
+    ``threshold`` (the head, not the empty field of view around it), or None if none are.
+
+    Views open fitted to this box (PRODUCT.md §5: the screen goes to the images).
+    """
+    shape = np.array(volume.shape)
+    stride = max(1, int(np.ceil((np.prod(shape) / EXTENT_SAMPLES) ** (1 / 3))))
+    sample = np.asarray(volume.data[::stride, ::stride, ::stride])
+    above = sample > threshold
+    if not above.any():
+        return None
+    low, high = [], []
+    for axis in range(3):
+        others = tuple(a for a in range(3) if a != axis)
+        hits = np.flatnonzero(above.any(axis=others))
+        low.append(max(0, hits[0] * stride - stride))
+        high.append(min(shape[axis] - 1, hits[-1] * stride + stride))
+    corners = np.array([[i, j, k] for i in (low[0], high[0]) for j in (low[1], high[1]) for k in (low[2], high[2])],
+                       dtype=float)
+    return volume.voxel_to_world_points(corners)
+
+
 def parse_point(text: str) -> np.ndarray:
     """Parse ``"X,Y,Z"`` (world mm) from the command line."""
     parts = [p.strip() for p in text.split(",")]

@@ -42,7 +42,7 @@ from viewer.core.io.study_lock import (
     check_unchanged,
     file_state,
 )
-from viewer.core.layers import LAYER_ORDER, build_layers, default_focus
+from viewer.core.layers import LAYER_ORDER, anatomy_extent, build_layers, default_focus
 from viewer.core.protocols import default_protocol, protocol
 from viewer.core.quant.stats import TimepointQuantifier, TimepointStats
 from viewer.core.recovery import (
@@ -133,6 +133,7 @@ class Scene:
         # the saved label table of each timepoint not being edited (read once; while a
         # timepoint is edited its EditableLabels holds the table)
         self._saved_tables: dict[str, LabelTable] = {}
+        self._extents: dict[str, np.ndarray | None] = {}  # the anatomy's extent per timepoint
         self._models: list | None = None
         #: every timepoint's numbers, versioned, and the jobs that keep them up to date
         self.results = StudyResults(self)
@@ -312,6 +313,15 @@ class Scene:
         if radiological != self.radiological:
             self.radiological = radiological
             self.events.emit("radiological")
+
+    def anatomy_extent(self) -> np.ndarray | None:
+        """World corners (8 × 3 mm) of the current anatomy's content — the head, not the
+        empty field of view — which views fit when they open or are reset."""
+        label = self.timepoint.label
+        if label not in self._extents:
+            low, high = self.display["anatomical"].levels
+            self._extents[label] = anatomy_extent(self.anatomy, low + 0.1 * (high - low))
+        return self._extents[label]
 
     def plane(self, orientation: str) -> Plane:
         """The anatomical slice a view shows through the cursor."""

@@ -139,7 +139,7 @@ class ColorBar(QtWidgets.QWidget):
             ``Qt.Horizontal`` (a strip with labels underneath, low values on the left).
     """
 
-    #: Pixel size of tick labels and of the title (legible, yet fits a 70 px column).
+    #: Pixel size of tick labels and of the title (legible, yet fits a 56 px column).
     FONT_PIXELS = 10
     #: Thickness of the colour strip, px.
     STRIP = 12
@@ -215,7 +215,7 @@ class ColorBar(QtWidgets.QWidget):
 
     # -- geometry --------------------------------------------------------------------------------------
     def sizeHint(self) -> QtCore.QSize:
-        return QtCore.QSize(70, 170) if self.is_vertical else QtCore.QSize(220, 50)
+        return QtCore.QSize(56, 170) if self.is_vertical else QtCore.QSize(220, 50)
 
     def minimumSizeHint(self) -> QtCore.QSize:
         return self.minimum_size(self.orientation)
@@ -223,7 +223,7 @@ class ColorBar(QtWidgets.QWidget):
     @staticmethod
     def minimum_size(orientation: QtCore.Qt.Orientation) -> QtCore.QSize:
         """Smallest legible bar: two title lines, three ticks and a short strip (vertical)."""
-        return QtCore.QSize(62, 76) if orientation == QtCore.Qt.Orientation.Vertical else QtCore.QSize(120, 46)
+        return QtCore.QSize(52, 76) if orientation == QtCore.Qt.Orientation.Vertical else QtCore.QSize(120, 46)
 
     def _fraction(self, value: float) -> float:
         """Position of a value between the levels, 0 (low) to 1 (high), unclipped."""

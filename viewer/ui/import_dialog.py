@@ -216,7 +216,11 @@ class TaskRunner(QtCore.QObject):
         task = Task(request)
         progress = QtWidgets.QProgressDialog(title, "Cancel", 0, 0, self._widget)
         progress.setWindowTitle("Import DICOM exam")
-        progress.setWindowModality(QtCore.Qt.WindowModality.WindowModal)
+        # Not modal: a modal QProgressDialog runs the event loop inside setValue, and a task's
+        # end (or a window's statistics) delivered there could delete the dialog under that
+        # very setValue — it segfaulted in QProgressBar::maximum. The browser's own controls
+        # are disabled while a task runs (ImportDialog._refresh_state), so nothing is lost.
+        progress.setWindowModality(QtCore.Qt.WindowModality.NonModal)
         progress.setAutoClose(False)
         progress.setAutoReset(False)
         progress.setMinimumDuration(300)

@@ -38,6 +38,8 @@ APPLICATION = "viewer"
 MAX_RECENT = 8
 #: Journaled region edits are also forced to disk on this timer (each edit is written at once).
 AUTOSAVE_INTERVAL_MS = 30_000
+#: The layout a first start opens with (then the user's last choice).
+DEFAULT_LAYOUT = "1+2"
 
 
 def default_settings() -> QtCore.QSettings:
@@ -211,7 +213,9 @@ class MainWindow(StudyOpening, RegionSaving, AnnotationActions, WindowOutputs, W
         return action
 
     def _restore_preferences(self) -> None:
-        layout = str(self.settings.value("view/layout", "1x3"))
+        # one large view and two small: in a landscape window beside the side panel each view
+        # gets nearer the anatomy's shape (three side by side are each tall and narrow)
+        layout = str(self.settings.value("view/layout", DEFAULT_LAYOUT))
         if layout in LAYOUTS and layout != "2x2":  # the 3D view is never built at start-up
             self.ortho.set_layout(layout)
         radiological = str(self.settings.value("view/radiological", "true")).lower() != "false"
@@ -483,6 +487,7 @@ class MainWindow(StudyOpening, RegionSaving, AnnotationActions, WindowOutputs, W
     def _show(self, orientation: str, plane: Plane, rgb: np.ndarray) -> None:
         assert self.scene is not None
         view = self.ortho.views[orientation]
+        view.content_rect = self._content_rect(plane)
         view.show_image(plane, rgb, self._caption(orientation, plane))
         view.set_crosshair(self.scene.cursor)
         self.frame_drawn.emit(orientation)
@@ -490,6 +495,19 @@ class MainWindow(StudyOpening, RegionSaving, AnnotationActions, WindowOutputs, W
             # statistics start once the first frames are up, so they do not delay them
             self._stats_requested = True
             self.scene.results.request()
+
+    def _content_rect(self, plane: Plane) -> QtCore.QRectF | None:
+        """Where the anatomy lies in a view's plane (mm from its first pixel's corner): the
+        view opens fitted to the head, not to the empty field of view around it."""
+        assert self.scene is not None
+        corners = self.scene.anatomy_extent()
+        if corners is None:
+            return None
+        pixels = plane.world_to_pixel(corners)
+        rows, cols = pixels[:, 0], pixels[:, 1]
+        x0, x1 = cols.min() * plane.col_step_mm, (cols.max() + 1.0) * plane.col_step_mm
+        y0, y1 = rows.min() * plane.row_step_mm, (rows.max() + 1.0) * plane.row_step_mm
+        return QtCore.QRectF(x0, y0, x1 - x0, y1 - y0)
 
     def _caption(self, orientation: str, plane: Plane) -> str:
         """A view's caption: its slice and the cursor's world position (mm)."""

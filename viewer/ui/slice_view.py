@@ -138,6 +138,9 @@ class SliceView(QtWidgets.QWidget):
         self._fitted_key: tuple | None = None
         # a zoom and pan to restore once the first image is up (the study's workspace)
         self._pending_state: tuple[tuple[float, float], float] | None = None
+        #: the part of the plane (x, y, width, height in mm) that holds anatomy; the view fits
+        #: it when it opens or is reset (None: the whole plane)
+        self.content_rect: QtCore.QRectF | None = None
         self.graphics = pg.GraphicsView(background="k")
         self.view_box = SliceViewBox(self)
         self.graphics.setCentralItem(self.view_box)
@@ -212,7 +215,9 @@ class SliceView(QtWidgets.QWidget):
             return
         width = self.plane.shape[1] * self.plane.col_step_mm
         height = self.plane.shape[0] * self.plane.row_step_mm
-        self.view_box.setRange(QtCore.QRectF(0, 0, width, height), padding=0.02)
+        whole = QtCore.QRectF(0, 0, width, height)
+        fitted = self.content_rect.intersected(whole) if self.content_rect is not None else whole
+        self.view_box.setRange(fitted if not fitted.isEmpty() else whole, padding=0.04)
 
     def view_state(self) -> tuple[tuple[float, float], float] | None:
         """The zoom and pan: the visible centre (mm in the plane, from its first pixel's
