@@ -30,6 +30,20 @@ def _drag(view, worlds) -> None:
     QTest.mouseRelease(viewport, QtCore.Qt.MouseButton.LeftButton, QtCore.Qt.KeyboardModifier.NoModifier, points[-1])
 
 
+def _window_that_recovers(qtbot, tmp_path, manifest):
+    """A new window on ``manifest`` that answers "recover" and records what it was offered."""
+    from viewer.ui.main_window import MainWindow
+
+    win = MainWindow(settings=QtCore.QSettings(str(tmp_path / "next.ini"), QtCore.QSettings.Format.IniFormat))
+    offered: list = []
+    win.ask_recover = lambda infos: offered.append(infos) or True
+    win.ask_unsaved = lambda unsaved: QtWidgets.QMessageBox.StandardButton.Discard
+    qtbot.addWidget(win)
+    win.show()
+    assert win.open(manifest)
+    return win, offered
+
+
 def _region_row(window, name):
     stats = window.scene.results.latest(window.scene.timepoint.label)
     return None if stats is None else stats.region(name)
@@ -166,7 +180,6 @@ def test_killed_app_offers_recovery_and_restores_exactly(qtbot, tmp_path, study_
     import subprocess
     import sys
 
-    from viewer.ui.main_window import MainWindow
 
     expected = tmp_path / "expected.npy"
     script = tmp_path / "session.py"
@@ -182,14 +195,7 @@ def test_killed_app_offers_recovery_and_restores_exactly(qtbot, tmp_path, study_
         child.wait(timeout=30)
     assert child.returncode == -signal.SIGKILL
 
-    settings = QtCore.QSettings(str(tmp_path / "next.ini"), QtCore.QSettings.Format.IniFormat)
-    win = MainWindow(settings=settings)
-    offered = []
-    win.ask_recover = lambda infos: offered.append(infos) or True
-    win.ask_unsaved = lambda unsaved: QtWidgets.QMessageBox.StandardButton.Discard
-    qtbot.addWidget(win)
-    win.show()
-    assert win.open(study_copy)
+    win, offered = _window_that_recovers(qtbot, tmp_path, study_copy)
     assert offered and (offered[0][0].n_edits, offered[0][0].n_undone) == (4, 1)  # a region added, 3 strokes, 1 undone
     editable = win.scene.editable()
     np.testing.assert_array_equal(editable.data, np.load(expected))
@@ -236,7 +242,7 @@ def test_recovered_edits_of_a_timepoint_not_on_screen_get_their_numbers(qtbot, t
     the time course (they used to be dropped and never asked for again)."""
     from viewer.core.io.study import load_study
     from viewer.core.scene import Scene
-    from viewer.ui.main_window import MainWindow, recovery_folder_for
+    from viewer.ui.main_window import recovery_folder_for
 
     study = load_study(study_copy)
     day21 = study.timepoint("day 21")
@@ -248,13 +254,7 @@ def test_recovered_edits_of_a_timepoint_not_on_screen_get_their_numbers(qtbot, t
     editable.paint_mask("erase penumbra (crashed session)", box, erased, 0)
     crashed.close()  # its files closed, the journal left on disk: what a killed process leaves
 
-    win = MainWindow(settings=QtCore.QSettings(str(tmp_path / "next.ini"), QtCore.QSettings.Format.IniFormat))
-    offered = []
-    win.ask_recover = lambda infos: offered.append(infos) or True
-    win.ask_unsaved = lambda unsaved: QtWidgets.QMessageBox.StandardButton.Discard
-    qtbot.addWidget(win)
-    win.show()
-    assert win.open(study_copy)
+    win, offered = _window_that_recovers(qtbot, tmp_path, study_copy)
     assert offered and [info.timepoint_label for info in offered[0]] == ["day 21"], (offered, win.last_notice)
     assert win.scene.timepoint.label != "day 21"
     qtbot.waitUntil(lambda: win.scene.results.latest("day 21") is not None or win.last_error, timeout=60_000)

@@ -19,7 +19,6 @@ thread in the window, inline in tests and headless use) and hands the outcome ba
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -131,7 +130,6 @@ class StudyResults:
         self._in_flight: dict[str, StatsRequest] = {}
         self._full: set[str] = set()                 # timepoints whose next request is from scratch
         self._quantifiers: dict[str, TimepointQuantifier] = {}
-        self._quantifier_lock = threading.Lock()
         self._held = False
         self._epoch = 0
         #: the last job error (the window shows it)
@@ -293,8 +291,7 @@ class StudyResults:
             if editable is not None and request.snapshot is None:
                 measured.set_labels(editable.labels)  # editing began while it ran (maybe on another grid)
             elif editable is not None:
-                measured.labels = editable.labels  # the owner's map: later scans read it here
-                measured.volumes = {**measured.volumes, "regions": editable.labels}
+                _measure_live(measured, editable)
                 for edited in self._pending.get(label, set()):
                     measured.labels_changed(edited, None)  # boxes of edits made while it ran
             if editable is not None and measured.region_names != editable.table.names:
@@ -313,21 +310,19 @@ class StudyResults:
 
     def quantifier(self, timepoint: str) -> TimepointQuantifier:
         """The timepoint's prepared quantifier, made now if there is none (owner's thread)."""
-        with self._quantifier_lock:
-            quantifier = self._quantifiers.get(timepoint)
-            if quantifier is None:
-                editable = self._scene.editables().get(timepoint)
-                snapshot = editable.snapshot() if editable is not None else None
-                try:
-                    quantifier = self._scene.make_quantifier(self._scene.study.timepoint(timepoint), snapshot)
-                finally:
-                    if snapshot is not None:
-                        editable.release(snapshot)
-                if editable is not None:
-                    quantifier.labels = editable.labels
-                    quantifier.volumes = {**quantifier.volumes, "regions": editable.labels}
-                self._quantifiers[timepoint] = quantifier
-            return quantifier
+        quantifier = self._quantifiers.get(timepoint)
+        if quantifier is None:
+            editable = self._scene.editables().get(timepoint)
+            snapshot = editable.snapshot() if editable is not None else None
+            try:
+                quantifier = self._scene.make_quantifier(self._scene.study.timepoint(timepoint), snapshot)
+            finally:
+                if snapshot is not None:
+                    editable.release(snapshot)
+            if editable is not None:
+                _measure_live(quantifier, editable)
+            self._quantifiers[timepoint] = quantifier
+        return quantifier
 
     def _release(self, request: StatsRequest) -> None:
         if request.snapshot is not None:
@@ -338,6 +333,13 @@ class StudyResults:
     # -- running inline (headless) ---------------------------------------------------------------------
     def _run_inline(self, request: StatsRequest) -> None:
         self.deliver(request.run())
+
+
+def _measure_live(quantifier: TimepointQuantifier, editable: EditableLabels) -> None:
+    """A quantifier prepared on a snapshot, kept by the owner: it follows the owner's live map
+    (box scans on the owner's thread read it; jobs get frozen copies of it)."""
+    quantifier.labels = editable.labels
+    quantifier.volumes = {**quantifier.volumes, "regions": editable.labels}
 
 
 __all__ = ["INLINE_MAX_MM3", "Outcome", "Result", "StatsRequest", "StudyResults"]

@@ -276,18 +276,12 @@ class MainWindow(StudyOpening, RegionSaving, AnnotationActions, WindowOutputs, W
         self._shown_key.clear()
         scene.results.submit = self._submit_stats
         self._apply_remembered_colormaps(scene)
-        scene.events.connect("cursor", self._on_cursor)
-        scene.events.connect("display", self._on_display)
-        scene.events.connect("order", self.refresh_all)
-        scene.events.connect("timepoint", self._on_timepoint)
-        scene.events.connect("radiological", self.refresh_all)
-        scene.events.connect("regions", self._on_regions_edited)
-        scene.events.connect("lock", self._on_study_locked)
-        scene.events.connect("stats", self._on_stats)
-        scene.events.connect("regions", self._mark_unsaved)
-        scene.events.connect("saved", self._mark_unsaved)
-        scene.events.connect("protocol", self._on_protocol)
-        scene.events.connect("stats_failed", self._on_stats_failed)
+        for name, callback in (("cursor", self._on_cursor), ("display", self._on_display), ("order", self.refresh_all),
+                               ("timepoint", self._on_timepoint), ("radiological", self.refresh_all),
+                               ("regions", self._on_regions_edited), ("regions", self._mark_unsaved),
+                               ("saved", self._mark_unsaved), ("lock", self._on_study_locked), ("stats", self._on_stats),
+                               ("stats_failed", self._on_stats_failed), ("protocol", self._on_protocol)):
+            scene.events.connect(name, callback)
         self._install_panels(scene, panels)
         self._on_protocol()
         title = scene.study.id if scene.study.manifest else scene.study.timepoints[0].label
