@@ -219,19 +219,29 @@ def dicom_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file())
 
 
-def mr_dicom(change: Callable[[list[Path]], None] | None = None) -> Callable[[Path], str]:
-    """The base study with its anatomy as a DICOM folder ``t1_dicom`` changed by ``change``."""
+def _dicom_study(role: str, template: str, change: Callable[[list[Path]], None] | None) -> Callable[[Path], str]:
+    """The base study with its ``role`` image as the DICOM folder ``{template}`` series
+    (``t1_dicom`` / ``pet_dicom``) changed by ``change``."""
+    name = {"mr": "t1_dicom", "pet": "pet_dicom"}[template]
+
     def build(folder: Path) -> str:
         copy_base_study(folder)
-        series = folder / "t1_dicom"
-        shutil.copytree(_dicom_template("mr"), series)
+        series = folder / name
+        shutil.copytree(_dicom_template(template), series)
         if change is not None:
             change(dicom_files(series))
         data = base_manifest()
-        data["timepoint"][0]["anatomical"] = "t1_dicom"
+        data["timepoint"][0][role] = name
+        if role == "pet":
+            del data["timepoint"][0]["pet_units"]  # the series' own units (SUV from its tags)
         write_toml(folder / "study.toml", data)
         return manifest_of(folder)
     return build
+
+
+def mr_dicom(change: Callable[[list[Path]], None] | None = None) -> Callable[[Path], str]:
+    """The base study with its anatomy as a DICOM folder ``t1_dicom`` changed by ``change``."""
+    return _dicom_study("anatomical", "mr", change)
 
 
 def mr_tag(change: Callable[[Any], None], which: str = "all") -> Callable[[Path], str]:
@@ -240,18 +250,7 @@ def mr_tag(change: Callable[[Any], None], which: str = "all") -> Callable[[Path]
 
 def pet_dicom(change: Callable[[list[Path]], None] | None = None) -> Callable[[Path], str]:
     """The base study with its PET as a DICOM folder ``pet_dicom`` changed by ``change``."""
-    def build(folder: Path) -> str:
-        copy_base_study(folder)
-        series = folder / "pet_dicom"
-        shutil.copytree(_dicom_template("pet"), series)
-        if change is not None:
-            change(dicom_files(series))
-        data = base_manifest()
-        data["timepoint"][0]["pet"] = "pet_dicom"
-        del data["timepoint"][0]["pet_units"]
-        write_toml(folder / "study.toml", data)
-        return manifest_of(folder)
-    return build
+    return _dicom_study("pet", "pet", change)
 
 
 def pet_tag(change: Callable[[Any], None], which: str = "all") -> Callable[[Path], str]:
