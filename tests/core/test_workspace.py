@@ -14,6 +14,7 @@ import pytest
 from viewer.core.display import DisplayProps
 from viewer.core.errors import ViewerError
 from viewer.core.io.study import load_study
+from viewer.core.measurements import EllipseROI, Ruler, SphereROI
 from viewer.core.scene import Scene
 from viewer.core.workspace import (
     WORKSPACE_NAME,
@@ -64,6 +65,9 @@ def test_round_trip_restores_timepoint_displays_order_convention_and_cursor(mani
     scene.move_layer("sodium", 2)
     scene.set_radiological(not scene.radiological)
     scene.set_cursor((10.25, -20.5, 30.75))
+    scene.measurements.add(Ruler((0, 0, 0), (3, 4, 0)))
+    scene.measurements.add(SphereROI((10, -20, 30), 7.5, name="graft"))
+    scene.measurements.add(EllipseROI.in_plane(scene.plane("coronal"), (1, 2, 3), (5, 2, 6)))
     views = {"axial": ViewState((1.5, -2.0), 120.0), "sagittal": ViewState((0.0, 4.25), 64.5)}
     saved = capture(scene, layout="2x2", protocol="stroke follow-up", views=views)
 
@@ -83,6 +87,9 @@ def test_round_trip_restores_timepoint_displays_order_convention_and_cursor(mani
     assert restored.order == scene.order
     assert restored.radiological == scene.radiological
     assert list(restored.cursor) == pytest.approx([10.25, -20.5, 30.75])
+    assert [m.name for m in restored.measurements] == ["M1", "graft", "M2"]
+    assert list(restored.measurements) == list(scene.measurements)
+    assert restored.measurements.get("M1").length_mm == 5.0
 
 
 def test_unknown_role_timepoint_colormap_and_layer_are_noted_and_change_nothing(manifest):
@@ -169,6 +176,10 @@ HOSTILE = {
     "65 roles": (edited(lambda d: d.update(displays={f"r{i}": d["displays"]["pet"] for i in range(65)})), "64"),
     "long string": (edited(lambda d: d.update(layout="x" * 201)), "200"),
     "duplicate order": (edited(lambda d: d.update(order=["pet", "pet"])), "twice"),
+    "negative radius": (edited(lambda d: d.update(measurements=[{"kind": "sphere", "center_mm": [0, 0, 0],
+                                                                  "radius_mm": -2}])), "measurement 1"),
+    "unknown measurement": (edited(lambda d: d.update(measurements=[{"kind": "protractor"}])), "protractor"),
+    "measurements not a list": (edited(lambda d: d.update(measurements={"kind": "ruler"})), "measurements"),
     "deep nesting": ("[" * 100_000 + "]" * 100_000, "nested"),
 }
 

@@ -43,6 +43,7 @@ from viewer.core.io.study_lock import (
     file_state,
 )
 from viewer.core.layers import LAYER_ORDER, anatomy_extent, build_layers, default_focus
+from viewer.core.measurements import ROI, FluorineCalibration, LayerStatistics, Measurements, roi_statistics
 from viewer.core.protocols import default_protocol, protocol
 from viewer.core.quant.stats import TimepointQuantifier, TimepointStats
 from viewer.core.recovery import (
@@ -102,7 +103,8 @@ class Scene:
     ``stats_failed`` (timepoint=..., message=...),
     ``protocol`` (protocol=...: another display protocol was chosen),
     ``lock`` (state=..., message=...: another session holds the study, this one cannot save),
-    ``saved`` (timepoint=..., path=...: a timepoint's regions were saved).
+    ``saved`` (timepoint=..., path=...: a timepoint's regions were saved),
+    ``measurements`` (a ruler or ROI was added or removed: :attr:`measurements`).
     """
 
     def __init__(self, study: Study, timepoint: int = 0, radiological: bool = True,
@@ -145,6 +147,8 @@ class Scene:
         self.protocol: str = default_protocol(self.volumes).name
         self._adopt_display(self.volumes)
         self.cursor = np.asarray(default_focus(self.volumes, self.region_names()), dtype=float)
+        #: the reader's rulers and ROIs (world mm: they measure whichever timepoint is shown)
+        self.measurements = Measurements(lambda: self.events.emit("measurements"))
 
     # -- timepoints ---------------------------------------------------------------------------
     @property
@@ -355,6 +359,21 @@ class Scene:
             else:
                 rows.append((quantity, f"{value:.4g}", volume.units))
         return rows
+
+    def measure(self, roi: ROI, timepoint: Timepoint | None = None) -> list[LayerStatistics]:
+        """Every layer's statistics inside ``roi`` at a timepoint (the current one), in
+        drawing order and each layer's units; ¹⁹F cells once the timepoint's calibration is
+        prepared (never prepared here, like :meth:`readout`)."""
+        timepoint = timepoint or self.timepoint
+        volumes = self.volumes_of(timepoint)  # a map being edited is its editable's volume
+        roles = ["anatomical"] + [r for r in self.order if r != "anatomical"]
+        prepared = self.results.prepared(timepoint.label)
+        fluorine = None
+        calibrated = prepared.fluorine if prepared is not None else None
+        if calibrated is not None and calibrated.sigma is not None and calibrated.cells_per_signal is not None:
+            fluorine = FluorineCalibration(calibrated.sigma, calibrated.cells_per_signal, calibrated.detected)
+        return roi_statistics(roi, [volumes[r] for r in roles if r in volumes], fluorine,
+                              self.region_names(timepoint))
 
     # -- editing regions ----------------------------------------------------------------------------
     def editable(self, timepoint: Timepoint | None = None) -> EditableLabels:

@@ -1,7 +1,8 @@
 """The study workspace (PRODUCT.md §5): what the reader was looking at, restored on reopening.
 
 A workspace is small JSON beside the manifest (:data:`WORKSPACE_NAME`): the layout, the display
-protocol, each role's display, the layer order, the cursor and each view's zoom and pan. It is
+protocol, each role's display, the layer order, the cursor, each view's zoom and pan, and the
+reader's rulers and ROIs (:mod:`viewer.core.measurements`). It is
 a convenience, never part of the study's data, so:
 
 - *Opening never fails because of it.* :func:`read_workspace` turns every problem (a hostile
@@ -33,6 +34,7 @@ from typing import Any
 from viewer.core.display import COLORMAPS, DisplayProps
 from viewer.core.errors import ViewerError, file_error
 from viewer.core.io.atomic import OutputError, atomic_path
+from viewer.core.measurements import Measurement, from_dict
 
 WORKSPACE_NAME = "study.workspace.json"
 FORMAT = "cell-therapy-viewer-workspace"
@@ -42,7 +44,7 @@ MAX_WORKSPACE_BYTES = 1 << 20
 MAX_ENTRIES = 64  # roles, order entries or views
 MAX_STRING = 200  # characters of any name
 _TOP_KEYS = {"format", "version", "timepoint", "cursor_mm", "radiological", "order", "displays",
-             "layout", "protocol", "views"}
+             "layout", "protocol", "views", "measurements"}
 _DISPLAY_KEYS = {"colormap", "levels", "visible_range", "opacity", "visible"}
 _VIEW_KEYS = {"center_mm", "width_mm"}
 
@@ -73,6 +75,7 @@ class Workspace:
         layout: the window's layout name.
         protocol: a display-protocol name (kept as given; the window interprets it).
         views: zoom and pan per orientation ("axial", "coronal", "sagittal").
+        measurements: the rulers and ROIs, in the order they were made.
     """
 
     timepoint: str | None = None
@@ -83,9 +86,11 @@ class Workspace:
     layout: str | None = None
     protocol: str | None = None
     views: Mapping[str, ViewState] = field(default_factory=dict)
+    measurements: tuple[Measurement, ...] = ()
 
     def __post_init__(self) -> None:  # read-only copies: a caller's dict cannot change it later
         object.__setattr__(self, "order", tuple(self.order))
+        object.__setattr__(self, "measurements", tuple(self.measurements))
         object.__setattr__(self, "displays", MappingProxyType(dict(self.displays)))
         object.__setattr__(self, "views", MappingProxyType(dict(self.views)))
 
@@ -110,6 +115,7 @@ def capture(scene: Any, layout: str | None = None, protocol: str | None = None,
         layout=layout,
         protocol=protocol,
         views=dict(views or {}),
+        measurements=tuple(scene.measurements),
     )
 
 
@@ -146,6 +152,8 @@ def apply(scene: Any, workspace: Workspace) -> list[str]:
     _restore_order(scene, workspace.order, notes)
     if workspace.radiological is not None:
         scene.set_radiological(bool(workspace.radiological))
+    if workspace.measurements:
+        scene.measurements.replace_all(workspace.measurements)
     if workspace.cursor_mm is not None:
         cursor = workspace.cursor_mm
         if len(cursor) != 3 or not all(_is_finite(v) for v in cursor):
@@ -192,6 +200,7 @@ def to_json(workspace: Workspace) -> str:
         "layout": workspace.layout, "protocol": workspace.protocol,
         "views": {name: {"center_mm": [float(v) for v in view.center_mm], "width_mm": float(view.width_mm)}
                   for name, view in workspace.views.items()},
+        "measurements": [m.to_dict() for m in workspace.measurements],
     }
     return json.dumps(data, indent=2, allow_nan=False) + "\n"
 
@@ -238,12 +247,19 @@ def _parse(data: Any) -> Workspace:
                 for role, value in _entries(data.get("displays", {}), dict, "displays").items()}
     views = {_string(name, "a view"): _view(value, name)
              for name, value in _entries(data.get("views", {}), dict, "views").items()}
+    measurements = []
+    for index, value in enumerate(_entries(data.get("measurements", []), list, "measurements"), start=1):
+        try:
+            measurements.append(from_dict(value))
+        except ValueError as exc:
+            raise _Bad(f"measurement {index}: {exc}") from None
     return Workspace(
         timepoint=_optional_string(data.get("timepoint"), "'timepoint'"),
         cursor_mm=None if cursor is None else tuple(_numbers(cursor, 3, "'cursor_mm'")),
         radiological=radiological, order=tuple(order), displays=displays,
         layout=_optional_string(data.get("layout"), "'layout'"),
-        protocol=_optional_string(data.get("protocol"), "'protocol'"), views=views)
+        protocol=_optional_string(data.get("protocol"), "'protocol'"), views=views,
+        measurements=tuple(measurements))
 
 
 def _display(value: Any, role: str) -> DisplayProps:

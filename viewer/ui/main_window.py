@@ -9,6 +9,7 @@ does lives beside it, by responsibility:
 * ``window_opening``   opening studies, crash recovery on opening, the study lock's prompts;
 * ``window_saving``    saving regions with its questions, closing with unsaved edits;
 * ``window_annotation`` the annotation panel's tools and actions;
+* ``window_measuring`` the ruler, ellipse and sphere, and the measurements drawn in the views;
 * ``window_outputs``   screenshots, the PDF report, the region table's CSV, About;
 * ``window_workspace`` the study workspace restored on opening, saved on leaving.
 """
@@ -25,6 +26,7 @@ from viewer.core.scene import Scene
 from viewer.core.spaces import ORIENTATIONS, Plane
 from viewer.ui.ortho import LAYOUTS, OrthoViews
 from viewer.ui.window_annotation import AnnotationActions
+from viewer.ui.window_measuring import MeasureActions
 from viewer.ui.window_opening import StudyOpening, recovery_folder_for
 from viewer.ui.window_outputs import WindowOutputs
 from viewer.ui.window_saving import RegionSaving
@@ -47,7 +49,7 @@ def default_settings() -> QtCore.QSettings:
     return QtCore.QSettings(QtCore.QSettings.Format.IniFormat, QtCore.QSettings.Scope.UserScope, ORGANIZATION, APPLICATION)
 
 
-class MainWindow(StudyOpening, RegionSaving, AnnotationActions, WindowOutputs, WorkspaceKeeping,
+class MainWindow(StudyOpening, RegionSaving, AnnotationActions, MeasureActions, WindowOutputs, WorkspaceKeeping,
                  QtWidgets.QMainWindow):
     """The application window.
 
@@ -83,6 +85,7 @@ class MainWindow(StudyOpening, RegionSaving, AnnotationActions, WindowOutputs, W
         self.region_panel: QtWidgets.QWidget | None = None
         self.annotation_panel: QtWidgets.QWidget | None = None
         self.prediction_panel: QtWidgets.QWidget | None = None
+        self.measurement_panel: QtWidgets.QWidget | None = None
         self.import_dialog: QtWidgets.QDialog | None = None  # the series browser, once opened
         self.setWindowTitle("Cell-therapy viewer")
         self.setAcceptDrops(True)
@@ -194,6 +197,7 @@ class MainWindow(StudyOpening, RegionSaving, AnnotationActions, WindowOutputs, W
         self.protocol_combo.activated.connect(
             lambda index: self.scene.set_protocol(self.protocol_combo.itemData(index)) if self.scene else None)
         bar.addWidget(self.protocol_combo)
+        self._build_measure_toolbar(bar)
 
     def _on_protocol(self, **_: Any) -> None:
         if self.scene is None:
@@ -280,9 +284,11 @@ class MainWindow(StudyOpening, RegionSaving, AnnotationActions, WindowOutputs, W
                                ("timepoint", self._on_timepoint), ("radiological", self.refresh_all),
                                ("regions", self._on_regions_edited), ("regions", self._mark_unsaved),
                                ("saved", self._mark_unsaved), ("lock", self._on_study_locked), ("stats", self._on_stats),
-                               ("stats_failed", self._on_stats_failed), ("protocol", self._on_protocol)):
+                               ("stats_failed", self._on_stats_failed), ("protocol", self._on_protocol),
+                               ("measurements", self._draw_measurements)):
             scene.events.connect(name, callback)
         self._install_panels(scene, panels)
+        self.set_measure_tool("navigate")  # a tool of the previous study does not carry over
         self._on_protocol()
         title = scene.study.id if scene.study.manifest else scene.study.timepoints[0].label
         self.setWindowTitle(f"{title}[*] — Cell-therapy viewer")  # [*]: a '*' while regions are unsaved
@@ -297,8 +303,10 @@ class MainWindow(StudyOpening, RegionSaving, AnnotationActions, WindowOutputs, W
         from viewer.ui.prediction_panel import PredictionPanel
         from viewer.ui.region_panel import RegionPanel
 
+        from viewer.ui.measurement_panel import MeasurementPanel
+
         return {"Regions": RegionPanel(scene), "Layers": LayerPanel(scene), "Annotate": AnnotationPanel(scene),
-                "Predictions": PredictionPanel(scene)}
+                "Predictions": PredictionPanel(scene), "Measure": MeasurementPanel(scene)}
 
     def _install_panels(self, scene: Scene, panels: dict[str, QtWidgets.QWidget]) -> None:
         from viewer.ui.colorbar import ColorBarStack
@@ -316,7 +324,8 @@ class MainWindow(StudyOpening, RegionSaving, AnnotationActions, WindowOutputs, W
         self.annotation_panel.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
         self.prediction_panel = panels["Predictions"]
         self.prediction_panel.models_changed.connect(self._on_models_changed)
-        for title in ("Regions", "Layers", "Annotate", "Predictions"):
+        self.measurement_panel = panels["Measure"]
+        for title in ("Regions", "Layers", "Annotate", "Predictions", "Measure"):
             self._side.addTab(panels[title], title)
         for view in self.ortho.views.values():
             view.set_colorbars(ColorBarStack(scene))
@@ -484,6 +493,7 @@ class MainWindow(StudyOpening, RegionSaving, AnnotationActions, WindowOutputs, W
         view.content_rect = self._content_rect(plane)
         view.show_image(plane, rgb, self._caption(orientation, plane))
         view.set_crosshair(self.scene.cursor)
+        self._draw_measurements()
         self.frame_drawn.emit(orientation)
         if not self._stats_requested and all(v.plane is not None for v in self.ortho.views.values()):
             # statistics start once the first frames are up, so they do not delay them

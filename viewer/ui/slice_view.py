@@ -84,6 +84,9 @@ class SliceViewBox(pg.ViewBox):
             ev.ignore()
 
 
+#: Rulers and ROIs (cyan: apart from the yellow text, the green cursor and the regions' colours).
+MEASURE_COLOUR = (80, 220, 255)
+
 #: Lengths (mm) the scale bar may show: the longest that fits a quarter of the view.
 SCALE_BAR_LENGTHS_MM: tuple[float, ...] = (1, 2, 5, 10, 20, 50, 100, 200)
 
@@ -153,6 +156,7 @@ class SliceView(QtWidgets.QWidget):
         self.view_box.addItem(self.hline, ignoreBounds=True)
         self.outline = pg.PlotDataItem(pen=pg.mkPen((255, 255, 0), width=1.5, style=QtCore.Qt.PenStyle.DashLine))
         self.view_box.addItem(self.outline, ignoreBounds=True)
+        self._measure_items: list = []  # the rulers' and ROIs' graphics (show_measurements)
         self.scale_bar = ViewScaleBar()
         self.scale_bar.setParentItem(self.view_box)
         self.scale_bar.anchor((0, 1), (0, 1), offset=(16, -16))
@@ -252,11 +256,12 @@ class SliceView(QtWidgets.QWidget):
         world = self.world_at(view_point)
         if self.tool is None or world is None or self.plane is None:
             return
-        if kind == "press":
+        edits = getattr(self.tool, "edits_labels", True)  # a measuring tool draws no stroke
+        if kind == "press" and edits:
             self.stroke_started.emit()
         getattr(self.tool, kind)(self.plane, world)
         self.tool_used.emit()
-        if kind == "release":
+        if kind == "release" and edits:
             self.stroke_finished.emit()
 
     def show_outline(self, points_world: list) -> None:
@@ -268,6 +273,29 @@ class SliceView(QtWidgets.QWidget):
         xs = (pixels[:, 1] + 0.5) * self.plane.col_step_mm
         ys = (pixels[:, 0] + 0.5) * self.plane.row_step_mm
         self.outline.setData(np.append(xs, xs[0]), np.append(ys, ys[0]))
+
+    def show_measurements(self, shapes: list[tuple[str, np.ndarray, str, bool]]) -> None:
+        """Draw rulers and ROIs: (name, world points (N, 3), label, being drawn) each; the
+        label sits beside the shape's last point, off the line. Replaces what was drawn."""
+        for item in self._measure_items:
+            self.view_box.removeItem(item)
+        self._measure_items = []
+        if self.plane is None:
+            return
+        for name, points, label, preview in shapes:
+            pixels = self.plane.world_to_pixel(np.asarray(points, float))
+            xs = (pixels[:, 1] + 0.5) * self.plane.col_step_mm
+            ys = (pixels[:, 0] + 0.5) * self.plane.row_step_mm
+            colour = (255, 255, 255) if preview else MEASURE_COLOUR
+            line = pg.PlotDataItem(xs, ys, pen=pg.mkPen(colour, width=1.5),
+                                   symbol="o" if len(xs) == 2 else None, symbolSize=5,
+                                   symbolBrush=colour, symbolPen=None)
+            text = pg.TextItem(f"{name} {label}".strip(), color=colour, anchor=(0, 1), fill=(0, 0, 0, 150))
+            end = int(np.argmax(xs)) if len(xs) > 2 else 1  # the outline's right edge, a ruler's end
+            text.setPos(xs[end], ys[end])
+            for item in (line, text):
+                self.view_box.addItem(item, ignoreBounds=True)
+                self._measure_items.append(item)
 
     def point_clicked(self, view_point: QtCore.QPointF) -> None:
         world = self.world_at(view_point)

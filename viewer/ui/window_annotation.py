@@ -19,6 +19,7 @@ class AnnotationActions:
             self.scene.results.invalidate()
 
     def _on_tool_changed(self, tool) -> None:
+        self._annotation_tool_chosen(tool)
         for view in self.ortho.views.values():
             view.tool = tool
         if tool is not None and hasattr(tool, "on_preview"):

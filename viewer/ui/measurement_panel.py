@@ -1,0 +1,131 @@
+"""The measurements panel: every ruler and ROI of the session with its statistics in every
+layer's units at once (PRODUCT.md §5), deletable one by one or all together.
+
+The numbers are the core's (:meth:`viewer.core.scene.Scene.measure`), measured on the shown
+timepoint: switching timepoints re-measures the same places. The list itself is the scene's
+(:attr:`~viewer.core.scene.Scene.measurements`); this panel holds no copy of it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from viewer.core.measurements import LayerStatistics, Measurement, Ruler, SphereROI
+from viewer.core.quant.measures import format_number
+from viewer.core.scene import Scene
+from viewer.ui.colorbar import SceneLink
+
+COLUMNS: tuple[str, ...] = ("Measurement / layer", "Mean", "SD", "Min", "Max", "Size", "¹⁹F cells")
+DIGITS = 4
+
+
+def _number(value: float | None) -> str:
+    return "—" if value is None else format_number(float(value), DIGITS)
+
+
+def size_text(measurement: Measurement) -> str:
+    """The shape's own size: a ruler's length (mm), an ellipse's area (mm²), a sphere's
+    volume (mL)."""
+    if isinstance(measurement, Ruler):
+        return f"{measurement.length_mm:.1f} mm"
+    if isinstance(measurement, SphereROI):
+        return f"{measurement.volume_ml:.3g} mL"
+    return f"{measurement.area_mm2:.0f} mm²"
+
+
+def layer_row(stats: LayerStatistics) -> list[str]:
+    """One layer's cells of the table (the layer's units in its name)."""
+    name = f"{stats.quantity} ({stats.units})" if stats.units else stats.quantity
+    if stats.voxels == 0:
+        return [name, "outside this image", "", "", "", "", ""]
+    size = f"{stats.voxels} vox · {stats.volume_mm3 / 1000:.3g} mL"
+    if stats.role == "regions":  # one line across the table (the panel spans it)
+        inside = ", ".join(f"{region} {count} vox" for region, count in stats.regions.items()) or "no region"
+        return [f"{name}: {inside}", "", "", "", "", "", ""]
+    if stats.nonfinite:
+        size += f" · {stats.nonfinite} NaN/inf left out"
+    cells = "" if stats.cells is None else format_number(stats.cells, 3)
+    return [name, _number(stats.mean), _number(stats.std), _number(stats.minimum), _number(stats.maximum), size, cells]
+
+
+class MeasurementPanel(QtWidgets.QWidget):
+    """Side-panel tab: one top row per measurement, one child row per layer."""
+
+    def __init__(self, scene: Scene, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.scene = scene
+        layout = QtWidgets.QVBoxLayout(self)
+        self.hint = QtWidgets.QLabel("Measure with the toolbar's Ruler, Ellipse or Sphere (keys M, E, S), "
+                                     "then drag in a view. Esc returns to navigation.")
+        self.hint.setWordWrap(True)
+        layout.addWidget(self.hint)
+        self.tree = QtWidgets.QTreeWidget()
+        self.tree.setColumnCount(len(COLUMNS))
+        self.tree.setHeaderLabels(list(COLUMNS))
+        self.tree.setAlternatingRowColors(True)
+        self.tree.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.tree.itemDoubleClicked.connect(self._go_to)
+        layout.addWidget(self.tree, 1)
+        buttons = QtWidgets.QHBoxLayout()
+        self.delete_button = QtWidgets.QPushButton("Delete")
+        self.delete_button.setToolTip("Delete the selected measurements (Del)")
+        self.delete_button.clicked.connect(self.delete_selected)
+        self.clear_button = QtWidgets.QPushButton("Delete all")
+        self.clear_button.clicked.connect(self.scene.measurements.clear)
+        buttons.addWidget(self.delete_button)
+        buttons.addWidget(self.clear_button)
+        buttons.addStretch(1)
+        layout.addLayout(buttons)
+        delete = QtGui.QShortcut(QtGui.QKeySequence(QtGui.QKeySequence.StandardKey.Delete), self.tree)
+        delete.setContext(QtCore.Qt.ShortcutContext.WidgetShortcut)
+        delete.activated.connect(self.delete_selected)
+        self._link = SceneLink(scene.events, self)
+        for event in ("measurements", "timepoint", "regions", "stats", "order"):
+            self._link.connect(event, self.refresh)
+        self.refresh()
+
+    def refresh(self, **_: Any) -> None:
+        """Re-measure every measurement on the shown timepoint and redraw the list."""
+        expanded = {self.tree.topLevelItem(i).text(0).split(" ")[0]
+                    for i in range(self.tree.topLevelItemCount()) if self.tree.topLevelItem(i).isExpanded()}
+        self.tree.clear()
+        for measurement in self.scene.measurements:
+            top = QtWidgets.QTreeWidgetItem([f"{measurement.name} {measurement.summary()}", "", "", "", "",
+                                             size_text(measurement), ""])
+            top.setData(0, QtCore.Qt.ItemDataRole.UserRole, measurement.name)
+            self.tree.addTopLevelItem(top)
+            if isinstance(measurement, Ruler):
+                continue
+            for stats in self.scene.measure(measurement):
+                child = QtWidgets.QTreeWidgetItem(layer_row(stats))
+                child.setData(0, QtCore.Qt.ItemDataRole.UserRole, measurement.name)
+                top.addChild(child)
+                child.setFirstColumnSpanned(stats.role == "regions")
+            top.setExpanded(measurement.name in expanded or not expanded or measurement is self._newest())
+        for column in range(len(COLUMNS)):
+            self.tree.resizeColumnToContents(column)
+        self.tree.setColumnWidth(0, min(self.tree.columnWidth(0), 240))  # a spanned row may be long
+        has_any = len(self.scene.measurements) > 0
+        self.delete_button.setEnabled(has_any)
+        self.clear_button.setEnabled(has_any)
+
+    def _newest(self) -> Measurement | None:
+        items = list(self.scene.measurements)
+        return items[-1] if items else None
+
+    def selected_names(self) -> list[str]:
+        names = [item.data(0, QtCore.Qt.ItemDataRole.UserRole) for item in self.tree.selectedItems()]
+        return list(dict.fromkeys(n for n in names if n))
+
+    def delete_selected(self) -> None:
+        for name in self.selected_names():
+            self.scene.measurements.remove(name)
+
+    def _go_to(self, item: QtWidgets.QTreeWidgetItem, column: int) -> None:
+        """Double-click: the cursor moves to the measurement's centre."""
+        name = item.data(0, QtCore.Qt.ItemDataRole.UserRole)
+        if name:
+            self.scene.set_cursor(np.asarray(self.scene.measurements.get(name).center, float))
