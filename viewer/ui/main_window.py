@@ -197,6 +197,11 @@ class MainWindow(StudyOpening, RegionSaving, AnnotationActions, MeasureActions, 
         self.protocol_combo.activated.connect(
             lambda index: self.scene.set_protocol(self.protocol_combo.itemData(index)) if self.scene else None)
         bar.addWidget(self.protocol_combo)
+        from viewer.ui.window_level import WindowLevelBar
+
+        bar.addSeparator()
+        self.window_level = WindowLevelBar()
+        bar.addWidget(self.window_level)
         self._build_measure_toolbar(bar)
 
     def _on_protocol(self, **_: Any) -> None:
@@ -290,6 +295,7 @@ class MainWindow(StudyOpening, RegionSaving, AnnotationActions, MeasureActions, 
         self._install_panels(scene, panels)
         self.set_measure_tool("navigate")  # a tool of the previous study does not carry over
         self._on_protocol()
+        self.window_level.set_scene(scene)
         title = scene.study.id if scene.study.manifest else scene.study.timepoints[0].label
         self.setWindowTitle(f"{title}[*] — Cell-therapy viewer")  # [*]: a '*' while regions are unsaved
         self.setWindowModified(False)
