@@ -30,6 +30,7 @@ ROLE_COLORMAP: Mapping[str, str] = {
     "adc": "adc",
     "tmax": "tmax",
     "regions": "labels",
+    "other": "pet",
 }
 
 #: Default opacity per role (anatomy is the opaque base).
@@ -43,6 +44,7 @@ ROLE_OPACITY: Mapping[str, float] = {
     "adc": 0.5,
     "tmax": 0.45,
     "regions": 0.9,
+    "other": 0.5,
 }
 
 #: Default visible windows tied to the physiology of PRODUCT.md §3: only abnormal values show.

@@ -53,6 +53,10 @@ class ViewerError(Exception):
         super().__init__(one_line(message))
 
 
+class ImageExists(ViewerError):
+    """The timepoint already has an image of that role (the window asks to replace it)."""
+
+
 def file_error(path: str | Path, problem: str) -> ViewerError:
     """Build the standard ``<path>: <problem>`` error."""
     return ViewerError(f"{path}: {problem}")

@@ -16,7 +16,7 @@ from viewer.core.spaces import map_labels_to_grid
 from viewer.core.volume import Volume
 
 #: Drawing order, bottom to top: anatomy, broad physiological maps, cell maps, regions on top.
-LAYER_ORDER: tuple[str, ...] = ("anatomical", "sodium", "adc", "tmax", "pet", "spio", "gd", "fluorine", "regions")
+LAYER_ORDER: tuple[str, ...] = ("anatomical", "other", "sodium", "adc", "tmax", "pet", "spio", "gd", "fluorine", "regions")
 
 #: Regions that hold calibration signal, not cells: excluded when choosing ¹⁹F levels and focus.
 CALIBRATION_REGIONS = ("reference", "background")

@@ -60,7 +60,7 @@ _PROTOCOLS = (
     Protocol("perfusion", "grey anatomy with ADC, Tmax and tissue sodium (TSC) and the regions",
              frozenset({"adc", "tmax", "sodium", "regions"}), {}, frozenset({"adc", "tmax", "sodium"})),
     Protocol("all", "every layer at its own opacity", frozenset({"fluorine", "pet", "spio", "gd", "sodium", "adc",
-                                                                   "tmax", "regions"})),
+                                                                   "tmax", "regions", "other"})),
 )
 
 #: Every protocol by name, in toolbar order.

@@ -178,6 +178,17 @@ class StudyResults:
         self._wanted.update(label for label in labels if label not in self._in_flight)
         self.request(labels)
 
+    def images_changed(self, timepoint: str) -> None:
+        """An image was added to (or replaced in) a timepoint: its quantifier, built on the
+        old images, is dropped and its numbers are measured again from scratch (answers to
+        requests sent before are measured again too: the epoch changes)."""
+        self._epoch += 1
+        self._quantifiers.pop(timepoint, None)
+        self._full.add(timepoint)
+        if timepoint not in self._in_flight:
+            self._wanted.add(timepoint)
+        self._schedule(timepoint)
+
     def hold(self, held: bool) -> None:
         """While held (a brush stroke in progress) edits are only collected; the numbers
         follow once, when released."""

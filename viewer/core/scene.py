@@ -24,7 +24,7 @@ import numpy as np
 
 from viewer.core.analysis import prediction_step
 from viewer.core.display import DisplayProps, default_display
-from viewer.core.errors import ViewerError
+from viewer.core.errors import ImageExists, ViewerError
 from viewer.core.events import Events
 from viewer.core.io.labels import (
     ReconciledFiles,
@@ -33,7 +33,8 @@ from viewer.core.io.labels import (
     save_timepoint_regions,
     saved_label_table,
 )
-from viewer.core.io.study import Study, Timepoint, load_timepoint
+from viewer.core.io.manifest_edit import add_images_to_manifest
+from viewer.core.io.study import Study, Timepoint, check_overlay_role, load_overlay, load_timepoint
 from viewer.core.io.study_lock import (
     FileState,
     LockState,
@@ -43,7 +44,13 @@ from viewer.core.io.study_lock import (
     file_state,
 )
 from viewer.core.layers import LAYER_ORDER, anatomy_extent, build_layers, default_focus
-from viewer.core.measurements import ROI, FluorineCalibration, LayerStatistics, Measurements, roi_statistics
+from viewer.core.measurements import (
+    ROI,
+    FluorineCalibration,
+    LayerStatistics,
+    Measurements,
+    roi_statistics,
+)
 from viewer.core.protocols import default_protocol, protocol
 from viewer.core.quant.stats import TimepointQuantifier, TimepointStats
 from viewer.core.recovery import (
@@ -104,7 +111,8 @@ class Scene:
     ``protocol`` (protocol=...: another display protocol was chosen),
     ``lock`` (state=..., message=...: another session holds the study, this one cannot save),
     ``saved`` (timepoint=..., path=...: a timepoint's regions were saved),
-    ``measurements`` (a ruler or ROI was added or removed: :attr:`measurements`).
+    ``measurements`` (a ruler or ROI was added or removed: :attr:`measurements`),
+    ``images`` (timepoint=..., role=...: an image was added to a timepoint; ``order`` follows).
     """
 
     def __init__(self, study: Study, timepoint: int = 0, radiological: bool = True,
@@ -147,6 +155,9 @@ class Scene:
         self.protocol: str = default_protocol(self.volumes).name
         self._adopt_display(self.volumes)
         self.cursor = np.asarray(default_focus(self.volumes, self.region_names()), dtype=float)
+        #: images added in this session (File ▸ Add image), per timepoint: role → (file, units);
+        #: not in the manifest until :meth:`save_added_images`
+        self.added_images: dict[str, dict[str, tuple[Path, str]]] = {}
         #: the reader's rulers and ROIs (world mm: they measure whichever timepoint is shown)
         self.measurements = Measurements(lambda: self.events.emit("measurements"))
 
@@ -359,6 +370,79 @@ class Scene:
             else:
                 rows.append((quantity, f"{value:.4g}", volume.units))
         return rows
+
+    # -- images added on screen ---------------------------------------------------------------------
+    def add_image(self, path: str | Path, role: str, units: str = "", replace: bool = False) -> Volume:
+        """Add an image file or DICOM series to the shown timepoint as ``role`` (PRODUCT.md §5
+        "Adding an image as an overlay"): shown at once, measured with the timepoint's numbers,
+        kept for this session (:meth:`save_added_images` writes it into the manifest).
+
+        Raises:
+            ImageExists: the timepoint has an image of that role and ``replace`` is False.
+            ViewerError: the file cannot be read as that role, or lies outside the anatomy, or
+                it would replace a label map with unsaved edits.
+        """
+        check_overlay_role(role)
+        timepoint = self.timepoint
+        volumes = self.volumes_of(timepoint)
+        if role in volumes and not replace:
+            raise ImageExists(f"{timepoint.label} already has a {ROLE_QUANTITY.get(role, role)} image "
+                              f"({volumes[role].source or volumes[role].name}); replace it?")
+        editable = self._editables.get(timepoint.label)
+        if role == "regions" and editable is not None and editable.dirty:
+            raise ViewerError(f"{timepoint.label}: save or undo the region edits before replacing the label map")
+        volume = load_overlay(path, role, timepoint.label, volumes["anatomical"], units)
+        volumes[role] = volume
+        if role == "regions":
+            self._editables.pop(timepoint.label, None)
+            self._saved_tables.pop(timepoint.label, None)
+        self.added_images.setdefault(timepoint.label, {})[role] = (Path(path), volume.units)
+        previous = self._display.get(role)
+        fresh = default_display(volume)
+        self._display[role] = fresh.with_(colormap=previous.colormap if previous else fresh.colormap, visible=True)
+        self.results.images_changed(timepoint.label)
+        with self.events.batch():
+            self.events.emit("images", timepoint=timepoint.label, role=role)
+            self.events.emit("order")
+            self.events.emit("display", role=role)
+        return volume
+
+    def save_added_images(self, timepoint: Timepoint | None = None) -> dict[str, Path]:
+        """Write the images added to a timepoint into the manifest (copied into the study
+        folder when outside it), under the study lock; returns role → file as now named.
+
+        Raises:
+            ViewerError: no manifest, nothing added, another session holds the study, the
+                manifest changed on disk since it was read, or it cannot be written.
+        """
+        timepoint = timepoint or self.timepoint
+        manifest = self.study.manifest
+        added = self.added_images.get(timepoint.label, {})
+        if manifest is None:
+            raise ViewerError("added images can be saved only into a study opened from its study.toml")
+        if not added:
+            raise ViewerError(f"{timepoint.label}: no image was added in this session")
+        keep_lock = self.editing_lock or (self.lock is not None and self.lock.held)
+        self.acquire_lock()
+        try:
+            check_unchanged(manifest, self._manifest_state, "the manifest")
+            keys: dict[str, Any] = {}
+            if "other" in added:
+                keys["other_units"] = added["other"][1]
+            if "pet" in added and self.volumes_of(timepoint)["pet"].meta.get("format") == "nifti":
+                keys["pet_units"] = "SUV"
+            placed = add_images_to_manifest(manifest, timepoint.label, {r: p for r, (p, _) in added.items()}, keys)
+        finally:
+            if not keep_lock:
+                self.release_lock()
+        self._manifest_state = file_state(manifest, content_hash=True)
+        updated = replace(timepoint, images={**timepoint.images, **placed},
+                          other_units=added["other"][1] if "other" in added else timepoint.other_units)
+        self.study = replace(self.study, timepoints=tuple(
+            updated if tp.label == timepoint.label else tp for tp in self.study.timepoints))
+        self._map_states[timepoint.label] = file_state(updated.images.get("regions"))
+        del self.added_images[timepoint.label]
+        return placed
 
     def measure(self, roi: ROI, timepoint: Timepoint | None = None) -> list[LayerStatistics]:
         """Every layer's statistics inside ``roi`` at a timepoint (the current one), in

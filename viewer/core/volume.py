@@ -29,6 +29,7 @@ ROLES: tuple[str, ...] = (
     "adc",
     "tmax",
     "regions",
+    "other",
 )
 
 #: Units of each role's voxel values, as shown next to numbers and colour bars.
@@ -42,6 +43,7 @@ ROLE_UNITS: Mapping[str, str] = {
     "adc": "10⁻⁶ mm²/s",
     "tmax": "s",
     "regions": "label",
+    "other": "",  # the manifest's other_units, or what the reader typed when adding it
 }
 
 #: What each role's values are, in words (used by readouts and colour bar titles).
@@ -55,6 +57,7 @@ ROLE_QUANTITY: Mapping[str, str] = {
     "adc": "ADC",
     "tmax": "Tmax",
     "regions": "region",
+    "other": "other image",
 }
 
 

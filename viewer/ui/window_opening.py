@@ -221,7 +221,11 @@ class StudyOpening:
             event.acceptProposedAction()
 
     def dropEvent(self, event: QtGui.QDropEvent) -> None:
+        """A drop opens what was dropped; with Shift held it adds it to the study on screen."""
         urls = [u for u in event.mimeData().urls() if u.isLocalFile()]
         if urls:
             event.acceptProposedAction()
-            self.open(urls[0].toLocalFile())
+            if event.modifiers() & QtCore.Qt.KeyboardModifier.ShiftModifier and self.scene is not None:
+                self.add_overlay(Path(urls[0].toLocalFile()))
+            else:
+                self.open(urls[0].toLocalFile())

@@ -44,8 +44,17 @@ from viewer.core.io.atomic import (
     fsync_dir,
     write_text_atomic,
 )
+from viewer.core.io.manifest_edit import manifest_file as _manifest_file
+from viewer.core.io.manifest_edit import read_manifest as _read_manifest
+from viewer.core.io.manifest_edit import relative_to as _relative_to
+from viewer.core.io.manifest_edit import resolved as _resolved
+from viewer.core.io.manifest_edit import timepoints_to_change as _timepoints_to_change
 from viewer.core.io.nifti import check_affine, is_nifti_path, load_nifti
-from viewer.core.io.study import MANIFEST_NAME, Timepoint, parse_manifest, write_manifest
+from viewer.core.io.study import (
+    Timepoint,
+    parse_manifest,
+    write_manifest,
+)
 from viewer.core.io.study_lock import LOCK_SUFFIX, FileState, StudyChanged, bytes_state
 from viewer.core.regions import EditableLabels, LabelEntry, LabelTable
 from viewer.core.volume import Volume
@@ -792,53 +801,6 @@ def update_manifest_regions(
     return written
 
 
-def _manifest_file(manifest_path: str | Path) -> Path:
-    manifest_path = Path(manifest_path)
-    if manifest_path.is_dir():
-        manifest_path = manifest_path / MANIFEST_NAME
-    return manifest_path
-
-
-def _read_manifest(manifest_path: Path) -> tuple[bytes, dict[str, Any]]:
-    """The manifest's bytes and parsed TOML (ViewerError naming it when it cannot be read)."""
-    try:
-        original = manifest_path.read_bytes()
-    except FileNotFoundError:
-        raise file_error(manifest_path, "file not found") from None
-    except OSError as exc:
-        raise file_error(manifest_path, f"cannot read the manifest ({exc.strerror or exc})") from None
-    try:
-        raw: dict[str, Any] = tomllib.loads(original.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise file_error(manifest_path, "is not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise file_error(manifest_path, f"malformed TOML ({exc})") from None
-    return original, raw
-
-
-def _timepoints_to_change(raw: dict[str, Any], timepoint_label: str, manifest_path: Path,
-                          all_sharing: bool) -> list[dict[str, Any]]:
-    """The ``[[timepoint]]`` tables to repoint: the one labelled ``timepoint_label``, plus
-    those sharing its map file when ``all_sharing``."""
-    timepoints = raw.get("timepoint")
-    if not isinstance(timepoints, list):
-        raise file_error(manifest_path, "no [[timepoint]] array")
-    wanted = str(timepoint_label).strip()
-    target = next(
-        (tp for tp in timepoints if isinstance(tp, dict) and str(tp.get("label", "")).strip() == wanted), None
-    )
-    if target is None:
-        known = ", ".join(repr(tp.get("label")) for tp in timepoints if isinstance(tp, dict))
-        raise file_error(manifest_path, f"no timepoint {wanted!r} (the study has {known})")
-    root = manifest_path.parent
-    old_file = _resolved(root, target.get("regions"))
-    chosen = [target]
-    if all_sharing and old_file is not None:
-        chosen += [tp for tp in timepoints
-                   if isinstance(tp, dict) and tp is not target and _resolved(root, tp.get("regions")) == old_file]
-    return chosen
-
-
 def _point_at(raw: dict[str, Any], chosen: list[dict[str, Any]], relpath: str, table: LabelTable) -> str:
     """Set ``regions`` and ``region_names`` of the chosen timepoints in ``raw``; return the
     TOML text of the whole manifest."""
@@ -854,10 +816,6 @@ def _point_at(raw: dict[str, Any], chosen: list[dict[str, Any]], relpath: str, t
     return tomli_w.dumps(raw)
 
 
-def _resolved(root: Path, value: Any) -> Path | None:
-    return (root / value).resolve() if isinstance(value, str) and value.strip() else None
-
-
 def _referenced_maps(root: Path, raw: Mapping[str, Any]) -> set[Path]:
     """Every map file a timepoint of the manifest points at (resolved)."""
     timepoints = raw.get("timepoint")
@@ -865,18 +823,6 @@ def _referenced_maps(root: Path, raw: Mapping[str, Any]) -> set[Path]:
         return set()
     found = (_resolved(root, tp.get("regions")) for tp in timepoints if isinstance(tp, dict))
     return {path for path in found if path is not None}
-
-
-def _relative_to(root: Path, path: Path) -> str:
-    """``path`` relative to the study folder, both with symlinks resolved: a study opened
-    through a linked folder must not get ``../link/…`` (refused by the manifest's
-    stay-inside rule, PRODUCT.md §2)."""
-    if path.is_absolute():
-        try:
-            path = Path(os.path.relpath(path.resolve(), root.resolve()))
-        except ValueError:  # another drive on Windows: keep absolute (refused by the manifest)
-            return path.as_posix()
-    return path.as_posix()
 
 
 # -- region statistics -------------------------------------------------------------------------

@@ -12,10 +12,11 @@ import math
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from pathlib import Path, PurePath
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -136,6 +137,8 @@ class Timepoint:
     region_names: Mapping[int, str] = field(default_factory=dict)
     pet_units: str | None = None
     pet_dose: PetDose | None = None
+    #: units of the ``other`` image (free text, e.g. "ms" for a T2 map; "" when not given)
+    other_units: str = ""
 
     def has(self, role: str) -> bool:
         return role in self.images
@@ -269,7 +272,7 @@ def _iso_date(path: Path, where: str, value: Any) -> str:
         raise file_error(path, f"{where} must be a date like 1970-01-02, got {value!r}") from None
 
 
-def study_day0(study: "Study") -> date | None:
+def study_day0(study: Study) -> date | None:
     """The transplantation date (day 0) of a study, if its manifest gives one."""
     value = study.info.get("day0")
     return date.fromisoformat(value) if value else None
@@ -313,7 +316,7 @@ def _parse_timepoint(path: Path, index: int, table: Any) -> Timepoint:
     where = f"[[timepoint]] {index + 1}"
     if not isinstance(table, dict):
         raise file_error(path, f"{where} must be a table")
-    allowed = {"label", "day", "region_names", "pet_units", "pet_dose", *IMAGE_ROLES}
+    allowed = {"label", "day", "region_names", "pet_units", "pet_dose", "other_units", *IMAGE_ROLES}
     _check_keys(path, where, table, allowed)
     label = table.get("label")
     if not isinstance(label, str) or not label.strip():
@@ -339,7 +342,12 @@ def _parse_timepoint(path: Path, index: int, table: Any) -> Timepoint:
             raise file_error(path, f"{where}: a NIfTI 'pet' needs pet_units (\"SUV\" or \"Bq/mL\")")
         if pet_units == "Bq/mL":
             pet_suv_factor(f"{path}: {where}", pet_dose)  # refuses what cannot give an SUV
-    return Timepoint(label.strip(), day, images, region_names, pet_units, pet_dose)
+    other_units = table.get("other_units", "")
+    if not isinstance(other_units, str) or len(other_units) > 40 or "\n" in other_units:
+        raise file_error(path, f"{where} other_units must be a short text (at most 40 characters)")
+    if other_units and "other" not in images:
+        raise file_error(path, f"{where}: other_units given without an 'other' image")
+    return Timepoint(label.strip(), day, images, region_names, pet_units, pet_dose, other_units.strip())
 
 
 def _parse_region_names(path: Path, where: str, names: Any) -> dict[int, str]:
@@ -584,8 +592,47 @@ def load_timepoint(study: Study, timepoint: Timepoint) -> dict[str, Volume]:
             volume = _as_label_volume(volume)
         elif role == "pet" and volume.meta.get("format") == "nifti":
             volume = _nifti_pet_to_suv(study, timepoint, volume)
+        elif role == "other":
+            volume.units = timepoint.other_units
         volumes[role] = volume
     return volumes
+
+
+def check_overlay_role(role: str) -> None:
+    """An added image may play any role but the anatomy (the study's base)."""
+    if role not in IMAGE_ROLES or role == "anatomical":
+        raise ViewerError(f"an added image's role must be one of {', '.join(r for r in IMAGE_ROLES if r != 'anatomical')}"
+                          f" (the anatomy is the study's base: open it as a study), got {role!r}")
+
+
+def load_overlay(path: str | Path, role: str, label: str, anatomy: Volume, units: str = "") -> Volume:
+    """Open an image a reader adds to a timepoint on screen (File ▸ Add image) as ``role``.
+
+    The role's own rules hold as when the manifest names it: a label map must hold whole
+    labels, a DICOM PET is read in SUV from its tags, and a NIfTI PET is taken to be in SUV
+    already (a NIfTI carries no dose; say so in the manifest to convert Bq/mL). ``units`` are
+    the ``other`` image's. An image that does not overlap the anatomy in world space is
+    refused: it would show nowhere and measure nothing.
+
+    Raises:
+        ViewerError: one line naming the file.
+    """
+    check_overlay_role(role)
+    path = Path(path)
+    volume = load_image(path, role, f"{label} {role}")
+    if role == "regions":
+        volume = _as_label_volume(volume)
+    elif role == "pet" and volume.meta.get("format") == "nifti":
+        volume.units = "SUV"
+        volume.meta["suv_method"] = "NIfTI added in the window: taken to be in SUV"
+    elif role == "other":
+        volume.units = units.strip()
+    low, high = volume.world_bounds()
+    anatomy_low, anatomy_high = anatomy.world_bounds()
+    if np.any(high < anatomy_low) or np.any(low > anatomy_high):
+        raise file_error(path, "lies outside the anatomy in world space (no voxel overlaps it); is it of this patient "
+                               "and this session?")
+    return volume
 
 
 def _as_label_volume(volume: Volume) -> Volume:

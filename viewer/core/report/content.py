@@ -416,6 +416,12 @@ def _patient_name(dicom_name: str) -> str:
     return ", ".join(parts[:2]) + (" " + " ".join(parts[2:]) if len(parts) > 2 else "") if parts else dicom_name
 
 
+def _image_title(role: str, timepoint: Any) -> str:
+    """"PET (SUV)"; an ``other`` image with the units the manifest gives it (or none)."""
+    units = timepoint.other_units if role == "other" else ROLE_UNITS[role]
+    return f"{ROLE_QUANTITY[role]} ({units})" if units else ROLE_QUANTITY[role]
+
+
 def _modalities(build: _Builder) -> Table:
     """Which images each reported timepoint has."""
     start = _day_zero(build.study)
@@ -424,7 +430,7 @@ def _modalities(build: _Builder) -> Table:
     rows = []
     for item in build.reported:
         timepoint = item.timepoint
-        roles = [f"{ROLE_QUANTITY[role]} ({ROLE_UNITS[role]})" for role in item.roles if role not in ("anatomical", "regions")]
+        roles = [_image_title(role, timepoint) for role in item.roles if role not in ("anatomical", "regions")]
         day = "—" if timepoint.day is None else f"{timepoint.day:g}"
         row = [build.t(timepoint.label), day]
         if with_dates:
