@@ -37,7 +37,7 @@ def _world(affine, ijk):
 
 
 def test_the_ruler_measures_a_known_50_mm_within_one_voxel(qtbot, settings, phantom):
-    path, data, affine = phantom
+    path, _data, affine = phantom
     win = open_window(qtbot, settings, path)
     a, b = _world(affine, DOT_A), _world(affine, DOT_B)
     assert np.linalg.norm(b - a) == pytest.approx(50.0)

@@ -27,9 +27,10 @@ def test_panel_shows_values_disclaimer_and_contributions(window, qtbot):
     values = _texts(panel.table, 2)
     penumbra = values[regions.index("penumbra")]
     assert 0.0 <= float(penumbra) <= 1.0
-    # other regions say why there is no value instead of a number
+    # other regions say why there is no value instead of a number, across value and interval
     core_row = regions.index("core")
-    assert values[core_row] == "—" and "penumbra regions only" in panel.table.item(core_row, 4).text()
+    assert values[core_row] == "not computed: the model applies to penumbra regions only"
+    assert panel.table.columnSpan(core_row, 2) == 2
     panel.table.selectRow(regions.index("penumbra"))
     assert panel.contributions.rowCount() >= 5
     assert "contributions" in panel.contributions_note.text()
@@ -46,8 +47,11 @@ def test_out_of_range_warning_is_visible(window, qtbot):
     fill_predictions(stats, window.scene.models())  # the analysis step of every result, run again
     panel.show_stats(stats)
     regions = _texts(panel.table, 0)
-    warning = panel.table.item(regions.index("penumbra"), 4).text()
-    assert warning.startswith("⚠") and "sodium_mean_mM" in warning
+    value = panel.table.item(regions.index("penumbra"), 2)
+    assert value.text().startswith("⚠") and "TSC (mM) = 140 mM lies outside the training range" in value.toolTip()
+    assert panel.warnings_label.isVisibleTo(panel)
+    assert "⚠ penumbra (" in panel.warnings_label.text() and "TSC (mM) = 140 mM" in panel.warnings_label.text()
+    assert "sodium_mean_mM" not in panel.warnings_label.text()  # the registry's name, not the identifier
 
 
 def test_adding_a_user_model_shows_it_side_by_side(window, qtbot, tmp_path):

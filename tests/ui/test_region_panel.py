@@ -16,7 +16,8 @@ from viewer.core.io.study import load_study
 from viewer.core.quant.measures import REGION_MEASURES, region_measure
 from viewer.core.quant.stats import StudyStats
 from viewer.core.scene import Scene
-from viewer.ui.region_panel import ALERT_SIGN, SORT_ROLE, TABLE_MEASURES, RegionPanel
+from viewer.ui.region_panel import RegionPanel
+from viewer.ui.region_table import ALERT_SIGN, SORT_ROLE, TABLE_MEASURES, header_tooltip
 
 Qt = QtCore.Qt
 CELL_REGIONS = {"core", "penumbra", "injection site", "contralateral white matter"}
@@ -66,10 +67,17 @@ def test_headers_are_measure_titles_with_descriptions(panel):
     model = panel.proxy
     titles = [model.headerData(c, Qt.Orientation.Horizontal) for c in range(model.columnCount())]
     expected = [m for m in REGION_MEASURES if m.key not in ("label", "prediction")]
-    assert titles == [m.title for m in expected]
+    assert sorted(titles) == sorted(m.title for m in expected)  # every measure, grouped
     assert "SUVpeak (SUV)" in titles and "¹⁹F cells (cells)" in titles and "TSC (mM)" in titles
+    # schema order within groups; homing joins the other ¹⁹F columns
+    assert titles[:2] == ["Region", "Volume (mL)"]
+    assert titles.index("Homing") == titles.index("Below detection") + 1
+    assert titles.index("Dead cells (cells)") < titles.index("SUVmax (SUV)") < titles.index("TSC (mM)")
     tooltips = [model.headerData(c, Qt.Orientation.Horizontal, Qt.ItemDataRole.ToolTipRole) for c in range(model.columnCount())]
-    assert tooltips == [m.description for m in expected]
+    assert tooltips == [header_tooltip(m) for m in TABLE_MEASURES]
+    suv = tooltips[titles.index("SUVpeak (SUV)")]
+    assert region_measure("suv_peak").description in suv and "Units: SUV" in suv
+    assert "Units: mM" in tooltips[titles.index("TSC (mM)")]
 
 
 def test_cells_are_formatted_by_the_measures(panel, demo_stats):

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -132,7 +132,7 @@ class EllipseROI(_Shape):
                 "axis_u": self.axis_u.tolist(), "axis_v": self.axis_v.tolist(), "radii_mm": list(self.radii_mm)}
 
     @classmethod
-    def in_plane(cls, plane: Plane, center: Any, corner: Any, name: str = "") -> "EllipseROI":
+    def in_plane(cls, plane: Plane, center: Any, corner: Any, name: str = "") -> EllipseROI:
         """The ellipse a drag draws in ``plane``: centred at ``center``, its semi-axes along the
         view's horizontal and vertical reaching ``corner`` (world mm)."""
         center = _vector(center, "center")
@@ -170,8 +170,8 @@ class SphereROI(_Shape):
         return {"kind": self.kind, "name": self.name, "center_mm": self.center.tolist(), "radius_mm": self.radius_mm}
 
 
-Measurement = Union[Ruler, EllipseROI, SphereROI]
-ROI = Union[EllipseROI, SphereROI]
+Measurement = Ruler | EllipseROI | SphereROI
+ROI = EllipseROI | SphereROI
 
 
 def from_dict(data: Mapping[str, Any]) -> Measurement:

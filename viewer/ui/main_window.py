@@ -7,6 +7,7 @@ scene's results' (`viewer.core.results`), run in the statistics thread. What els
 does lives beside it, by responsibility:
 
 * ``window_opening``   opening studies, crash recovery on opening, the study lock's prompts;
+* ``window_adding``    an image added as an overlay of the timepoint on screen;
 * ``window_saving``    saving regions with its questions, closing with unsaved edits;
 * ``window_annotation`` the annotation panel's tools and actions;
 * ``window_measuring`` the ruler, ellipse and sphere, and the measurements drawn in the views;
@@ -25,6 +26,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from viewer.core.scene import Scene
 from viewer.core.spaces import ORIENTATIONS, Plane
 from viewer.ui.ortho import LAYOUTS, OrthoViews
+from viewer.ui.window_adding import ImageAdding
 from viewer.ui.window_annotation import AnnotationActions
 from viewer.ui.window_measuring import MeasureActions
 from viewer.ui.window_opening import StudyOpening, recovery_folder_for
@@ -49,8 +51,8 @@ def default_settings() -> QtCore.QSettings:
     return QtCore.QSettings(QtCore.QSettings.Format.IniFormat, QtCore.QSettings.Scope.UserScope, ORGANIZATION, APPLICATION)
 
 
-class MainWindow(StudyOpening, RegionSaving, AnnotationActions, MeasureActions, WindowOutputs, WorkspaceKeeping,
-                 QtWidgets.QMainWindow):
+class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, MeasureActions, WindowOutputs,
+                 WorkspaceKeeping, QtWidgets.QMainWindow):
     """The application window.
 
     Signals:
@@ -139,6 +141,12 @@ class MainWindow(StudyOpening, RegionSaving, AnnotationActions, MeasureActions, 
         self._action(file_menu, "Open &DICOM folder…", self._choose_dicom_folder)
         self._action(file_menu, "&Import DICOM exam…", self._choose_exam, QtGui.QKeySequence("Ctrl+I"))
         self.recent_menu = file_menu.addMenu("Open &recent")
+        file_menu.addSeparator()
+        self._action(file_menu, "&Add image as overlay…", self._choose_overlay_file, QtGui.QKeySequence("Ctrl+Shift+O"))
+        self._action(file_menu, "Add DICOM series as o&verlay…", self._choose_overlay_folder)
+        self.save_added_action = self._action(file_menu, "Save added images into the study",
+                                              self.save_added_images)
+        self.save_added_action.setEnabled(False)
         file_menu.addSeparator()
         self._action(file_menu, "Save &screenshot of the window…", lambda: self._choose_screenshot(None))
         shots = file_menu.addMenu("Save screenshot of a &view")
@@ -290,11 +298,12 @@ class MainWindow(StudyOpening, RegionSaving, AnnotationActions, MeasureActions, 
                                ("regions", self._on_regions_edited), ("regions", self._mark_unsaved),
                                ("saved", self._mark_unsaved), ("lock", self._on_study_locked), ("stats", self._on_stats),
                                ("stats_failed", self._on_stats_failed), ("protocol", self._on_protocol),
-                               ("measurements", self._draw_measurements)):
+                               ("measurements", self._draw_measurements), ("timepoint", self._update_added_action)):
             scene.events.connect(name, callback)
         self._install_panels(scene, panels)
         self.set_measure_tool("navigate")  # a tool of the previous study does not carry over
         self._on_protocol()
+        self._update_added_action()
         self.window_level.set_scene(scene)
         title = scene.study.id if scene.study.manifest else scene.study.timepoints[0].label
         self.setWindowTitle(f"{title}[*] — Cell-therapy viewer")  # [*]: a '*' while regions are unsaved
@@ -331,8 +340,10 @@ class MainWindow(StudyOpening, RegionSaving, AnnotationActions, MeasureActions, 
         self.prediction_panel = panels["Predictions"]
         self.prediction_panel.models_changed.connect(self._on_models_changed)
         self.measurement_panel = panels["Measure"]
+        self.region_panel.set_group_choice(self._remembered_groups())
+        self.region_panel.group_choice_changed.connect(lambda choice: self._remember("regions/column_groups", choice))
         for title in ("Regions", "Layers", "Annotate", "Predictions", "Measure"):
-            self._side.addTab(panels[title], title)
+            self._side.addTab(self._annotate_tab(panels) if title == "Annotate" else panels[title], title)
         for view in self.ortho.views.values():
             view.set_colorbars(ColorBarStack(scene))
         if self.ortho.volume_view is not None:
@@ -340,6 +351,29 @@ class MainWindow(StudyOpening, RegionSaving, AnnotationActions, MeasureActions, 
             self.ortho.volume_view = None
             if self.ortho.layout_name == "2x2":
                 self.ortho.set_layout("2x2")
+
+    def _annotate_tab(self, panels: dict[str, QtWidgets.QWidget]) -> QtWidgets.QWidget:
+        """The annotation tools above the region numbers they change (visible while drawing)."""
+        splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        tools = QtWidgets.QScrollArea()  # scrolls rather than making the window taller than the screen
+        tools.setWidgetResizable(True)
+        tools.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        tools.setWidget(panels["Annotate"])
+        splitter.addWidget(tools)
+        compact = panels["Regions"].compact_table()
+        compact.setToolTip("The regions' numbers, following every stroke (all columns: the Regions tab)")
+        splitter.addWidget(compact)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 1)
+        return splitter
+
+    def _remembered_groups(self) -> dict[str, bool]:
+        """The region table's column groups as the reader left them (QSettings may return
+        a dict with string values from an INI file)."""
+        value = self.settings.value("regions/column_groups", {})
+        if not isinstance(value, dict):
+            return {}
+        return {str(k): str(v).lower() not in ("false", "0") for k, v in value.items()}
 
     def _apply_remembered_colormaps(self, scene: Scene) -> None:
         for role in list(scene.display):

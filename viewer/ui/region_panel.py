@@ -19,15 +19,14 @@ import pyqtgraph as pg
 import shiboken6
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from viewer.core.errors import ViewerError
 from viewer.core.quant.measures import (
-    REGION_MEASURES,
     Measure,
     plain_value,
     region_measure,
     timepoint_measure,
 )
 from viewer.core.quant.stats import (
-    RegionStats,
     StudyStats,
     TimepointStats,
     course_positions,
@@ -37,195 +36,24 @@ from viewer.core.quant.stats import (
 )
 from viewer.core.regions import LabelTable
 from viewer.core.scene import Scene
+from viewer.ui.region_table import (
+    ALERT_EMPHASIS,
+    ALERT_SIGN,
+    COLUMN_GROUPS,
+    GENERAL_GROUP,
+    TABLE_MEASURES,
+    NumericSortProxy,
+    RegionTableModel,
+    RegionTableView,
+    measure_group,
+    timepoint_title,
+)
 
 Qt = QtCore.Qt
 
-#: Measures the table leaves out: the label is an id (the name says it), predictions have
-#: their own panel.
-HIDDEN_KEYS = ("label", "prediction")
-
-#: The table's columns, in schema order.
-TABLE_MEASURES: tuple[Measure, ...] = tuple(m for m in REGION_MEASURES if m.key not in HIDDEN_KEYS)
-
-#: The invalid index Qt uses for "the table itself" (a shared default argument).
-_ROOT = QtCore.QModelIndex()
-
-#: Item-data role holding the raw value (float, int, str or None) used for numeric sorting.
-SORT_ROLE = int(Qt.ItemDataRole.UserRole) + 1
-
-ALERT_SIGN = "⚠"
-ALERT_BACKGROUND = QtGui.QColor(255, 214, 214)
-ALERT_TEXT = QtGui.QColor(40, 0, 0)
-ALERT_EMPHASIS = QtGui.QColor(185, 0, 0)
 PLOT_BACKGROUND = "#1e1e1e"
 PLOT_FOREGROUND = "#d0d0d0"
 CURRENT_LINE_COLOR = (235, 235, 235, 150)
-
-
-def sort_key(value: Any) -> Any:
-    """What a cell sorts by: numbers as numbers (bools as 0/1), text case-insensitively."""
-    value = plain_value(value)
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, str):
-        return value.casefold()
-    return value
-
-
-def timepoint_title(label: str, day: float | None) -> str:
-    """Selector text: the label plus the day, unless the label already says it ("day 7")."""
-    if day is None:
-        return label
-    day_text = f"day {day:g}"
-    return label if label.strip().casefold() == day_text else f"{label} ({day_text})"
-
-
-# -- table model ---------------------------------------------------------------------------------
-
-class RegionTableModel(QtCore.QAbstractTableModel):
-    """One row per region of one timepoint; columns are :data:`TABLE_MEASURES`."""
-
-    def __init__(self, parent: QtCore.QObject | None = None) -> None:
-        super().__init__(parent)
-        self._stats: TimepointStats | None = None
-        self._threshold: float | None = None
-
-    # -- data in --------------------------------------------------------------------------------
-    def set_stats(self, stats: TimepointStats | None, alert_threshold: float | None = None) -> None:
-        """Replace every row (a model reset: the proxy re-sorts, the view keeps its header)."""
-        self.beginResetModel()
-        self._stats = stats
-        self._threshold = alert_threshold
-        self.endResetModel()
-
-    @property
-    def stats(self) -> TimepointStats | None:
-        return self._stats
-
-    def region_at(self, row: int) -> RegionStats:
-        assert self._stats is not None
-        return self._stats.regions[row]
-
-    def row_of(self, name: str) -> int | None:
-        """Source row of a region by name (names, not labels, identify a region over time)."""
-        regions = self._stats.regions if self._stats else []
-        return next((row for row, region in enumerate(regions) if region.name == name), None)
-
-    @staticmethod
-    def column_of(key: str) -> int:
-        return next(i for i, m in enumerate(TABLE_MEASURES) if m.key == key)
-
-    # -- Qt model interface ---------------------------------------------------------------------
-    def rowCount(self, parent: QtCore.QModelIndex = _ROOT) -> int:
-        return 0 if parent.isValid() or self._stats is None else len(self._stats.regions)
-
-    def columnCount(self, parent: QtCore.QModelIndex = _ROOT) -> int:
-        return 0 if parent.isValid() else len(TABLE_MEASURES)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(TABLE_MEASURES):
-            return None
-        measure = TABLE_MEASURES[section]
-        if role == Qt.ItemDataRole.DisplayRole:
-            return measure.title
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return measure.description
-        return None
-
-    def data(self, index: QtCore.QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or self._stats is None:
-            return None
-        region = self._stats.regions[index.row()]
-        measure = TABLE_MEASURES[index.column()]
-        value = plain_value(region.values.get(measure.key))
-        if role == Qt.ItemDataRole.DisplayRole:
-            return self._text(measure, value, region)
-        if role == SORT_ROLE:
-            return sort_key(value)
-        if role == Qt.ItemDataRole.TextAlignmentRole:
-            horizontal = Qt.AlignmentFlag.AlignLeft if measure.kind == "text" else Qt.AlignmentFlag.AlignRight
-            return int(horizontal | Qt.AlignmentFlag.AlignVCenter)
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return self._tooltip(measure, region)
-        return self._alert_style(role, measure, region)
-
-    def _text(self, measure: Measure, value: Any, region: RegionStats) -> str:
-        """Cell text; the alert column carries the warning sign so it reads without colour."""
-        text = measure.format(value)
-        if measure.key == "rejection_alert" and self._alerting(region):
-            return f"{ALERT_SIGN} {text}"
-        return text
-
-    def _tooltip(self, measure: Measure, region: RegionStats) -> str:
-        """What the number is, plus the region's own notes (why a value is missing)."""
-        lines = [f"{measure.title}: {measure.description}"]
-        if measure.key == "dead_fraction" and self._threshold is not None:
-            lines.append(f"Rejection alert at ≥ {self._threshold:.2f}.")
-        lines.extend(region.details.get("notes", []))
-        return "\n".join(lines)
-
-    def _alert_style(self, role: int, measure: Measure, region: RegionStats) -> Any:
-        """Red-tinted row, dark text, and a bold red dead fraction and alert for alerting regions."""
-        if not self._alerting(region):
-            return None
-        emphasised = measure.key in ("dead_fraction", "rejection_alert")
-        if role == Qt.ItemDataRole.BackgroundRole:
-            return QtGui.QBrush(ALERT_BACKGROUND)
-        if role == Qt.ItemDataRole.ForegroundRole:
-            return QtGui.QBrush(ALERT_EMPHASIS if emphasised else ALERT_TEXT)
-        if role == Qt.ItemDataRole.DecorationRole and measure.key == "name":
-            # The alert column is far right in a narrow panel; the name column is always seen.
-            return QtWidgets.QApplication.style().standardIcon(QtWidgets.QStyle.StandardPixmap.SP_MessageBoxWarning)
-        if role == Qt.ItemDataRole.FontRole and emphasised:
-            font = QtGui.QFont()
-            font.setBold(True)
-            return font
-        return None
-
-    @staticmethod
-    def _alerting(region: RegionStats) -> bool:
-        return plain_value(region.values.get("rejection_alert")) is True
-
-
-class NumericSortProxy(QtCore.QSortFilterProxyModel):
-    """Sorts by :data:`SORT_ROLE` (raw numbers, not text); missing values last in both orders.
-
-    Text sorting would put "9" after "10,000" and "—" before everything; and a missing value
-    at the top of a descending sort would hide the regions that have numbers.
-    """
-
-    def __init__(self, parent: QtCore.QObject | None = None) -> None:
-        super().__init__(parent)
-        self.setSortRole(SORT_ROLE)
-        self.setDynamicSortFilter(True)
-
-    def lessThan(self, left: QtCore.QModelIndex, right: QtCore.QModelIndex) -> bool:
-        a, b = left.data(SORT_ROLE), right.data(SORT_ROLE)
-        if a is None or b is None:
-            if (a is None) == (b is None):
-                return left.row() < right.row()
-            # "a < b" puts a first in ascending order and last in descending order.
-            missing_is_less = self.sortOrder() == Qt.SortOrder.DescendingOrder
-            return missing_is_less if a is None else not missing_is_less
-        if type(a) is str or type(b) is str:
-            return str(a) < str(b)
-        return a < b
-
-
-class RegionTableView(QtWidgets.QTableView):
-    """A table whose preferred height fits its rows (a few regions should not leave a void)."""
-
-    MIN_ROWS = 3
-    MAX_ROWS = 12
-
-    def sizeHint(self) -> QtCore.QSize:
-        hint = super().sizeHint()
-        model = self.model()
-        rows = min(max(model.rowCount() if model else 0, self.MIN_ROWS), self.MAX_ROWS)
-        height = (self.horizontalHeader().sizeHint().height() + rows * self.verticalHeader().defaultSectionSize()
-                  + self.horizontalScrollBar().sizeHint().height() + 2 * self.frameWidth())
-        return QtCore.QSize(hint.width(), height)
-
 
 # -- time course -------------------------------------------------------------------------------
 
@@ -361,17 +189,26 @@ class RegionPanel(QtWidgets.QWidget):
 
     Signals:
         region_activated(int): a row was double-clicked; the region's label.
+        group_choice_changed(dict): the reader showed or hid a column group; the new
+            :attr:`group_choice` (for the window to remember, e.g. in its QSettings).
 
     The scene stays the one source of truth for the timepoint: the selector calls
     ``scene.set_timepoint`` and follows the scene's "timepoint" event.
+
+    Column groups (:data:`COLUMN_GROUPS`): a group is shown when the reader chose so, or, until
+    they choose, when any of its columns has a value; a column nobody has a value for is hidden
+    whatever the choice (its button is disabled while its whole group is empty).
     """
 
     region_activated = QtCore.Signal(int)
+    group_choice_changed = QtCore.Signal(dict)
 
     def __init__(self, scene: Scene, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.scene = scene
         self._course: dict[str, TimepointStats] = {}
+        self._group_choice: dict[str, bool] = {}
+        self._compact_tables: list[QtWidgets.QTableView] = []
         self.model = RegionTableModel(self)
         self.proxy = NumericSortProxy(self)
         self.proxy.setSourceModel(self.model)
@@ -387,8 +224,8 @@ class RegionPanel(QtWidgets.QWidget):
         Also refreshes that timepoint in the time course, so an edited region updates both.
         """
         selected = self.selected_region_names()
-        self.model.set_stats(stats, self.scene.study.calibration.dead_fraction_alert)
-        self._hide_empty_columns(stats)
+        self.model.set_stats(stats, self.scene.study.calibration.dead_fraction_alert, self._region_colors(stats))
+        self._apply_columns()
         self.table.updateGeometry()
         self._select_names(selected)
         self._show_summary(stats)
@@ -419,22 +256,76 @@ class RegionPanel(QtWidgets.QWidget):
         """Put :meth:`csv_text` on the clipboard (for a spreadsheet or a lab notebook)."""
         QtGui.QGuiApplication.clipboard().setText(self.csv_text())
 
+    @property
+    def group_choice(self) -> dict[str, bool]:
+        """The reader's explicit show (True) / hide (False) per group key; a group not in it
+        follows the default (shown when it has values). Plain data the window can persist."""
+        return dict(self._group_choice)
+
+    def set_group_choice(self, choice: dict[str, bool]) -> None:
+        """Restore a remembered :attr:`group_choice` (unknown group keys are ignored)."""
+        known = {g.key for g in COLUMN_GROUPS}
+        self._group_choice = {key: bool(shown) for key, shown in choice.items() if key in known}
+        self._apply_columns()
+
+    def set_group_visible(self, group: str, shown: bool) -> None:
+        """Show or hide a column group (what its chooser button does)."""
+        if group not in {g.key for g in COLUMN_GROUPS}:
+            raise KeyError(group)
+        if self._group_choice.get(group) == shown:
+            self._apply_columns()
+            return
+        self._group_choice[group] = shown
+        self._apply_columns()
+        self.group_choice_changed.emit(self.group_choice)
+
+    def group_shown(self, group: str) -> bool:
+        """Whether a group's columns (those with values) are shown now."""
+        return self._group_choice.get(group, True) and self._group_has_values(group)
+
+    def group_columns(self, group: str) -> list[int]:
+        """The table columns of a group."""
+        return [c for c, m in enumerate(TABLE_MEASURES) if measure_group(m) == group]
+
     # -- construction ---------------------------------------------------------------------------
     def _build(self) -> None:
-        """Selector row, then table | (alerts, summary, notes, plot) split so the table can grow."""
+        """Selector row, column groups, then table | (alerts, summary, notes, plot) split so
+        the table can grow."""
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(self._build_top_row())
         self.status_label = QtWidgets.QLabel(self)
         self.status_label.setStyleSheet("font-style: italic;")
         layout.addWidget(self.status_label)
-        splitter = QtWidgets.QSplitter(Qt.Orientation.Vertical, self)
+        layout.addLayout(self._build_group_row())
+        self.splitter = splitter = QtWidgets.QSplitter(Qt.Orientation.Vertical, self)
         splitter.setChildrenCollapsible(False)
         splitter.addWidget(self._build_table(splitter))
         splitter.addWidget(self._build_lower_part(splitter))
-        splitter.setStretchFactor(0, 0)  # the table keeps its fitted height, the plot takes the rest
-        splitter.setStretchFactor(1, 1)
+        # both grow, the table from its fitted height (at least 6 rows), the plot twice as much:
+        # a table's extra height is blank below its rows once they all show
+        splitter.setStretchFactor(0, 1)
+        splitter.setStretchFactor(1, 2)
         layout.addWidget(splitter, 1)
+
+    def _build_group_row(self) -> QtWidgets.QHBoxLayout:
+        """"Columns:" and one checkable button per column group."""
+        row = QtWidgets.QHBoxLayout()
+        row.setSpacing(2)
+        row.addWidget(QtWidgets.QLabel("Columns:", self))
+        self.group_buttons: dict[str, QtWidgets.QToolButton] = {}
+        for group in COLUMN_GROUPS:
+            button = QtWidgets.QToolButton(self)
+            button.setText(group.title)
+            button.setCheckable(True)
+            button.setChecked(True)
+            button.setAutoRaise(False)
+            button.setToolTip(f"Show or hide the {group.title} columns: {group.description}")
+            button.toggled.connect(lambda shown, key=group.key: self.set_group_visible(key, shown))
+            self.group_buttons[group.key] = button
+            row.addWidget(button)
+        row.addStretch(1)
+        return row
 
     def _build_top_row(self) -> QtWidgets.QHBoxLayout:
         row = QtWidgets.QHBoxLayout()
@@ -476,8 +367,8 @@ class RegionPanel(QtWidgets.QWidget):
         table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         table.setAlternatingRowColors(True)
         table.setWordWrap(False)
+        table.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Expanding)
         table.verticalHeader().setVisible(False)
-        table.verticalHeader().setDefaultSectionSize(table.fontMetrics().height() + 6)
         header = table.horizontalHeader()
         header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         header.setHighlightSections(False)
@@ -490,6 +381,8 @@ class RegionPanel(QtWidgets.QWidget):
         copy_action.triggered.connect(self.copy_csv)
         table.addAction(copy_action)
         table.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        table.frozen.addAction(copy_action)
+        table.frozen.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
         return table
 
     def _build_notes(self, parent: QtWidgets.QWidget) -> QtWidgets.QWidget:
@@ -576,11 +469,65 @@ class RegionPanel(QtWidgets.QWidget):
         self.notes_toggle.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
 
     # -- showing --------------------------------------------------------------------------------
-    def _hide_empty_columns(self, stats: TimepointStats) -> None:
-        """A column nobody has a value for (e.g. no PET) is dropped, as PRODUCT.md §2 asks."""
+    def _column_empty(self, measure: Measure) -> bool:
+        stats = self.model.stats
+        return (stats is not None and bool(stats.regions)
+                and all(plain_value(r.values.get(measure.key)) is None for r in stats.regions))
+
+    def _group_has_values(self, group: str) -> bool:
+        stats = self.model.stats
+        if stats is None or not stats.regions:
+            return True  # nothing to judge by yet: the reader's choice (default shown)
+        return any(not self._column_empty(m) for m in TABLE_MEASURES if measure_group(m) == group)
+
+    #: the columns of the compact table shown while annotating: what a stroke changes
+    COMPACT_KEYS: tuple[str, ...] = ("name", "volume_ml", "fluorine_cells", "live_cells", "dead_cells")
+
+    def compact_table(self, parent: QtWidgets.QWidget | None = None) -> QtWidgets.QTableView:
+        """A second view of this panel's table with only :data:`COMPACT_KEYS` (the Annotate tab
+        shows it, so the numbers follow every stroke while drawing): the same model, sorted
+        and filled as here; double-click goes to the region as here."""
+        table = RegionTableView(parent)
+        table.setModel(self.proxy)
+        table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
+        table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        table.setAlternatingRowColors(True)
+        table.setWordWrap(False)
+        table.verticalHeader().setVisible(False)
+        table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        table.horizontalHeader().setStretchLastSection(True)
+        table.horizontalHeader().setSectionsClickable(False)  # one sort, the Regions tab's
+        table.doubleClicked.connect(self._on_double_click)
         for column, measure in enumerate(TABLE_MEASURES):
-            empty = bool(stats.regions) and all(plain_value(r.values.get(measure.key)) is None for r in stats.regions)
-            self.table.setColumnHidden(column, empty and measure.key != "name")
+            table.setColumnHidden(column, measure.key not in self.COMPACT_KEYS)
+        self._compact_tables.append(table)
+        return table
+
+    def _apply_columns(self) -> None:
+        """Hide the columns of hidden groups and the columns nobody has a value for (e.g. no PET:
+        PRODUCT.md §2); the buttons say which groups are shown, and which have nothing to show."""
+        for column, measure in enumerate(TABLE_MEASURES):
+            group = measure_group(measure)
+            shown = measure.key == "name" or (
+                not self._column_empty(measure) and (group == GENERAL_GROUP or self.group_shown(group)))
+            self.table.setColumnHidden(column, not shown)
+        for key, button in self.group_buttons.items():
+            has_values = self._group_has_values(key)
+            with QtCore.QSignalBlocker(button):
+                button.setEnabled(has_values)
+                button.setChecked(self.group_shown(key))
+            title = next(g.title for g in COLUMN_GROUPS if g.key == key)
+            description = next(g.description for g in COLUMN_GROUPS if g.key == key)
+            button.setToolTip(f"Show or hide the {title} columns: {description}" if has_values
+                              else f"No {title} values at this timepoint")
+
+    def _region_colors(self, stats: TimepointStats) -> dict[str, tuple[int, int, int]]:
+        """Each region's colour in the label table of the stats' timepoint (swatches)."""
+        try:
+            table = self.scene.label_table(self.scene.study.timepoint(stats.label))
+        except ViewerError:  # numbers of a timepoint the study no longer has
+            table = self.scene.label_table()
+        return {region.name: table.color_of_name(region.name, region.label) for region in stats.regions}
 
     def _select_names(self, names: Sequence[str]) -> None:
         selection = QtCore.QItemSelection()

@@ -97,7 +97,7 @@ class WindowLevelBar(QtWidgets.QWidget):
         assert self.scene is not None
         low, high = self.scene.display["anatomical"].levels
         width, center = high - low, (low + high) / 2.0
-        decimals = max(0, min(6, 3 - int(math.floor(math.log10(max(abs(width), 1e-9))))))
+        decimals = max(0, min(6, 3 - math.floor(math.log10(max(abs(width), 1e-9)))))
         with QtCore.QSignalBlocker(self.width_spin), QtCore.QSignalBlocker(self.level_spin):
             for spin, value in ((self.width_spin, width), (self.level_spin, center)):
                 spin.setDecimals(decimals)
