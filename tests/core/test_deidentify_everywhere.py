@@ -166,12 +166,18 @@ def _extracted_text(pdf: Path) -> str:
 
 
 def _raw_and_streams(pdf: Path) -> bytes:
-    """The file's bytes outside its streams (dictionaries, metadata, cross references), every
+    """The file's bytes outside its streams (dictionaries, metadata; byte counts and offsets
+    left out), every
     stream but the images' decoded (contents, fonts, ToUnicode maps, metadata streams), and each
     page's content stream (pypdf). Image pixels are left to the OCR: their encoded bytes spell
     four-letter words by chance."""
     raw = pdf.read_bytes()
-    chunks = [re.sub(rb"(?<!end)stream\r?\n.*?endstream", b"stream endstream", raw, flags=re.DOTALL)]
+    raw = re.sub(rb"(?<!end)stream\r?\n.*?endstream", b"stream endstream", raw, flags=re.DOTALL)
+    # byte counts and offsets are numbers the file's layout makes ("/Length 202661" is no date)
+    raw = re.sub(rb"/Length \d+", b"/Length N", raw)
+    raw = re.sub(rb"\nxref\r?\n.*?trailer", b"\nxref trailer", raw, flags=re.DOTALL)
+    raw = re.sub(rb"startxref\s+\d+", b"startxref N", raw)
+    chunks = [raw]
     reader = PdfReader(pdf)
     for number in range(1, int(reader.trailer["/Size"])):
         obj = reader.get_object(number)

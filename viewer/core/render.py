@@ -33,6 +33,15 @@ from viewer.core.display import (
     print_color,
     shown_mask,
 )
+from viewer.core.figure_text import (
+    KEY_LEGEND_PT,
+    SWATCH_GAP_IN,
+    SWATCH_IN,
+    LegendLayout,
+    elide,
+    legend_layout,
+    text_width_in,
+)
 from viewer.core.io.atomic import atomic_path
 from viewer.core.regions import LabelTable
 from viewer.core.spaces import Plane, PlaneImage, display_plane, sample_plane
@@ -64,7 +73,7 @@ class Layer:
     @property
     def title(self) -> str:
         quantity = ROLE_QUANTITY[self.volume.role]
-        return f"{quantity}\n({self.volume.units})"
+        return f"{quantity}\n({self.volume.units})" if self.volume.units else quantity
 
 
 @dataclass
@@ -241,8 +250,7 @@ def render_figure(
     image_ax = figure.add_axes((0.2 / width_in, 0.2 / height_in, cols / dpi / width_in, image_height_in / height_in))
     image_ax.imshow(fused.rgb, interpolation="nearest", origin="upper")
     image_ax.set_axis_off()
-    _draw_letters(image_ax, plane)
-    _draw_scale_bar(image_ax, plane)
+    _draw_scale_bar(image_ax, plane, letters=_draw_letters(image_ax, plane))
     position = np.asarray(world_point, dtype=float)
     heading = title or anatomy.name
     slice_text = f"slice {coarse.slice_index + 1}/{anatomy.shape[coarse.normal_axis]}" if coarse.slice_index is not None else ""
@@ -265,25 +273,102 @@ def render_figure(
     return figure
 
 
-def _draw_letters(ax, plane: Plane) -> None:
-    rows, cols = plane.shape
+#: Orientation letters: their colour, and their inset from the image's edge (points, beyond the
+#: dark box behind each letter): a letter never leaves its image, so neighbouring images' letters
+#: cannot meet however narrow the gap between them.
+LETTER_COLOR = "#ffd24d"
+LETTER_INSET_PT = 2.5
+LETTER_BOX_PAD = 0.18  # of the font size, around the glyph
+
+
+def _draw_letters(ax, plane: Plane, fontsize: float = 13) -> list:
+    """The four orientation letters inside the image's edges, each on a dark box (readable on
+    bright anatomy or overlays); returns the Text artists."""
     letters = plane.edge_letters()
-    style = dict(color="#ffd24d", fontsize=13, fontweight="bold", va="center", ha="center")
-    ax.text(0.03 * cols, rows / 2, letters["left"], **style)
-    ax.text(0.97 * cols, rows / 2, letters["right"], **style)
-    ax.text(cols / 2, 0.04 * rows, letters["top"], **style)
-    ax.text(cols / 2, 0.96 * rows, letters["bottom"], **style)
+    inset = LETTER_INSET_PT + LETTER_BOX_PAD * fontsize
+    box = {"boxstyle": f"square,pad={LETTER_BOX_PAD}", "facecolor": "black", "alpha": 0.6, "edgecolor": "none"}
+    places = {  # edge: (anchor in axes fraction, offset in points, ha, va)
+        "left": ((0.0, 0.5), (inset, 0), "left", "center"),
+        "right": ((1.0, 0.5), (-inset, 0), "right", "center"),
+        "top": ((0.5, 1.0), (0, -inset), "center", "top"),
+        "bottom": ((0.5, 0.0), (0, inset), "center", "bottom"),
+    }
+    drawn = []
+    for edge, (anchor, offset, ha, va) in places.items():
+        drawn.append(ax.annotate(
+            letters[edge], xy=anchor, xycoords="axes fraction", xytext=offset, textcoords="offset points",
+            ha=ha, va=va, color=LETTER_COLOR, fontsize=fontsize, fontweight="bold", bbox=box, annotation_clip=False,
+        ))
+    return drawn
 
 
-def _draw_scale_bar(ax, plane: Plane) -> None:
-    """A bar of a round length (10/20/50 mm) about a fifth of the image wide."""
+def text_extent(text, renderer):
+    """A drawn text's box in display pixels, with the box behind it if it has one."""
+    from matplotlib.transforms import Bbox
+
+    box = text.get_window_extent(renderer)
+    patch = text.get_bbox_patch()
+    if patch is None:
+        return box
+    text.update_bbox_position_size(renderer)
+    return Bbox.union([box, patch.get_window_extent(renderer)])
+
+
+def _axes_size_in(ax) -> tuple[float, float]:
+    position = ax.get_position()
+    return position.width * ax.figure.get_figwidth(), position.height * ax.figure.get_figheight()
+
+
+def _draw_scale_bar(ax, plane: Plane, fontsize: float = 8, letters: Sequence = ()) -> str:
+    """A bar of a round length (10/20/50 mm) about a fifth of the image wide, at the lower left,
+    its length written above it from its left end (never beyond the image's edge).
+
+    ``letters`` are the orientation letters already drawn: in a view too small for the bar
+    beside them, it moves right of the left letter or above the bottom one, the first place
+    where it touches none. Returns "" when the bar and its length are drawn; in a view with no
+    room for the length, what the view's caption must say instead ("bar 20 mm" when the
+    bar alone fits, else the field of view in mm).
+    """
+    from matplotlib.transforms import Bbox
+
     rows, cols = plane.shape
-    width_mm = cols * plane.col_step_mm
+    width_mm, height_mm = cols * plane.col_step_mm, rows * plane.row_step_mm
     length_mm = next((v for v in (100, 50, 20, 10, 5, 2, 1) if v <= width_mm / 5), 1)
     length_px = length_mm / plane.col_step_mm
-    x0, y0 = 0.06 * cols, 0.92 * rows
-    ax.plot([x0, x0 + length_px], [y0, y0], color="white", linewidth=2.5)
-    ax.text(x0 + length_px / 2, y0 - 0.015 * rows, f"{length_mm} mm", color="white", fontsize=8, ha="center", va="bottom")
+    width_in, height_in = _axes_size_in(ax)
+    label = f"{length_mm} mm"
+    bar_in = length_px / cols * width_in
+
+    dpi = ax.figure.dpi
+    renderer = ax.figure.canvas.get_renderer()
+    origin = ax.get_window_extent(renderer)
+    taken = []  # letter boxes in axes inches, with a margin
+    for letter in letters:
+        box = text_extent(letter, renderer)
+        taken.append(Bbox.from_extents((box.x0 - origin.x0) / dpi - 0.03, (box.y0 - origin.y0) / dpi - 0.03,
+                                       (box.x1 - origin.x0) / dpi + 0.03, (box.y1 - origin.y0) / dpi + 0.03))
+    base_x, base_y = 0.06, 0.04 + 0.04 * height_in
+    beside = sorted({base_x, *(box.x1 + 0.02 for box in taken)})
+    above = sorted({base_y, *(box.y1 + 0.02 for box in taken)})
+
+    def place(box_w_in: float, box_h_in: float) -> tuple[float, float] | None:
+        for y in above:
+            for x in beside:
+                box = Bbox.from_extents(x, y, x + box_w_in, y + box_h_in)
+                if box.x1 <= width_in - 0.02 and box.y1 <= height_in - 0.02 and not any(box.overlaps(t) for t in taken):
+                    return x, y
+        return None
+
+    labelled = place(max(bar_in, text_width_in(label, fontsize)), 0.03 + 1.2 * fontsize / 72)
+    spot = labelled or place(bar_in, 0.03)
+    if spot is None:
+        return f"{width_mm:.0f} × {height_mm:.0f} mm"
+    x0, y0 = spot[0] / width_in * cols, rows * (1 - spot[1] / height_in)
+    ax.plot([x0, x0 + length_px], [y0, y0], color="white", linewidth=2.5, solid_capstyle="butt")
+    if labelled is None:
+        return f"bar {label}"
+    ax.text(x0, y0 - (0.03 / height_in) * rows, label, color="white", fontsize=fontsize, ha="left", va="bottom")
+    return ""
 
 
 def _draw_colorbar(figure, layer: Layer, left: float, width_in: float, height_in: float, bottom_in: float,
@@ -297,14 +382,16 @@ LEGEND_MAX_ROWS = 12
 
 
 def _fit_inside(figure, text, prefix: str, name: str) -> None:
-    """Shorten a legend entry with "…" until it ends inside the figure (the report's tables
-    print the whole name; a legend must not run off the PNG)."""
+    """Shorten a legend entry to "start…end" (:func:`elide`) until it ends inside the figure
+    (the report's tables print the whole name; a legend must not run off the PNG)."""
     renderer = figure.canvas.get_renderer()
     limit = figure.bbox.width - 2
-    while text.get_window_extent(renderer).x1 > limit and len(name) > 3:
-        name = name[:-2] if name.endswith("…") else name
-        name = name[:-1] + "…"
-        text.set_text(prefix + name)
+
+    def fits(shown: str) -> bool:
+        text.set_text(prefix + shown)
+        return text.get_window_extent(renderer).x1 <= limit
+
+    text.set_text(prefix + elide(name, fits))
 
 
 def _legend_labels(layer: Layer, fused: FusedPlane) -> list[int]:
@@ -337,10 +424,38 @@ def _draw_region_legend(figure, layer: Layer, fused: FusedPlane, labels: list[in
 
 #: The three orthogonal views, in the order a radiologist reads them.
 ORTHO_VIEWS: tuple[str, ...] = ("axial", "coronal", "sagittal")
+#: Space between neighbouring views (inches, ≈ 3.6 mm), their orientation letters (points).
+KEY_GAP_IN = 0.14
+KEY_LETTER_PT = 10.0
+KEY_SCALE_PT = 6.5
+#: Height of one row of the key images' region legend (inches).
+KEY_LEGEND_ROW_IN = 0.17
+#: Colour bars below the views: title and tick fonts (points), most bars on a row.
+BAR_TITLE_PT, BAR_TICK_PT, MOST_BARS_PER_ROW = 6.5, 6.0, 7
 
 
 def _same(text: str) -> str:
     return text
+
+
+def _bar_ticks(layer: Layer) -> tuple[str, str]:
+    low, high = layer.display.levels
+    return _tick(low, high - low), _tick(high, high - low)
+
+
+def _bars_per_row(titles: Sequence[str], ticks: Sequence[tuple[str, str]], width_in: float) -> int:
+    """As many bars on a row as their titles and end labels fit side by side (5 to 7 as a rule)."""
+    if not titles:
+        return 1
+    need = max(
+        max(text_width_in(title, BAR_TITLE_PT) + 0.1,
+            text_width_in(low, BAR_TICK_PT) + text_width_in(high, BAR_TICK_PT) + 0.05 + 0.22)
+        for title, (low, high) in zip(titles, ticks)
+    )
+    per_row = max(5, min(MOST_BARS_PER_ROW, len(titles)))
+    while per_row > 1 and width_in / per_row < need:
+        per_row -= 1
+    return per_row
 
 
 def render_key_images(
@@ -356,12 +471,14 @@ def render_key_images(
 
     Same fusion as the window and ``viewer render`` (:func:`fuse_plane`), on a white page:
     the views share one height and keep their physical aspect ratio (mm), each with
-    orientation letters, a scale bar and its slice number; below them one horizontal colour bar
-    with units per visible overlay, then the region legend. ``width_in`` is the printed width
-    (inches) and ``dpi`` the image resolution, so a view's pixels are ``width_in·dpi`` wide in
-    total. ``text`` maps every word drawn (title, view and slice names, colour-bar titles,
-    region names) to what is shown: the report passes its de-identifying scrubber. Returns a
-    matplotlib Figure (Agg canvas, no pyplot state).
+    orientation letters (inside the view, on a dark box), a scale bar and its slice number;
+    below them one horizontal colour bar with units per visible overlay, then the region legend
+    (as many rows as the regions need, up to :data:`KEY_LEGEND_MAX_ROWS`). ``width_in`` is the
+    printed width (inches) and ``dpi`` the image resolution, so a view's pixels are
+    ``width_in·dpi`` wide in total. ``text`` maps every word drawn (title, view and slice names,
+    colour-bar titles, region names) to what is shown: the report passes its de-identifying
+    scrubber. The layout is measured before drawing: no text leaves the figure or touches
+    another. Returns a matplotlib Figure (Agg canvas, no pyplot state).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -372,49 +489,122 @@ def render_key_images(
     aspects = {
         view: (plane.shape[1] * plane.col_step_mm) / (plane.shape[0] * plane.row_step_mm) for view, plane in coarse.items()
     }
-    gap_in = 0.08
+    gap_in = KEY_GAP_IN
     image_h_in = (width_in - gap_in * (len(ORTHO_VIEWS) - 1)) / sum(aspects.values())
     colorbar_layers = [
         layer for i, layer in enumerate(layers) if i > 0 and layer.display.visible and layer.volume.role != "regions"
     ]
     region_layers = [layer for layer in layers if layer.volume.role == "regions" and layer.display.visible]
-    bars_per_row = max(5, min(7, len(colorbar_layers)))
-    bar_rows = -(-len(colorbar_layers) // bars_per_row)
-    title_h_in, label_h_in, bar_h_in, legend_h_in = 0.22, 0.18, 0.62, (0.24 if region_layers else 0.0)
-    height_in = title_h_in + image_h_in + label_h_in + bar_rows * bar_h_in + legend_h_in
-    figure = Figure(figsize=(width_in, height_in), dpi=dpi, facecolor="white")
-    FigureCanvasAgg(figure)
-    figure.text(0.0, 1.0, text(title), fontsize=8.5, va="top", ha="left", color="black")
-    left_in = 0.0
-    present: set[int] = set()
+
+    # fuse first: the legend lists the regions the views show
+    planes, fused_views, present = {}, {}, set()
     for view in ORTHO_VIEWS:
-        plane_in = aspects[view] * image_h_in
         plane = refine_plane(coarse[view], coarse[view].shape[0] * coarse[view].row_step_mm / max(1, round(image_h_in * dpi)))
-        fused = fuse_plane(layers, plane)
-        present |= labels_shown(fused)
-        bottom_in = height_in - title_h_in - image_h_in
-        ax = figure.add_axes((left_in / width_in, bottom_in / height_in, plane_in / width_in, image_h_in / height_in))
-        ax.imshow(fused.rgb, interpolation="nearest", origin="upper", aspect="auto")
-        ax.set_axis_off()
-        _draw_letters(ax, plane)
-        _draw_scale_bar(ax, plane)
-        index = coarse[view].slice_index
-        depth = anatomy.shape[coarse[view].normal_axis]
-        slice_text = f" · slice {index + 1}/{depth}" if index is not None else ""
-        figure.text((left_in + plane_in / 2) / width_in, (bottom_in - 0.03) / height_in, text(f"{view}{slice_text}"),
-                    fontsize=7, ha="center", va="top", color="black")
-        left_in += plane_in + gap_in
-    top_in = height_in - title_h_in - image_h_in - label_h_in
-    bar_w_in = width_in / bars_per_row
-    for n, layer in enumerate(colorbar_layers):
-        row, column = divmod(n, bars_per_row)
-        row_top = top_in - row * bar_h_in
-        ax = figure.add_axes(((column * bar_w_in + 0.05) / width_in, (row_top - 0.42) / height_in,
-                              (bar_w_in - 0.22) / width_in, 0.11 / height_in))
-        _colorbar_into(ax, layer, horizontal=True, color="black", text=text)
+        planes[view], fused_views[view] = plane, fuse_plane(layers, plane)
+        present |= labels_shown(fused_views[view])
+
+    # words and their places, measured
+    title_text = elide(text(title), lambda s: text_width_in(s, 8.5) <= width_in - 0.02)
+    bar_titles = [elide(text(layer.title.replace("\n", " ")), lambda s: text_width_in(s, BAR_TITLE_PT) <= width_in - 0.2)
+                  for layer in colorbar_layers]
+    bars_per_row = _bars_per_row(bar_titles, [_bar_ticks(layer) for layer in colorbar_layers], width_in)
+    bar_rows = -(-len(colorbar_layers) // bars_per_row)
+    legend = None
+    legend_h_in = 0.0
     if region_layers:
-        _legend_row(figure, region_layers[0], present, legend_h_in / 2 / height_in, width_in, text)
+        layer = region_layers[0]
+        indent_in = text_width_in(text("regions:"), KEY_LEGEND_PT, bold=True) + 0.1
+        names = {label: text(layer.region_names.get(label, f"label {label}")) for label in set(layer.region_names) | present}
+        legend = legend_layout(names, present, width_in - indent_in - 0.03)
+        legend_h_in = KEY_LEGEND_ROW_IN * len(legend.rows) + 0.07
+
+    def captions(extra: dict[str, str]) -> tuple[dict[str, str], int]:
+        """Each view's caption (name, slice, and what its scale bar could not show) on one line,
+        or one part a line under a narrow view (each shortened only if it must be)."""
+        shown, lines = {}, 1
+        for view in ORTHO_VIEWS:
+            index = coarse[view].slice_index
+            depth = anatomy.shape[coarse[view].normal_axis]
+            room = aspects[view] * image_h_in + gap_in - 0.06
+            words = [text(view)] + ([text(f"slice {index + 1}/{depth}")] if index is not None else [])
+            words += [extra[view]] if extra.get(view) else []
+            one_line = " · ".join(words)
+            if text_width_in(one_line, 7) <= room:
+                shown[view] = one_line
+            else:
+                shown[view] = "\n".join(elide(w, lambda s, room=room: text_width_in(s, 7) <= room) for w in words)
+                lines = max(lines, len(words))
+        return shown, lines
+
+    def draw(extra: dict[str, str]):
+        view_captions, caption_lines = captions(extra)
+        title_h_in, label_h_in, bar_h_in = 0.22, 0.06 + 0.12 * caption_lines, 0.62
+        height_in = title_h_in + image_h_in + label_h_in + bar_rows * bar_h_in + legend_h_in
+        figure = Figure(figsize=(width_in, height_in), dpi=dpi, facecolor="white")
+        FigureCanvasAgg(figure)
+        figure.text(0.0, 1.0, title_text, fontsize=8.5, va="top", ha="left", color="black")
+        left_in = 0.0
+        bottom_in = height_in - title_h_in - image_h_in
+        missing = {}
+        for view in ORTHO_VIEWS:
+            plane_in = aspects[view] * image_h_in
+            ax = figure.add_axes((left_in / width_in, bottom_in / height_in, plane_in / width_in, image_h_in / height_in))
+            ax.imshow(fused_views[view].rgb, interpolation="nearest", origin="upper", aspect="auto")
+            ax.set_axis_off()
+            # letters shrink in a small view (a fifth of its shorter side at most)
+            letter_pt = float(np.clip(72 * min(plane_in, image_h_in) / 5, 6.0, KEY_LETTER_PT))
+            letters = _draw_letters(ax, planes[view], fontsize=letter_pt)
+            missing[view] = _draw_scale_bar(ax, planes[view], fontsize=min(KEY_SCALE_PT, letter_pt), letters=letters)
+            figure.text((left_in + plane_in / 2) / width_in, (bottom_in - 0.03) / height_in, view_captions[view],
+                        fontsize=7, ha="center", va="top", color="black", linespacing=1.15)
+            left_in += plane_in + gap_in
+        top_in = height_in - title_h_in - image_h_in - label_h_in
+        bar_w_in = width_in / bars_per_row
+        for n, (layer, bar_title) in enumerate(zip(colorbar_layers, bar_titles)):
+            row, column = divmod(n, bars_per_row)
+            row_top = top_in - row * bar_h_in
+            ax = figure.add_axes(((column * bar_w_in + 0.05) / width_in, (row_top - 0.42) / height_in,
+                                  (bar_w_in - 0.22) / width_in, 0.11 / height_in))
+            _colorbar_into(ax, layer, horizontal=True, color="black", text=text, title=bar_title)
+        if legend is not None:
+            _draw_key_legend(figure, region_layers[0], present, legend, legend_h_in, width_in, text)
+        return figure, missing
+
+    figure, missing = draw({})
+    if any(missing.values()):  # a view too small for its scale bar's length: its caption says it
+        figure, _ = draw(missing)
     return figure
+
+
+def _draw_key_legend(figure, layer: Layer, present: set[int], legend: LegendLayout, legend_h_in: float,
+                     width_in: float, text: Callable[[str], str]) -> None:
+    """Region names after a swatch in the region's colour: filled when the region is in one of
+    the views, hollow otherwise. Swatch edges are darkened so white regions show."""
+    from matplotlib.patches import Rectangle
+
+    height_in = figure.get_figheight()
+    heading = text("regions:")
+    indent_in = text_width_in(heading, KEY_LEGEND_PT, bold=True) + 0.1
+
+    def y_of(row: int) -> float:
+        return (legend_h_in - 0.035 - KEY_LEGEND_ROW_IN * (row + 0.5)) / height_in
+
+    figure.text(0.0, y_of(0), heading, fontsize=KEY_LEGEND_PT, va="center", ha="left", color="black", fontweight="bold")
+    for row, entries in enumerate(legend.rows):
+        y = y_of(row)
+        for entry in entries:
+            x_in = indent_in + entry.x_in
+            rgb = layer.table.color(entry.label)
+            figure.add_artist(Rectangle(
+                (x_in / width_in, y - SWATCH_IN / 2 / height_in), SWATCH_IN / width_in, SWATCH_IN / height_in,
+                transform=figure.transFigure, facecolor=np.array(rgb) / 255.0 if entry.label in present else "none",
+                edgecolor=print_color(rgb), linewidth=0.8,
+            ))
+            figure.text((x_in + SWATCH_IN + SWATCH_GAP_IN) / width_in, y, entry.name, fontsize=KEY_LEGEND_PT,
+                        va="center", ha="left", color="black")
+    if legend.more:
+        figure.text((indent_in + legend.more_x_in) / width_in, y_of(len(legend.rows) - 1), legend.more,
+                    fontsize=KEY_LEGEND_PT, va="center", ha="left", color="#444444", fontstyle="italic")
 
 
 def figure_pixels(figure) -> np.ndarray:
@@ -436,8 +626,10 @@ def drawn_texts(figure) -> tuple[str, ...]:
                  if artist.get_visible() and artist.get_text().strip())
 
 
-def _colorbar_into(ax, layer: Layer, horizontal: bool, color: str, text: Callable[[str], str] = _same) -> None:
-    """Draw ``layer``'s colour bar (its LUT across its levels, titled with quantity and units)."""
+def _colorbar_into(ax, layer: Layer, horizontal: bool, color: str, text: Callable[[str], str] = _same,
+                   title: str | None = None) -> None:
+    """Draw ``layer``'s colour bar (its LUT across its levels, titled with quantity and units,
+    or with ``title``: the key images pass it measured and, if it must be, shortened)."""
     lut = colormap_lut(layer.display.colormap)[:, :3]
     low, high = layer.display.levels
     if horizontal:
@@ -447,13 +639,14 @@ def _colorbar_into(ax, layer: Layer, horizontal: bool, color: str, text: Callabl
         labels = ax.set_xticklabels([_tick(v, high - low) for v in (low, high)])
         labels[0].set_horizontalalignment("left")  # end labels inside the bar's width: none is clipped
         labels[-1].set_horizontalalignment("right")
-        ax.set_title(text(layer.title.replace("\n", " ")), color=color, fontsize=6.5, pad=2, loc="left")
+        ax.set_title(text(layer.title.replace("\n", " ")) if title is None else title, color=color,
+                     fontsize=BAR_TITLE_PT, pad=2, loc="left")
     else:
         ax.imshow(lut[::-1, None, :], aspect="auto", extent=(0, 1, low, high))
         ax.set_xticks([])
         ax.set_title(text(layer.title), color=color, fontsize=7.5, pad=4, loc="left")
     if horizontal:
-        ax.tick_params(colors=color, labelsize=6, length=2, pad=1)
+        ax.tick_params(colors=color, labelsize=BAR_TICK_PT, length=2, pad=1)
     else:
         ax.tick_params(colors=color, labelsize=7)
     for spine in ax.spines.values():
@@ -473,30 +666,3 @@ def _tick(value: float, span: float) -> str:
     decimals = max(0, 2 - int(np.floor(np.log10(span)))) if span > 0 else 2
     text = f"{value:,.{decimals}f}"
     return "0" if float(value) != 0 and abs(value) < 0.5 * 10.0 ** -decimals else text
-
-
-def _legend_row(figure, layer: Layer, present: set[int], y: float, width_in: float,
-                text: Callable[[str], str] = _same) -> None:
-    """Region names on one line after a swatch in the region's colour: filled when the region
-    is in one of the views, hollow otherwise. Swatch edges are darkened so white regions show."""
-    from matplotlib.font_manager import FontProperties
-    from matplotlib.patches import Rectangle
-    from matplotlib.textpath import TextToPath
-
-    measure, font = TextToPath(), FontProperties(size=7)  # font metrics, no glyph outlines: fast
-    labels = sorted(set(layer.region_names) | present)
-    figure.text(0.0, y, text("regions:"), fontsize=7, va="center", ha="left", color="black", fontweight="bold")
-    x_in = 0.6
-    height_in = figure.get_figheight()
-    for label in labels:
-        own_name = layer.region_names.get(label, f"label {label}")
-        name = text(own_name)
-        color = np.array(layer.table.color(label)) / 255.0
-        figure.add_artist(Rectangle(
-            (x_in / width_in, y - 0.045 / height_in), 0.09 / width_in, 0.09 / height_in, transform=figure.transFigure,
-            facecolor=color if label in present else "none", edgecolor=print_color(layer.table.color(label)),
-            linewidth=0.8,
-        ))
-        figure.text((x_in + 0.13) / width_in, y, name, fontsize=7, va="center", ha="left", color="black")
-        width_pt = measure.get_text_width_height_descent(name, font, ismath=False)[0]
-        x_in += 0.13 + width_pt / 72.0 + 0.22
