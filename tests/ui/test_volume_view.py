@@ -72,6 +72,101 @@ def mask_legend(frame: np.ndarray) -> np.ndarray:
     return masked
 
 
+def anatomy_mask(frame: np.ndarray, min_difference: int = 20) -> np.ndarray:
+    """Grey pixels (R≈G≈B) that differ from the background: the volume-rendered anatomy.
+
+    The background is a vertical gradient, read per row in the frame's right-most column
+    (nothing is drawn there; the orientation cube sits at the bottom left).
+    """
+    rgb = frame.astype(np.int32)
+    grey = rgb.mean(axis=2)
+    background = grey[:, -1:]
+    return ((rgb.max(axis=2) - rgb.min(axis=2)) <= 12) & (np.abs(grey - background) > min_difference)
+
+
+def anatomy_detail(frame: np.ndarray, mask: np.ndarray) -> float:
+    """Fraction of the anatomy's pixels with local contrast (gyri, sulci, folds in the shading):
+    grey differs by > 6 from its Gaussian-blurred (σ 3 px) surroundings. A featureless fog
+    (the former ramp) has ≈ 2 %, the shaded cortex ≈ 19 %."""
+    from scipy import ndimage
+
+    grey = frame.astype(np.float64).mean(axis=2)
+    high_pass = np.abs(grey - ndimage.gaussian_filter(grey, 3.0))
+    return float((high_pass[mask] > 6.0).mean()) if mask.any() else 0.0
+
+
+def phantom_render(out: Path) -> dict[str, float]:
+    """Ray-cast the sphere-in-cube phantom (tests/core) with its data-driven transfer function
+    in a bare VTK window, looking down z in parallel projection; measure the frame.
+
+    Returns the brightest pixel of the margin between the cube's and the volume's outlines
+    (background noise only: 0 if the noise is transparent) and the mean of the cube's face.
+    """
+    from vtkmodules.vtkRenderingCore import (
+        vtkRenderer,
+        vtkRenderWindow,
+        vtkWindowToImageFilter,
+    )
+
+    from tests.core.test_transfer_function import sphere_in_cube
+    from viewer.core.transfer_function import transfer_function, volume_landmarks
+    from viewer.ui.vtk_scene import anatomy_volume, apply_transfer_function
+
+    data = sphere_in_cube(noise=1.0)
+    volume = anatomy_volume(data, np.eye(4), gpu=False)
+    apply_transfer_function(volume, transfer_function(volume_landmarks(data)))
+    renderer = vtkRenderer()
+    renderer.SetBackground(0.0, 0.0, 0.0)
+    renderer.AddVolume(volume)
+    window = vtkRenderWindow()
+    window.SetOffScreenRendering(1)
+    window.SetSize(320, 320)
+    window.AddRenderer(renderer)
+    centre = (np.array(data.shape) - 1) / 2.0
+    camera = renderer.GetActiveCamera()
+    camera.ParallelProjectionOn()
+    camera.SetFocalPoint(*centre)
+    camera.SetPosition(centre[0], centre[1], centre[2] + 500.0)
+    camera.SetViewUp(0.0, 1.0, 0.0)
+    renderer.ResetCamera()
+    window.Render()
+    grab = vtkWindowToImageFilter()
+    grab.SetInput(window)
+    grab.SetInputBufferTypeToRGB()
+    grab.ReadFrontBufferOff()
+    grab.Update()
+    image = grab.GetOutput()
+    width, height, _ = image.GetDimensions()
+    frame = vtk_to_numpy_rgb(image).reshape(height, width, 3)  # bottom row first, as display y
+
+    def display_box(low: float, high: float) -> tuple[slice, slice]:
+        corners = []
+        for x, y in ((low, low), (high, high)):
+            renderer.SetWorldPoint(x, y, centre[2], 1.0)
+            renderer.WorldToDisplay()
+            corners.append(renderer.GetDisplayPoint()[:2])
+        (x0, y0), (x1, y1) = corners
+        return slice(round(y0), round(y1)), slice(round(x0), round(x1))
+
+    outer = display_box(0.0, data.shape[0] - 1.0)
+    cube = display_box(8.0, data.shape[0] - 9.0)
+    margin = np.zeros((height, width), bool)
+    margin[outer] = True
+    inset = tuple(slice(s.start - 3, s.stop + 3) for s in cube)  # the cube's shaded edge
+    margin[inset] = False
+    face = tuple(slice(s.start + 5, s.stop - 5) for s in cube)
+    _save_png(np.ascontiguousarray(frame[::-1]), out / "phantom_volume_rendering.png")
+    window.Finalize()
+    return {"phantom_margin_max": float(frame[margin].max()), "phantom_margin_pixels": int(margin.sum()),
+            "phantom_cube_mean": float(frame[face].mean())}
+
+
+def vtk_to_numpy_rgb(image) -> np.ndarray:
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+
+    return vtk_to_numpy(image.GetPointData().GetScalars())[:, :3]
+
+
 def near_colour(frame: np.ndarray, rgb: tuple[int, int, int], tolerance: int = 60) -> int:
     """Pixels within ``tolerance`` (max channel difference) of a colour, after shading."""
     difference = np.abs(frame.astype(np.int32) - np.array(rgb, dtype=np.int32)).max(axis=2)
@@ -133,6 +228,18 @@ def child_main(manifest: str, out_dir: str) -> int:
     volume_frame = mask_legend(view.grab_frame())
     volume_seconds = time.perf_counter() - started
     _save_png(volume_frame, out / "volume_view_volume_rendering.png")
+    volume_render_seconds = []
+    for _ in range(3):
+        started = time.perf_counter()
+        view._window.Render()
+        volume_render_seconds.append(time.perf_counter() - started)
+    anatomy = anatomy_mask(volume_frame)
+    # the see-through preset (the former look): a featureless fog, for comparison
+    view.set_transfer_function(preset="xray")
+    app.processEvents()
+    xray_frame = mask_legend(view.grab_frame())
+    _save_png(xray_frame, out / "volume_view_xray.png")
+    view.set_transfer_function(preset="tissue")
     view.set_mode("surface")
 
     started = time.perf_counter()
@@ -160,6 +267,11 @@ def child_main(manifest: str, out_dir: str) -> int:
         "volume_colours": count_colours(volume_frame),
         "volume_grey": grey_pixels(volume_frame, min_level=30),
         "volume_hot": hot_pixels(volume_frame),
+        "volume_anatomy_fraction": float(anatomy.mean()),
+        "volume_anatomy_mean": float(volume_frame.mean(axis=2)[anatomy].mean()) if anatomy.any() else 0.0,
+        "volume_anatomy_detail": anatomy_detail(volume_frame, anatomy),
+        "xray_anatomy_detail": anatomy_detail(xray_frame, anatomy_mask(xray_frame)),
+        **phantom_render(out),
         "timepoint_hot": hot_pixels(timepoint_frame),
         "timings": {
             "import_s": import_seconds,
@@ -168,6 +280,7 @@ def child_main(manifest: str, out_dir: str) -> int:
             "first_render_s": first_render_seconds,
             "render_s": render_seconds,
             "volume_mode_s": volume_seconds,
+            "volume_render_s": volume_render_seconds,
             "timepoint_switch_s": timepoint_seconds,
         },
     }
@@ -213,7 +326,7 @@ def _centre(bounds) -> np.ndarray:
 
 
 def test_image_data_keeps_ijk_order_and_voxel_units():
-    from viewer.ui.volume_view import image_data
+    from viewer.ui.vtk_scene import image_data
 
     array = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6)
     image = image_data(array, origin=(10.0, 20.0, 30.0), spacing=0.5)
@@ -225,7 +338,7 @@ def test_image_data_keeps_ijk_order_and_voxel_units():
 
 def test_surface_lands_on_the_oblique_world_position():
     """A blob on a rotated, flipped, anisotropic grid: the actor sits where the affine says."""
-    from viewer.ui.volume_view import contour, image_data, surface_actor
+    from viewer.ui.vtk_scene import contour, image_data, surface_actor
 
     angle = np.radians(25.0)
     rotation = np.array([[np.cos(angle), -np.sin(angle), 0.0], [np.sin(angle), np.cos(angle), 0.0], [0.0, 0.0, 1.0]])
@@ -304,6 +417,53 @@ def test_scene_events_update_the_view(view, scene):
     assert view._hotspot_actors and all(a in overlay_actors for a in view._hotspot_actors)
     view.set_mode("surface")
     assert view._anatomy_actor is not None
+
+
+def test_volume_mode_transfer_function_from_the_anatomy(view, scene):
+    """Air transparent, brain visible and shaded; preset, opacity and threshold controls work."""
+    from viewer.core.transfer_function import PRESETS
+
+    assert view.volume_controls.isHidden() and view.preset_combo.isHidden(), "volume controls in surface mode"
+    view.set_mode("volume")
+    assert not view.volume_controls.isHidden() and not view.preset_combo.isHidden()
+    prop = view._anatomy_volume.GetProperty()
+    opacity = prop.GetScalarOpacity()
+    data = np.asarray(scene.anatomy.data)
+    brain = data[data > 0]
+    grey_matter, white_matter = np.percentile(brain, 50), np.percentile(brain, 90)
+    assert opacity.GetValue(0.0) == 0.0, "the air (0) is not transparent"
+    assert 0.05 <= opacity.GetValue(grey_matter) <= 0.5, "brain tissue not at a moderate opacity"
+    assert opacity.GetValue(white_matter) > opacity.GetValue(np.percentile(brain, 10)) > 0.0
+    r, g, b = prop.GetRGBTransferFunction().GetColor(grey_matter)
+    assert r == g == b and 0.3 < r < 1.0, "not a grey ramp"
+    assert prop.GetShade() == 1
+    mapper = view._anatomy_volume.GetMapper()  # headless: the CPU ray caster
+    assert mapper.GetSampleDistance() == pytest.approx(1.0) and mapper.GetMinimumImageSampleDistance() >= 1.0
+    assert view._cursor in list(view.overlay.GetActors()), "the cursor is hidden inside the opaque brain"
+
+    assert [view.preset_combo.itemData(i) for i in range(view.preset_combo.count())] == list(PRESETS)
+    view.preset_combo.setCurrentIndex(view.preset_combo.findData("bright"))
+    assert view.transfer_function.opacity_at(grey_matter) == 0.0 < view.transfer_function.opacity_at(white_matter)
+    assert view._anatomy_volume.GetProperty().GetScalarOpacity().GetValue(grey_matter) == 0.0
+    view.set_transfer_function(preset="tissue")
+    assert view.preset_combo.currentData() == "tissue"
+    base = view.transfer_function.opacity_at(grey_matter)
+    view.opacity_slider.setValue(200)
+    assert view.transfer_function.opacity_at(grey_matter) == pytest.approx(2 * base)
+    view.opacity_slider.setValue(100)
+
+    automatic = view.intensity_landmarks.background
+    view.threshold_slider.setValue(view.threshold_slider.maximum())  # up to the typical tissue
+    assert view.intensity_landmarks.background > automatic
+    assert view.transfer_function.opacity_at(np.percentile(brain, 25)) == 0.0
+    assert view.threshold_label.text() == f"{view.intensity_landmarks.background:.4g}"
+    view.set_transfer_function(automatic_threshold=True)
+    assert view.intensity_landmarks.background == automatic
+    assert view.threshold_slider.value() == 0
+
+    view.set_mode("surface")
+    assert view.volume_controls.isHidden() and view.preset_combo.isHidden()
+    assert view._cursor in list(view.renderer.GetActors())
 
 
 def test_camera_looks_from_the_front_with_superior_up(view, scene):
@@ -391,6 +551,15 @@ def test_volume_view_renders_demo(demo_manifest, tmp_path):
     assert report["cursor_changed_pixels"] > 50, "moving the cursor did not change the frame"
     assert report["volume_colours"] > 500 and report["volume_grey"] > 0.03 * pixels, "volume rendering is blank"
     assert report["volume_hot"] > 60, "hotspots not visible in volume rendering"
+    # volume rendering shows the head: a large share of the frame, not dark, with its folds
+    assert report["volume_anatomy_fraction"] >= 0.15, "the volume rendering shows little of the head"
+    assert report["volume_anatomy_mean"] >= 40, "the head is (nearly) black in volume rendering"
+    assert report["volume_anatomy_detail"] >= 0.08, "the volume rendering is a featureless fog (no gyri/sulci)"
+    assert report["volume_anatomy_detail"] > 3 * report["xray_anatomy_detail"]
+    assert max(report["timings"]["volume_render_s"]) < 2.5, "volume rendering is not interactive"
+    # the phantom: background noise transparent around the cube, the cube visible
+    assert report["phantom_margin_pixels"] > 500 and report["phantom_margin_max"] == 0, "background noise is drawn"
+    assert report["phantom_cube_mean"] > 30, "the phantom's cube (tissue) is not drawn"
     assert report["timepoint_hot"] > 60, "nothing hot after switching timepoint"
     assert report["timings"]["build_s"] < 5.0, "building the 3D view is far too slow"
 

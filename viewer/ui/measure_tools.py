@@ -8,7 +8,7 @@ and the measurement panel. While dragging, ``on_preview`` shows the shape being 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -11,8 +11,11 @@ rotated and flipped grids; nothing is resampled to a common grid.
 What is drawn:
 
 * anatomy — a smoothed isosurface of the T1 on a 2× block-averaged grid (fast; a brain or skin
-  envelope), semi-transparent so what lies inside shows; or, in ``"volume"`` mode, a GPU ray
-  cast with a grey ramp from the anatomy's display levels;
+  envelope), semi-transparent so what lies inside shows; or, in ``"volume"`` mode, a shaded ray
+  cast (GPU, or CPU on software OpenGL) whose colour and opacity come from the anatomy's
+  intensity distribution (:mod:`viewer.core.transfer_function`: air transparent, tissue a
+  moderate grey, bright structures more opaque), chosen with a preset menu in the 3D bar and
+  an opacity and a threshold slider under it;
 * ¹⁹F hotspots — two nested isosurfaces in the layer's colormap (hot): an outer translucent
   shell at the display threshold and an opaque inner core at half the way to the top level.
   The reference tube (``layers.calibration_mask``) holds no cells: it is drawn separately as a
@@ -30,7 +33,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,46 +46,53 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSlider,
     QVBoxLayout,
     QWidget,
 )
 from scipy import ndimage
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
-from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+from vtkmodules.util.numpy_support import vtk_to_numpy
 from vtkmodules.vtkCommonDataModel import (
-    vtkImageData,
-    vtkPiecewiseFunction,
     vtkPolyData,
 )
-from vtkmodules.vtkCommonMath import vtkMatrix4x4
-from vtkmodules.vtkFiltersCore import (
-    vtkAppendPolyData,
-    vtkFlyingEdges3D,
-    vtkPolyDataNormals,
-    vtkQuadricDecimation,
-    vtkWindowedSincPolyDataFilter,
-)
-from vtkmodules.vtkFiltersSources import vtkLineSource, vtkSphereSource
 from vtkmodules.vtkInteractionWidgets import vtkOrientationMarkerWidget
-from vtkmodules.vtkRenderingAnnotation import vtkAnnotatedCubeActor
 from vtkmodules.vtkRenderingCore import (
     vtkActor,
-    vtkColorTransferFunction,
     vtkCoordinate,
-    vtkPolyDataMapper,
     vtkRenderer,
     vtkTextActor,
     vtkVolume,
-    vtkVolumeProperty,
     vtkWindowToImageFilter,
 )
-from vtkmodules.vtkRenderingVolume import vtkFixedPointVolumeRayCastMapper
-from vtkmodules.vtkRenderingVolumeOpenGL2 import vtkSmartVolumeMapper
 
 from viewer.core.display import colormap_lut
 from viewer.core.layers import calibration_mask
 from viewer.core.spaces import compact_labels
+from viewer.core.transfer_function import (
+    DEFAULT_PRESET,
+    PRESETS,
+    IntensityLandmarks,
+    TransferFunction,
+    intensity_sample,
+    landmarks,
+    transfer_function,
+)
 from viewer.core.volume import Volume
+from viewer.ui.vtk_scene import (
+    anatomy_threshold,
+    anatomy_volume,
+    apply_transfer_function,
+    block_mean_2x,
+    clusters_at_least,
+    contour,
+    cursor_actor,
+    hotspot_field,
+    image_data,
+    orientation_cube,
+    rgb01,
+    surface_actor,
+)
 
 #: Display modes of the anatomy.
 MODES: tuple[str, ...] = ("surface", "volume")
@@ -104,9 +113,6 @@ HOTSPOT_LUT_POSITIONS = (0.55, 0.85)
 HOTSPOT_OPACITIES = (0.75, 1.0)
 #: Inner core level as a fraction of the way from the threshold to the top display level.
 HOTSPOT_CORE_FRACTION = 0.5
-#: ¹⁹F maps are upsampled this many times (linear) around the hotspots before contouring, so
-#: a cluster of a few 2 mm voxels is drawn as a rounded blob rather than a diamond.
-HOTSPOT_UPSAMPLE = 2
 #: Windowed-sinc iterations on hotspot surfaces: rounds the trilinear facets of small clusters
 #: without moving them (a cubic upsampling instead rings into false satellite blobs).
 HOTSPOT_SMOOTH_ITERATIONS = 25
@@ -124,10 +130,6 @@ REGIONS_SKIPPED = ("background",)
 #: Gaussian σ (voxels) applied to a region's binary mask before contouring at 0.5.
 REGION_SMOOTH_SIGMA = 0.8
 
-#: Half length of each cursor axis (mm) and radius of its sphere (mm).
-CURSOR_HALF_LENGTH_MM = 14.0
-CURSOR_RADIUS_MM = 2.0
-CURSOR_COLOR = (0.1, 1.0, 0.2)
 
 #: Background gradient (RGB 0–1), bottom and top: dark, as in reading rooms.
 BACKGROUND_BOTTOM = (0.02, 0.02, 0.03)
@@ -143,237 +145,14 @@ CAMERA_MARGIN = 1.12
 #: Camera view angle (degrees).
 CAMERA_VIEW_ANGLE = 30.0
 
-#: Volume rendering: opacity per voxel length of the brightest tissue. Low, so that through
-#: ≈ 100 mm of brain the anatomy stays a see-through fog around hotspots and regions.
-VOLUME_MAX_OPACITY = 0.008
-#: CPU ray caster: one ray per this many pixels (1.5 halves the cost, barely visible on a fog).
-CPU_IMAGE_SAMPLE_DISTANCE = 1.5
+#: Positions of the threshold slider (its range is the image minimum to the typical tissue).
+THRESHOLD_STEPS = 1000
 #: OpenGL renderers that are software emulations: the GPU ray caster crawls there (≈ 2–4 s a
-#: frame on llvmpipe for the demo) while VTK's CPU ray caster takes ≈ 0.5 s.
+#: frame on llvmpipe for the demo) while VTK's CPU ray caster takes ≈ 0.15–0.3 s.
 SOFTWARE_GL_NAMES = ("llvmpipe", "softpipe", "swiftshader", "software rasterizer", "swr")
 
 
 # -- pure helpers (numpy and VTK data, no rendering) -------------------------------------------
-
-def vtk_matrix(affine: np.ndarray) -> vtkMatrix4x4:
-    """A vtkMatrix4x4 holding a 4×4 numpy affine (row-major, as VTK expects)."""
-    matrix = vtkMatrix4x4()
-    affine = np.asarray(affine, dtype=float)
-    for row in range(4):
-        for column in range(4):
-            matrix.SetElement(row, column, float(affine[row, column]))
-    return matrix
-
-
-def image_data(array: np.ndarray, origin: tuple[float, float, float] = (0.0, 0.0, 0.0),
-               spacing: float = 1.0) -> vtkImageData:
-    """Wrap a numpy [i, j, k] array as vtkImageData in *voxel* units of its source grid.
-
-    ``origin`` is the voxel index of the first sample and ``spacing`` the step between samples,
-    both in source voxels (e.g. 2 for a 2× downsample), so the source's ``voxel_to_world`` as
-    user matrix places the result in world mm. VTK stores x fastest, hence the Fortran order.
-    """
-    array = np.asarray(array)
-    image = vtkImageData()
-    image.SetDimensions(*array.shape)
-    image.SetOrigin(*origin)
-    image.SetSpacing(spacing, spacing, spacing)
-    flat = np.ravel(array, order="F")
-    scalars = numpy_to_vtk(np.ascontiguousarray(flat), deep=True)
-    scalars.SetName("values")
-    image.GetPointData().SetScalars(scalars)
-    return image
-
-
-def block_mean_2x(data: np.ndarray) -> np.ndarray:
-    """Average 2×2×2 blocks (float32); odd trailing planes are dropped. Sample n sits at voxel 2n+0.5."""
-    data = np.asarray(data, dtype=np.float32)
-    ni, nj, nk = (s // 2 * 2 for s in data.shape)
-    blocks = data[:ni, :nj, :nk].reshape(ni // 2, 2, nj // 2, 2, nk // 2, 2)
-    return blocks.mean(axis=(1, 3, 5))
-
-
-def anatomy_threshold(data: np.ndarray, percentile: float = 30.0) -> float:
-    """Isosurface level of the anatomy: a percentile of the nonzero voxels, halved.
-
-    The 30th percentile of a T1's nonzero voxels lies in grey matter; half of it falls between
-    the background (≈ 0) and tissue, so the contour is the outer envelope (brain for a
-    skull-stripped T1, skin otherwise) rather than a grey/white boundary.
-    """
-    values = np.asarray(data).reshape(-1)
-    values = values[::max(1, values.size // 2_000_000)]
-    values = values[np.isfinite(values) & (values > 0)]
-    if values.size == 0:
-        return 0.5
-    return 0.5 * float(np.percentile(values, percentile))
-
-
-def bounding_box(mask: np.ndarray, pad: int) -> tuple[slice, ...] | None:
-    """Slices of the bounding box of a mask grown by ``pad`` voxels (clipped), or None if empty."""
-    found = ndimage.find_objects(mask.astype(np.int8))
-    if not found or found[0] is None:
-        return None
-    return tuple(slice(max(s.start - pad, 0), min(s.stop + pad, n)) for s, n in zip(found[0], mask.shape))
-
-
-def clusters_at_least(mask: np.ndarray, min_voxels: int) -> np.ndarray:
-    """The mask without its 26-connected components smaller than ``min_voxels``."""
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
-    if count == 0:
-        return mask
-    sizes = np.bincount(labels.ravel())
-    keep = sizes >= min_voxels
-    keep[0] = False
-    return keep[labels]
-
-
-@dataclass
-class HotspotField:
-    """A cropped, upsampled piece of a ¹⁹F map ready for contouring.
-
-    Attributes:
-        values: the crop (float32), upsampled ``HOTSPOT_UPSAMPLE`` times.
-        origin: voxel index (in the ¹⁹F grid) of ``values[0, 0, 0]``.
-        spacing: step between samples in ¹⁹F voxels (1 / upsampling).
-    """
-
-    values: np.ndarray
-    origin: tuple[float, float, float]
-    spacing: float
-
-
-def hotspot_field(data: np.ndarray, keep: np.ndarray, upsample: int = HOTSPOT_UPSAMPLE) -> HotspotField | None:
-    """The ¹⁹F values where ``keep`` is true (zero elsewhere), cropped around it and upsampled.
-
-    Zeroing outside ``keep`` removes the reference tube and noise specks before contouring;
-    cropping keeps the upsampling cheap whatever the map's size.
-    """
-    box = bounding_box(keep, pad=2)
-    if box is None:
-        return None
-    crop = np.where(keep[box], np.nan_to_num(np.asarray(data[box], dtype=np.float32)), np.float32(0))
-    if upsample > 1:
-        # (n − 1)·u + 1 samples per axis put sample m exactly at voxel m / u (zoom maps the
-        # first and last samples onto the first and last voxels when grid_mode is False).
-        factors = [((n - 1) * upsample + 1) / n for n in crop.shape]
-        crop = ndimage.zoom(crop, factors, order=1, grid_mode=False)
-    return HotspotField(crop, tuple(float(s.start) for s in box), 1.0 / max(upsample, 1))  # type: ignore[arg-type]
-
-
-# -- VTK pipelines ---------------------------------------------------------------------------
-
-def contour(image: vtkImageData, level: float, smooth_iterations: int = 0,
-            max_triangles: int | None = None) -> vtkPolyData:
-    """Isosurface of an image at ``level`` (flying edges), optionally decimated and smoothed.
-
-    Decimation and windowed-sinc smoothing keep translucent rendering fast and remove the
-    voxel staircase. Normals are recomputed afterwards for smooth shading.
-    """
-    surface = vtkFlyingEdges3D()
-    surface.SetInputData(image)
-    surface.SetValue(0, float(level))
-    surface.ComputeNormalsOff()
-    surface.ComputeScalarsOff()
-    surface.Update()
-    output = surface.GetOutput()
-    if output.GetNumberOfPoints() == 0:
-        return output
-    if max_triangles is not None and output.GetNumberOfCells() > max_triangles:
-        decimate = vtkQuadricDecimation()
-        decimate.SetInputData(output)
-        decimate.SetTargetReduction(1.0 - max_triangles / output.GetNumberOfCells())
-        decimate.Update()
-        output = decimate.GetOutput()
-    if smooth_iterations > 0:
-        smoother = vtkWindowedSincPolyDataFilter()
-        smoother.SetInputData(output)
-        smoother.SetNumberOfIterations(smooth_iterations)
-        smoother.SetPassBand(0.05)
-        smoother.NonManifoldSmoothingOn()
-        smoother.NormalizeCoordinatesOn()
-        smoother.Update()
-        output = smoother.GetOutput()
-    normals = vtkPolyDataNormals()
-    normals.SetInputData(output)
-    normals.ConsistencyOn()
-    normals.SplittingOff()
-    normals.Update()
-    return normals.GetOutput()
-
-
-def surface_actor(polydata: vtkPolyData, affine: np.ndarray, rgb: tuple[float, float, float],
-                  opacity: float, specular: float = 0.15) -> vtkActor:
-    """An actor for a voxel-space surface placed in world mm by ``affine`` (voxel→world)."""
-    mapper = vtkPolyDataMapper()
-    mapper.SetInputData(polydata)
-    mapper.ScalarVisibilityOff()
-    actor = vtkActor()
-    actor.SetMapper(mapper)
-    actor.SetUserMatrix(vtk_matrix(affine))
-    prop = actor.GetProperty()
-    prop.SetColor(*rgb)
-    prop.SetOpacity(float(opacity))
-    prop.SetSpecular(specular)
-    prop.SetSpecularPower(30)
-    return actor
-
-
-def cursor_actor() -> vtkActor:
-    """Three orthogonal lines (± ``CURSOR_HALF_LENGTH_MM``) and a small sphere, centred at 0."""
-    append = vtkAppendPolyData()
-    for axis in range(3):
-        line = vtkLineSource()
-        start = [0.0, 0.0, 0.0]
-        end = [0.0, 0.0, 0.0]
-        start[axis], end[axis] = -CURSOR_HALF_LENGTH_MM, CURSOR_HALF_LENGTH_MM
-        line.SetPoint1(*start)
-        line.SetPoint2(*end)
-        append.AddInputConnection(line.GetOutputPort())
-    sphere = vtkSphereSource()
-    sphere.SetRadius(CURSOR_RADIUS_MM)
-    sphere.SetThetaResolution(16)
-    sphere.SetPhiResolution(12)
-    append.AddInputConnection(sphere.GetOutputPort())
-    append.Update()
-    mapper = vtkPolyDataMapper()
-    mapper.SetInputData(append.GetOutput())
-    actor = vtkActor()
-    actor.SetMapper(mapper)
-    prop = actor.GetProperty()
-    prop.SetColor(*CURSOR_COLOR)
-    prop.SetLineWidth(3.0)
-    prop.SetRenderLinesAsTubes(True)
-    prop.SetAmbient(0.4)
-    actor.PickableOff()
-    return actor
-
-
-def orientation_cube() -> vtkAnnotatedCubeActor:
-    """A small cube labelled R/L A/P S/I with RAS world axes, as radiologists expect."""
-    cube = vtkAnnotatedCubeActor()
-    cube.SetXPlusFaceText("R")
-    cube.SetXMinusFaceText("L")
-    cube.SetYPlusFaceText("A")
-    cube.SetYMinusFaceText("P")
-    cube.SetZPlusFaceText("S")
-    cube.SetZMinusFaceText("I")
-    cube.SetFaceTextScale(0.65)
-    cube.GetCubeProperty().SetColor(0.25, 0.27, 0.32)
-    cube.GetTextEdgesProperty().SetColor(0.6, 0.6, 0.6)
-    for prop in (cube.GetXPlusFaceProperty(), cube.GetXMinusFaceProperty()):
-        prop.SetColor(1.0, 0.55, 0.55)
-    for prop in (cube.GetYPlusFaceProperty(), cube.GetYMinusFaceProperty()):
-        prop.SetColor(0.55, 1.0, 0.55)
-    for prop in (cube.GetZPlusFaceProperty(), cube.GetZMinusFaceProperty()):
-        prop.SetColor(0.6, 0.7, 1.0)
-    return cube
-
-
-def _rgb01(rgb: tuple[int, int, int] | np.ndarray) -> tuple[float, float, float]:
-    return tuple(float(c) / 255.0 for c in rgb[:3])  # type: ignore[return-value]
-
-
-# -- the widget --------------------------------------------------------------------------------
 
 class VolumeView(QWidget):
     """The 3D view of a :class:`~viewer.core.scene.Scene`.
@@ -399,6 +178,14 @@ class VolumeView(QWidget):
         self._anatomy_actor: vtkActor | None = None
         self._anatomy_volume: vtkVolume | None = None
         self._anatomy_volume_key: Any = None
+        self._tf_preset = DEFAULT_PRESET
+        self._tf_opacity = 1.0
+        self._tf_background: float | None = None  # the user's threshold; None: from the data
+        self._tf_samples: dict[Any, np.ndarray] = {}  # sorted strided sample of the anatomy
+        self._tf_automatic: IntensityLandmarks | None = None  # its landmarks, threshold from the data
+        self._tf_marks: IntensityLandmarks | None = None
+        self._tf: TransferFunction | None = None
+        self._updating_controls = False
         self._hotspot_actors: list[vtkActor] = []
         self._region_actors: dict[int, vtkActor] = {}
         self._built = False
@@ -441,9 +228,11 @@ class VolumeView(QWidget):
         reset = QPushButton("Reset view")
         reset.setToolTip("Look at the anatomy from the front (anterior), superior up")
         reset.clicked.connect(self.reset_camera)
+        bar.addWidget(self._build_preset_combo())
         bar.addWidget(reset)
         bar.addStretch(1)
         layout.addLayout(bar)
+        layout.addWidget(self._build_volume_controls())
         self.vtk_widget: QVTKRenderWindowInteractor | None = None
         if self.headless:
             note = QLabel("3D view unavailable: Qt runs without a window system "
@@ -455,6 +244,55 @@ class VolumeView(QWidget):
             self.vtk_widget = QVTKRenderWindowInteractor(self)
             layout.addWidget(self.vtk_widget, 1)
             self._window = self.vtk_widget.GetRenderWindow()
+
+    def _build_preset_combo(self) -> QComboBox:
+        """The volume rendering's transfer-function preset (beside the mode, in volume mode)."""
+        self.preset_combo = QComboBox()
+        for key, label in PRESETS.items():
+            self.preset_combo.addItem(label, key)
+        self.preset_combo.setToolTip(
+            "How the anatomy's intensities are shown, from the image's own histogram: air is always "
+            "transparent. Tissue: grey, moderately opaque, bright structures more opaque. Outer surface: "
+            "the skin (the brain if skull-stripped). Bright: white matter in MR, bone in CT. See-through: "
+            "everything faint, like an X-ray")
+        self.preset_combo.currentIndexChanged.connect(
+            lambda _i: self.set_transfer_function(preset=self.preset_combo.currentData()))
+        self.preset_combo.setVisible(False)
+        return self.preset_combo
+
+    def _build_volume_controls(self) -> QWidget:
+        """The volume-rendering row under the bar (shown in volume mode): opacity and threshold.
+
+        Opacity scales the preset's (0–300 %); the threshold is the background ceiling, from the
+        image minimum (slider left) to the typical tissue (right).
+        """
+        self.volume_controls = QWidget()
+        row = QHBoxLayout(self.volume_controls)
+        row.setContentsMargins(4, 0, 4, 0)
+        row.addWidget(QLabel("Opacity"))
+        self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
+        self.opacity_slider.setRange(0, 300)
+        self.opacity_slider.setValue(100)
+        self.opacity_slider.setMinimumWidth(70)
+        self.opacity_slider.setMaximumWidth(140)
+        self.opacity_slider.setToolTip("Opacity of the volume rendering, in % of the preset's")
+        self.opacity_slider.valueChanged.connect(lambda value: self.set_transfer_function(opacity=value / 100.0))
+        row.addWidget(self.opacity_slider)
+        row.addWidget(QLabel("Threshold"))
+        self.threshold_slider = QSlider(Qt.Orientation.Horizontal)
+        self.threshold_slider.setRange(0, THRESHOLD_STEPS)
+        self.threshold_slider.setMinimumWidth(70)
+        self.threshold_slider.setMaximumWidth(140)
+        self.threshold_slider.setToolTip("Values at or below this are transparent (air, background noise); "
+                                         "found from the image's histogram until you move it")
+        self.threshold_slider.valueChanged.connect(self._on_threshold_slider)
+        row.addWidget(self.threshold_slider)
+        self.threshold_label = QLabel("")
+        self.threshold_label.setMinimumWidth(self.threshold_label.fontMetrics().horizontalAdvance("−00000") + 4)
+        row.addWidget(self.threshold_label)
+        row.addStretch(1)
+        self.volume_controls.setVisible(False)
+        return self.volume_controls
 
     def _build_renderer(self) -> None:
         self.renderer = vtkRenderer()
@@ -513,10 +351,81 @@ class VolumeView(QWidget):
         index = self.mode_combo.findData(mode)
         if index != self.mode_combo.currentIndex():
             self.mode_combo.setCurrentIndex(index)
+        self.volume_controls.setVisible(mode == "volume")
+        self.preset_combo.setVisible(mode == "volume")
         self._rebuild_anatomy()
         self._rebuild_fluorine()
         self._rebuild_regions()
+        self._place_cursor()
         self.request_render()
+
+    def _place_cursor(self) -> None:
+        """The cursor goes with the hotspots and regions: over the (mostly opaque) volume."""
+        self._remove(self._cursor)
+        self._content_renderer().AddActor(self._cursor)
+
+    @property
+    def transfer_function(self) -> TransferFunction | None:
+        """The volume rendering's colour and opacity functions (None until volume mode is used)."""
+        return self._tf
+
+    @property
+    def intensity_landmarks(self) -> IntensityLandmarks | None:
+        """The landmarks of the anatomy's histogram behind :attr:`transfer_function`."""
+        return self._tf_marks
+
+    def set_transfer_function(self, preset: str | None = None, opacity: float | None = None,
+                              threshold: float | None = None, automatic_threshold: bool = False) -> None:
+        """Change the volume rendering's preset (a key of ``PRESETS``), opacity scale (1 = the
+        preset's) or background threshold (image units; ``automatic_threshold`` returns to the
+        one found from the histogram). The controls follow; the render is redrawn."""
+        if preset is not None:
+            if preset not in PRESETS:
+                raise ValueError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
+            self._tf_preset = preset
+        if opacity is not None:
+            self._tf_opacity = max(float(opacity), 0.0)
+        if threshold is not None:
+            self._tf_background = float(threshold)
+        if automatic_threshold:
+            self._tf_background = None
+        self._sync_volume_controls()
+        if self._anatomy_volume is not None:
+            self._apply_transfer_function(self.scene.anatomy)
+            self.request_render()
+
+    def _on_threshold_slider(self, position: int) -> None:
+        if self._updating_controls or self._tf_marks is None:
+            return
+        low, high = self._threshold_range()
+        self.set_transfer_function(threshold=low + (high - low) * position / THRESHOLD_STEPS)
+
+    def _threshold_range(self) -> tuple[float, float]:
+        """Values the threshold slider spans: the image minimum to the typical tissue."""
+        automatic = self._tf_automatic
+        if automatic is None:
+            return 0.0, 1.0
+        return automatic.minimum, max(automatic.tissue, automatic.minimum + 1e-6)
+
+    def _sync_volume_controls(self) -> None:
+        """Show the current preset, opacity and threshold in the controls without feedback."""
+        self._updating_controls = True
+        try:
+            self.preset_combo.blockSignals(True)
+            self.preset_combo.setCurrentIndex(self.preset_combo.findData(self._tf_preset))
+            self.preset_combo.blockSignals(False)
+            self.opacity_slider.blockSignals(True)
+            self.opacity_slider.setValue(round(100 * self._tf_opacity))
+            self.opacity_slider.blockSignals(False)
+            if self._tf_marks is not None:
+                low, high = self._threshold_range()
+                threshold = self._tf_marks.background
+                self.threshold_slider.blockSignals(True)
+                self.threshold_slider.setValue(round(THRESHOLD_STEPS * np.clip((threshold - low) / (high - low), 0, 1)))
+                self.threshold_slider.blockSignals(False)
+                self.threshold_label.setText(f"{threshold:.4g}")
+        finally:
+            self._updating_controls = False
 
     def reset_camera(self) -> None:
         """Look at the drawn objects from the front (anterior, +y), superior (+z) up, and fit them.
@@ -715,7 +624,7 @@ class VolumeView(QWidget):
         if region_props is None or region_props.visible:
             table = self.scene.label_table()
             for label in self._region_actors:
-                entries.append((table.name(label), _rgb01(table.color(label))))
+                entries.append((table.name(label), rgb01(table.color(label))))
         return entries
 
     def _content_renderer(self) -> vtkRenderer:
@@ -765,31 +674,35 @@ class VolumeView(QWidget):
         return self._anatomy_cache[key]
 
     def _anatomy_volume_prop(self, anatomy: Volume) -> vtkVolume:
-        """A ray-cast volume of the anatomy (GPU, or CPU on software OpenGL), grey ramp over its
-        display levels; the full-resolution grid, placed by its affine like the surfaces."""
+        """The ray-cast volume of the anatomy (:func:`anatomy_volume`, built once per image) with
+        colour and opacity from its intensity distribution (:meth:`_apply_transfer_function`)."""
         key = _volume_key(anatomy)
-        props = self.scene.display.get("anatomical")
-        levels = props.levels if props is not None else (0.0, float(np.max(anatomy.data)))
         if self._anatomy_volume is None or self._anatomy_volume_key != key:
-            image = image_data(np.asarray(anatomy.data))
             gpu = not self.headless and _gpu_volume_rendering_ok(self._window, self._software_gl)
-            if gpu:
-                mapper = vtkSmartVolumeMapper()
-            else:
-                mapper = vtkFixedPointVolumeRayCastMapper()
-                mapper.SetImageSampleDistance(CPU_IMAGE_SAMPLE_DISTANCE)
-            mapper.SetInputData(image)
             # Only the GPU ray caster takes part in depth peeling (sorted with the translucent
             # surfaces); asking it of the CPU ray caster garbles the frame.
             self.renderer.SetUseDepthPeelingForVolumes(gpu)
-            volume = vtkVolume()
-            volume.SetMapper(mapper)
-            volume.SetUserMatrix(vtk_matrix(anatomy.voxel_to_world))
-            volume.SetProperty(vtkVolumeProperty())
-            self._anatomy_volume = volume
+            self._anatomy_volume = anatomy_volume(anatomy.data, anatomy.voxel_to_world, gpu)
             self._anatomy_volume_key = key
-        _grey_ramp(self._anatomy_volume.GetProperty(), levels, anatomy_threshold(anatomy.data))
+        self._apply_transfer_function(anatomy)
         return self._anatomy_volume
+
+    def _apply_transfer_function(self, anatomy: Volume) -> None:
+        """Colour and opacity of the volume from the anatomy's landmarks and the user's choices.
+
+        The strided sample is taken once per image (a few ms even for a 512×512×300 memmap);
+        changing the preset, opacity or threshold only rebuilds the control points.
+        """
+        key = _volume_key(anatomy)
+        if key not in self._tf_samples:
+            self._tf_samples = {key: intensity_sample(anatomy.data)}
+            self._tf_automatic = landmarks(self._tf_samples[key])
+            self._tf_background = None  # a threshold in another image's units means nothing here
+        self._tf_marks = landmarks(self._tf_samples[key], background=self._tf_background)
+        self._tf = transfer_function(self._tf_marks, self._tf_preset, self._tf_opacity)
+        if self._anatomy_volume is not None:
+            apply_transfer_function(self._anatomy_volume, self._tf)
+        self._sync_volume_controls()
 
     def _rebuild_fluorine(self) -> None:
         """Hotspot shells and cores (tube and specks excluded) plus the neutral reference tube."""
@@ -820,7 +733,7 @@ class VolumeView(QWidget):
             for level, position, opacity in zip((threshold, core_level), HOTSPOT_LUT_POSITIONS, HOTSPOT_OPACITIES):
                 polydata = contour(image, level, smooth_iterations=HOTSPOT_SMOOTH_ITERATIONS)
                 if polydata.GetNumberOfPoints():
-                    rgb = _rgb01(lut[round(position * 255)])
+                    rgb = rgb01(lut[round(position * 255)])
                     self._hotspot_colors.append(rgb)
                     self._hotspot_actors.append(
                         surface_actor(polydata, fluorine.voxel_to_world, rgb, opacity * props.opacity, specular=0.4))
@@ -862,7 +775,7 @@ class VolumeView(QWidget):
             polydata = contour(image, 0.5, smooth_iterations=10)
             if not polydata.GetNumberOfPoints():
                 continue
-            actor = surface_actor(polydata, regions.voxel_to_world, _rgb01(table.color(label)), 1.0)
+            actor = surface_actor(polydata, regions.voxel_to_world, rgb01(table.color(label)), 1.0)
             self._region_actors[label] = actor
             self._content_renderer().AddActor(actor)
         self._apply_region_display()
@@ -874,7 +787,7 @@ class VolumeView(QWidget):
         table = self.scene.label_table()
         for label, actor in self._region_actors.items():
             name = table.name(label)
-            actor.GetProperty().SetColor(*_rgb01(table.color(label)))
+            actor.GetProperty().SetColor(*rgb01(table.color(label)))
             actor.GetProperty().SetOpacity(layer_opacity * REGION_OPACITY.get(name, REGION_DEFAULT_OPACITY))
             actor.SetVisibility(props is None or props.visible)
         self._update_legend()
@@ -916,25 +829,6 @@ def _fluorine_threshold(props: Any) -> float:
     """The ¹⁹F contour level: the display's visible-range floor, else its low level."""
     low = float(props.visible_range[0])
     return low if np.isfinite(low) else float(props.levels[0])
-
-
-def _grey_ramp(prop: vtkVolumeProperty, levels: tuple[float, float], floor: float) -> None:
-    """Grey colour over the display levels; opacity 0 below ``floor`` then a gentle ramp.
-
-    The low maximum opacity keeps the anatomy see-through, like the translucent surface.
-    """
-    low, high = float(levels[0]), float(levels[1])
-    colours = vtkColorTransferFunction()
-    colours.AddRGBPoint(low, 0.0, 0.0, 0.0)
-    colours.AddRGBPoint(high, 1.0, 1.0, 1.0)
-    opacity = vtkPiecewiseFunction()
-    opacity.AddPoint(min(floor, high - 1e-3), 0.0)
-    opacity.AddPoint(high, VOLUME_MAX_OPACITY)
-    prop.SetColor(colours)
-    prop.SetScalarOpacity(opacity)
-    prop.SetInterpolationTypeToLinear()
-    # Unshaded: at such low opacity shading only adds gradient noise (and triples CPU time).
-    prop.ShadeOff()
 
 
 def _software_gl(window: Any) -> bool | None:
