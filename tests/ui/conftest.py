@@ -30,7 +30,7 @@ def open_window(qtbot, settings, manifest, size=(1500, 900)):
     drawn: set[str] = set()
     win.frame_drawn.connect(drawn.add)
     assert win.open(manifest), win.last_error
-    qtbot.waitUntil(lambda: len(drawn) == 3, timeout=20_000)
+    qtbot.waitUntil(lambda: len(drawn & {"axial", "coronal", "sagittal"}) == 3, timeout=20_000)
     return win
 
 

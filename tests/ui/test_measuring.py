@@ -151,3 +151,18 @@ def test_a_sphere_around_the_demo_graft_counts_the_cells_the_demo_put_there(qtbo
     panel = window.measurement_panel.tree.topLevelItem(0)
     fluorine = next(panel.child(i) for i in range(panel.childCount()) if panel.child(i).text(0).startswith("¹⁹F"))
     assert fluorine.text(6) == format_number(rows["fluorine"].cells, 3)
+
+
+def test_a_sphere_over_the_reference_tube_counts_no_cells(qtbot, window, demo_manifest):
+    """The tube holds the calibration signal, not cells: like the regions' counts, an ROI
+    leaves it out (truth.json gives the tube's place)."""
+    import json
+
+    tube = json.loads((demo_manifest.parent / "truth.json").read_text())["geometry"]["reference_tube"]
+    qtbot.waitUntil(lambda: window.scene.fluorine_cells_per_signal() is not None, timeout=20_000)
+    x, y = tube["axis_xy_mm"]
+    z = sum(tube["label_z_mm"]) / 2
+    roi = SphereROI([x, y, z], 2 * tube["radius_mm"])
+    rows = {stats.role: stats for stats in window.scene.measure(roi)}
+    assert rows["fluorine"].maximum > 500  # the tube's signal is there (its reference signal is 1000)
+    assert rows["fluorine"].cells == 0.0

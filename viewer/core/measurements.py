@@ -271,13 +271,23 @@ def roi_mask(volume: Volume, roi: ROI) -> tuple[tuple[slice, slice, slice], np.n
 class FluorineCalibration:
     """What turns ¹⁹F signal into cells at a voxel (PRODUCT.md §3): the noise σ (a.u.) of the
     Rician correction √(S² − σ²), cells per unit of corrected signal, and the detected voxels
-    (a boolean array on the ¹⁹F grid: above the detection SNR in clusters large enough, the
-    rule the regions' counts use). Counting only those keeps an ROI drawn around a graft equal
-    to a region drawn there, instead of adding the corrected noise of every empty voxel."""
+    (a boolean array on the ¹⁹F grid: above the detection SNR in clusters large enough, outside
+    the reference tube and background — the rule the regions' counts use). Counting only those
+    keeps an ROI drawn around a graft equal to a region drawn there, instead of adding the
+    corrected noise of every empty voxel or the tube's calibration signal."""
 
     sigma: float
     cells_per_signal: float
     detected: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, fluorine: Any) -> FluorineCalibration | None:
+        """The calibration a prepared ¹⁹F quantification holds (duck-typed: ``sigma``,
+        ``cells_per_signal``, ``counted`` — detected voxels outside the reference tube and
+        background, as the regions' counts take them); None when it is not calibrated."""
+        if fluorine is None or fluorine.sigma is None or fluorine.cells_per_signal is None:
+            return None
+        return cls(fluorine.sigma, fluorine.cells_per_signal, fluorine.counted)
 
 
 @dataclass(frozen=True)

@@ -256,22 +256,28 @@ class Scene:
         """Current names of the labels (of :meth:`label_table`)."""
         return self.label_table(timepoint).names
 
-    def layers(self) -> list[Layer]:
-        """The current timepoint's layers in drawing order (anatomy first, always)."""
-        volumes = self.volumes
+    def layers(self, timepoint: Timepoint | None = None) -> list[Layer]:
+        """A timepoint's layers (the current one's by default) in drawing order, anatomy first,
+        each with the display of its role (shared by every timepoint, so two timepoints side
+        by side are shown alike)."""
+        timepoint = timepoint or self.timepoint
+        volumes = self.volumes_of(timepoint)
+        if any(role not in self._display for role in volumes):
+            self._adopt_display(volumes)  # a timepoint compared before it was ever shown
         roles = ["anatomical"] + [r for r in self.order if r != "anatomical"]
-        table = self.label_table()
+        table = self.label_table(timepoint)
         return [
             Layer(volumes[role], self.display[role], table if role == "regions" else LabelTable())
             for role in roles if role in volumes
         ]
 
-    def slice_layers(self, plane: Plane) -> list[Layer]:
+    def slice_layers(self, plane: Plane, timepoint: Timepoint | None = None) -> list[Layer]:
         """:meth:`layers` for a slice job on ``plane``: a label map being edited is replaced
         by a copy of the one slice the plane shows (the job never reads the array the GUI
         thread paints; an axis-aligned plane of the anatomical grid samples the same pixels)."""
-        layers = self.layers()
-        editable = self._editables.get(self.timepoint.label)
+        timepoint = timepoint or self.timepoint
+        layers = self.layers(timepoint)
+        editable = self._editables.get(timepoint.label)
         if editable is None:
             return layers
         for layer in layers:
@@ -329,28 +335,37 @@ class Scene:
             self.radiological = radiological
             self.events.emit("radiological")
 
-    def anatomy_extent(self) -> np.ndarray | None:
-        """World corners (8 × 3 mm) of the current anatomy's content — the head, not the
-        empty field of view — which views fit when they open or are reset."""
-        label = self.timepoint.label
-        if label not in self._extents:
+    def anatomy_extent(self, timepoint: Timepoint | None = None) -> np.ndarray | None:
+        """World corners (8 × 3 mm) of a timepoint's (the current) anatomy's content — the
+        head, not the empty field of view — which views fit when they open or are reset."""
+        timepoint = timepoint or self.timepoint
+        if timepoint.label not in self._extents:
             low, high = self.display["anatomical"].levels
-            self._extents[label] = anatomy_extent(self.anatomy, low + 0.1 * (high - low))
-        return self._extents[label]
+            anatomy = self.volumes_of(timepoint)["anatomical"]
+            self._extents[timepoint.label] = anatomy_extent(anatomy, low + 0.1 * (high - low))
+        return self._extents[timepoint.label]
 
-    def plane(self, orientation: str) -> Plane:
-        """The anatomical slice a view shows through the cursor."""
-        return display_plane(self.anatomy, orientation, self.cursor, self.radiological)
+    def plane(self, orientation: str, timepoint: Timepoint | None = None) -> Plane:
+        """The anatomical slice a view shows through the cursor (of a timepoint's own anatomy:
+        two timepoints compared show the same world point, each on its own grid)."""
+        anatomy = self.volumes_of(timepoint)["anatomical"] if timepoint is not None else self.anatomy
+        return display_plane(anatomy, orientation, self.cursor, self.radiological)
 
-    def readout(self, world_xyz: Any | None = None) -> list[tuple[str, str, str]]:
-        """(layer, value, units) at a world point for *every* layer, in drawing order.
+    def readout(self, world_xyz: Any | None = None, timepoint: Timepoint | None = None) -> list[tuple[str, str, str]]:
+        """(layer, value, units) at a world point for *every* layer of a timepoint (the current
+        one), in drawing order.
 
         ¹⁹F is shown in cells/voxel when the study is calibrated (S_c / S̄_ref · F_vox / atoms per
         cell at that voxel's noise-corrected signal); the region shows its name.
         """
         point = self.cursor if world_xyz is None else np.asarray(world_xyz, dtype=float)
+        timepoint = timepoint or self.timepoint
+        prepared = self.results.prepared(timepoint.label)
+        fluorine = prepared.fluorine if prepared is not None else None
+        calibrated = fluorine is not None and fluorine.cells_per_signal is not None
+        names = self.region_names(timepoint)
         rows: list[tuple[str, str, str]] = []
-        for layer in self.layers():
+        for layer in self.layers(timepoint):
             volume = layer.volume
             role = volume.role
             nearest = role == "regions"
@@ -360,10 +375,8 @@ class Scene:
                 rows.append((quantity, "outside", ""))
             elif nearest:
                 label = int(value)
-                names = self.region_names()
                 rows.append((quantity, "—" if label == 0 else names.get(label, f"label {label}"), ""))
-            elif role == "fluorine" and self.fluorine_cells_per_signal() is not None:
-                fluorine = self.results.prepared(self.timepoint.label).fluorine
+            elif role == "fluorine" and calibrated:
                 assert fluorine is not None
                 corrected = float(np.sqrt(max(value * value - fluorine.sigma**2, 0.0)))
                 rows.append(("¹⁹F cells", f"{corrected * fluorine.cells_per_signal:.4g}", "cells/voxel"))
@@ -452,10 +465,7 @@ class Scene:
         volumes = self.volumes_of(timepoint)  # a map being edited is its editable's volume
         roles = ["anatomical"] + [r for r in self.order if r != "anatomical"]
         prepared = self.results.prepared(timepoint.label)
-        fluorine = None
-        calibrated = prepared.fluorine if prepared is not None else None
-        if calibrated is not None and calibrated.sigma is not None and calibrated.cells_per_signal is not None:
-            fluorine = FluorineCalibration(calibrated.sigma, calibrated.cells_per_signal, calibrated.detected)
+        fluorine = FluorineCalibration.of(prepared.fluorine if prepared is not None else None)
         return roi_statistics(roi, [volumes[r] for r in roles if r in volumes], fluorine,
                               self.region_names(timepoint))
 

@@ -11,6 +11,7 @@ does lives beside it, by responsibility:
 * ``window_saving``    saving regions with its questions, closing with unsaved edits;
 * ``window_annotation`` the annotation panel's tools and actions;
 * ``window_measuring`` the ruler, ellipse and sphere, and the measurements drawn in the views;
+* ``window_compare``   two timepoints side by side (the compare layout);
 * ``window_outputs``   screenshots, the PDF report, the region table's CSV, About;
 * ``window_workspace`` the study workspace restored on opening, saved on leaving.
 """
@@ -28,6 +29,7 @@ from viewer.core.spaces import ORIENTATIONS, Plane
 from viewer.ui.ortho import LAYOUTS, OrthoViews
 from viewer.ui.window_adding import ImageAdding
 from viewer.ui.window_annotation import AnnotationActions
+from viewer.ui.window_compare import COMPARE, TimepointComparing
 from viewer.ui.window_measuring import MeasureActions
 from viewer.ui.window_opening import StudyOpening, recovery_folder_for
 from viewer.ui.window_outputs import WindowOutputs
@@ -51,8 +53,8 @@ def default_settings() -> QtCore.QSettings:
     return QtCore.QSettings(QtCore.QSettings.Format.IniFormat, QtCore.QSettings.Scope.UserScope, ORGANIZATION, APPLICATION)
 
 
-class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, MeasureActions, WindowOutputs,
-                 WorkspaceKeeping, QtWidgets.QMainWindow):
+class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, MeasureActions, TimepointComparing,
+                 WindowOutputs, WorkspaceKeeping, QtWidgets.QMainWindow):
     """The application window.
 
     Signals:
@@ -83,6 +85,8 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
         self._samples: dict[str, tuple[tuple, dict]] = {}
         self._shown_key: dict[str, tuple] = {}
         self._stats_requested = False
+        self._linking = False  # a linked view being moved by another does not move them back
+        self._view_centres: dict[int, tuple[np.ndarray | None, np.ndarray | None]] = {}
         self.layer_panel: QtWidgets.QWidget | None = None
         self.region_panel: QtWidgets.QWidget | None = None
         self.annotation_panel: QtWidgets.QWidget | None = None
@@ -118,6 +122,14 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
             view.window_level_requested.connect(self._on_window_level)
             view.stroke_started.connect(self._on_stroke_started)
             view.stroke_finished.connect(self._on_stroke_finished)
+        for view in self.ortho.all_views():
+            view.view_box.sigRangeChanged.connect(lambda *_, v=view: self._track_centre(v))
+        compare = self.ortho.compare_view
+        compare.cursor_requested.connect(self._on_cursor_requested)
+        compare.hovered.connect(self._on_compare_hover)
+        compare.view_box.sigRangeChangedManually.connect(lambda *_: self._on_view_zoomed(compare))
+        compare.slice_step_requested.connect(lambda steps: self._on_slice_step(compare.orientation, steps))
+        compare.window_level_requested.connect(self._on_window_level)
         self._build_menus()
         self._build_toolbar()
         self._restore_preferences()
@@ -165,7 +177,8 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
         self._action(edit_menu, "&Save regions", lambda: self.run_action("save"), QtGui.QKeySequence.StandardKey.Save)
 
         view_menu = self.menuBar().addMenu("&View")
-        names = {"1x3": "1 × 3", "1+2": "One large + two small", "2x2": "2 × 2 with 3D"}
+        names = {"1x3": "1 × 3", "1+2": "One large + two small", "2x2": "2 × 2 with 3D",
+                 COMPARE: "Compare timepoints side by side"}
         for index, layout in enumerate(LAYOUTS, start=1):
             self._action(view_menu, f"Layout {names[layout]}", lambda n=layout: self.set_layout(n), QtGui.QKeySequence(str(index)))
         view_menu.addSeparator()
@@ -182,7 +195,7 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
         self.side_panel_action.setShortcut(QtGui.QKeySequence("F9"))
         view_menu.addAction(self.side_panel_action)
         self.addAction(self.side_panel_action)
-        self.sync_zoom_action = self._action(view_menu, "&Synchronise zoom", self._sync_zoom_toggled)
+        self.sync_zoom_action = self._action(view_menu, "&Synchronise zoom and pan", self._sync_zoom_toggled)
         self.sync_zoom_action.setCheckable(True)
         help_menu = self.menuBar().addMenu("&Help")
         self._action(help_menu, "&Keyboard shortcuts", self._show_shortcuts, QtGui.QKeySequence("F1"))
@@ -211,6 +224,7 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
         self.window_level = WindowLevelBar()
         bar.addWidget(self.window_level)
         self._build_measure_toolbar(bar)
+        self._build_compare_toolbar(bar)
 
     def _on_protocol(self, **_: Any) -> None:
         if self.scene is None:
@@ -235,6 +249,7 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
         layout = str(self.settings.value("view/layout", DEFAULT_LAYOUT))
         if layout in LAYOUTS and layout != "2x2":  # the 3D view is never built at start-up
             self.ortho.set_layout(layout)
+            self._show_compare_toolbar(layout == COMPARE)
         radiological = str(self.settings.value("view/radiological", "true")).lower() != "false"
         self.radiological_action.setChecked(radiological)
         self.workspace_action.setChecked(self.remembers_workspace())
@@ -298,12 +313,15 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
                                ("regions", self._on_regions_edited), ("regions", self._mark_unsaved),
                                ("saved", self._mark_unsaved), ("lock", self._on_study_locked), ("stats", self._on_stats),
                                ("stats_failed", self._on_stats_failed), ("protocol", self._on_protocol),
-                               ("measurements", self._draw_measurements), ("timepoint", self._update_added_action)):
+                               ("measurements", self._draw_measurements), ("timepoint", self._update_added_action),
+                               ("timepoint", self._fill_compare_combo)):
             scene.events.connect(name, callback)
         self._install_panels(scene, panels)
         self.set_measure_tool("navigate")  # a tool of the previous study does not carry over
         self._on_protocol()
         self._update_added_action()
+        self.compare_label = None
+        self._fill_compare_combo()
         self.window_level.set_scene(scene)
         title = scene.study.id if scene.study.manifest else scene.study.timepoints[0].label
         self.setWindowTitle(f"{title}[*] — Cell-therapy viewer")  # [*]: a '*' while regions are unsaved
@@ -344,8 +362,9 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
         self.region_panel.group_choice_changed.connect(lambda choice: self._remember("regions/column_groups", choice))
         for title in ("Regions", "Layers", "Annotate", "Predictions", "Measure"):
             self._side.addTab(self._annotate_tab(panels) if title == "Annotate" else panels[title], title)
-        for view in self.ortho.views.values():
+        for view in self.ortho.all_views():
             view.set_colorbars(ColorBarStack(scene))
+        self._place_colorbars()
         if self.ortho.volume_view is not None:
             self.ortho.volume_view.deleteLater()
             self.ortho.volume_view = None
@@ -415,13 +434,12 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
     def _on_regions_edited(self, timepoint: str, labels, box) -> None:
         """Redraw only the views an edit crosses (the scene's results re-measure the regions)."""
         assert self.scene is not None
-        if timepoint != self.scene.timepoint.label:
-            return  # another timepoint (recovery, carried regions): its numbers follow by themselves
-        for orientation in ORIENTATIONS:
-            plane = self.scene.plane(orientation)
+        shown = [key for key in self._view_keys() if self._timepoint_of(key).label == timepoint]
+        for key in shown:  # another timepoint not on screen (recovery, carried regions): nothing to redraw
+            plane = self._plane_of(key)
             axis = plane.normal_axis
             if box is None or axis is None or box[axis].start <= (plane.slice_index or 0) < box[axis].stop:
-                self._refresh(orientation, roles={"regions"})
+                self._refresh(key, roles={"regions"})
         self._update_readout()
 
     def set_layout(self, name: str) -> None:
@@ -429,15 +447,25 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
         the orientation letters and captions stay off the anatomy (issue 15)."""
         self.ortho.set_layout(name)
         self._remember("view/layout", name)
+        self._show_compare_toolbar(name == COMPARE)
+        if self.scene is not None:
+            if name == COMPARE:
+                self._fill_compare_combo()
+                self._refresh(COMPARE)
+            self._place_colorbars()
+            for key in self._view_keys():  # captions name their timepoint only when compared
+                view = self._view_of(key)
+                if view.plane is not None:
+                    view.info.setText(self._caption(key, view.plane))
         QtCore.QTimer.singleShot(0, self._fit_views)
 
     def _fit_views(self) -> None:
-        for view in self.ortho.views.values():
+        for view in self.ortho.all_views():
             view.reset_view()
+        self._link_compare(self.ortho.views[self.ortho.compare_view.orientation])
 
     def reset_views(self) -> None:
-        for view in self.ortho.views.values():
-            view.reset_view()
+        self._fit_views()
         if self.ortho.volume_view is not None and hasattr(self.ortho.volume_view, "reset_camera"):
             self.ortho.volume_view.reset_camera()
 
@@ -448,16 +476,15 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
             self.scene.set_radiological(radiological)
 
     # -- scene events → redraw ------------------------------------------------------------------------
-    def _plane_key(self, plane: Plane) -> tuple:
+    def _plane_key(self, plane: Plane, timepoint: str) -> tuple:
         assert self.scene is not None
-        return (self.scene.timepoint.label, plane.orientation, plane.slice_index, self.scene.radiological,
-                tuple(self.scene.order))
+        return (timepoint, plane.orientation, plane.slice_index, self.scene.radiological, tuple(self.scene.order))
 
     def refresh_all(self) -> None:
         """Resample every view (new timepoint, order, convention or study)."""
         self._samples.clear()
-        for orientation in ORIENTATIONS:
-            self._refresh(orientation)
+        for key in self._view_keys():
+            self._refresh(key)
         self._update_readout()
 
     def _refresh(self, orientation: str, resample: bool = True, roles: set[str] | None = None) -> None:
@@ -467,25 +494,27 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
         layers (e.g. the label map after an edit) and reuses the others' samples.
         """
         assert self.scene is not None
-        plane = self.scene.plane(orientation)
-        key = self._plane_key(plane)
-        layers = self.scene.layers()
+        timepoint = self._timepoint_of(orientation)
+        plane = self._plane_of(orientation)
+        key = self._plane_key(plane, timepoint.label)
+        layers = self.scene.slice_layers(plane, timepoint)
         cached = self._samples.get(orientation)
         reusable = cached is not None and cached[0] == key
         samples = cached[1] if reusable and (not resample or roles) else None
         indices = {i for i, layer in enumerate(layers) if roles and layer.volume.role in roles}
-        job = slice_job(self.scene.slice_layers(plane), plane, samples, indices if samples is not None else None)
+        job = slice_job(layers, plane, samples, indices if samples is not None else None)
         self._shown_key[orientation] = key
         self.jobs.submit(f"slice:{orientation}", job)
 
     def _on_cursor(self) -> None:
         assert self.scene is not None
-        for orientation, view in self.ortho.views.items():
-            key = self._plane_key(self.scene.plane(orientation))
-            if key != self._shown_key.get(orientation):
-                self._refresh(orientation)
+        for name in self._view_keys():
+            view = self._view_of(name)
+            key = self._plane_key(self._plane_of(name), self._timepoint_of(name).label)
+            if key != self._shown_key.get(name):
+                self._refresh(name)
             elif view.plane is not None:  # same image: only its caption's coordinates change
-                view.info.setText(self._caption(orientation, view.plane))
+                view.info.setText(self._caption(name, view.plane))
             view.set_crosshair(self.scene.cursor)
         self._update_readout()
 
@@ -494,10 +523,10 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
         assert self.scene is not None
         props = self.scene.display[role]
         index = next((i for i, layer in enumerate(self.scene.layers()) if layer.volume.role == role), None)
-        for orientation in ORIENTATIONS:
-            cached = self._samples.get(orientation)
-            needs_samples = props.visible and cached is not None and index not in cached[1]
-            self._refresh(orientation, resample=needs_samples)
+        for key in self._view_keys():
+            cached = self._samples.get(key)
+            needs_samples = props.visible and cached is not None and (key == COMPARE or index not in cached[1])
+            self._refresh(key, resample=needs_samples)
         if self.settings.value(f"colormap/{role}") != props.colormap:  # not on every slider step
             self._remember(f"colormap/{role}", props.colormap)
 
@@ -510,7 +539,7 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
         if key.startswith("slice:"):
             orientation = key.split(":", 1)[1]
             plane, rgb, samples = result  # type: ignore[misc]
-            self._samples[orientation] = (self._plane_key(plane), samples)
+            self._samples[orientation] = (self._shown_key.get(orientation), samples)  # the newest request's
             self._show(orientation, plane, rgb)
         elif key.startswith("stats:"):
             if self.scene is not None:
@@ -529,22 +558,24 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
 
     def _show(self, orientation: str, plane: Plane, rgb: np.ndarray) -> None:
         assert self.scene is not None
-        view = self.ortho.views[orientation]
-        view.content_rect = self._content_rect(plane)
-        view.show_image(plane, rgb, self._caption(orientation, plane))
+        view = self._view_of(orientation)
+        view.content_rect = self._content_rect(plane, self._timepoint_of(orientation))
+        fitted = view.show_image(plane, rgb, self._caption(orientation, plane))
         view.set_crosshair(self.scene.cursor)
-        self._draw_measurements()
+        if fitted and orientation == COMPARE:
+            self._link_compare(view)
+        self._draw_measurements(views=[view])
         self.frame_drawn.emit(orientation)
         if not self._stats_requested and all(v.plane is not None for v in self.ortho.views.values()):
             # statistics start once the first frames are up, so they do not delay them
             self._stats_requested = True
             self.scene.results.request()
 
-    def _content_rect(self, plane: Plane) -> QtCore.QRectF | None:
+    def _content_rect(self, plane: Plane, timepoint=None) -> QtCore.QRectF | None:
         """Where the anatomy lies in a view's plane (mm from its first pixel's corner): the
         view opens fitted to the head, not to the empty field of view around it."""
         assert self.scene is not None
-        corners = self.scene.anatomy_extent()
+        corners = self.scene.anatomy_extent(timepoint)
         if corners is None:
             return None
         pixels = plane.world_to_pixel(corners)
@@ -553,24 +584,30 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
         y0, y1 = rows.min() * plane.row_step_mm, (rows.max() + 1.0) * plane.row_step_mm
         return QtCore.QRectF(x0, y0, x1 - x0, y1 - y0)
 
-    def _caption(self, orientation: str, plane: Plane) -> str:
-        """A view's caption: its slice and the cursor's world position (mm)."""
+    def _caption(self, key: str, plane: Plane) -> str:
+        """A view's caption: its slice and the cursor's world position (mm); in the compare
+        layout each view names its timepoint."""
         assert self.scene is not None
         axis = plane.normal_axis if plane.normal_axis is not None else 0
         index = (plane.slice_index or 0) + 1
         x, y, z = self.scene.cursor
-        return f"{orientation} {index}/{self.scene.anatomy.shape[axis]}\n({x:.1f}, {y:.1f}, {z:.1f}) mm"
+        timepoint = self._timepoint_of(key)
+        shape = self.scene.volumes_of(timepoint)["anatomical"].shape
+        named = f"{timepoint.label} · " if self.ortho.layout_name == COMPARE else ""
+        return f"{named}{plane.orientation or key} {index}/{shape[axis]}\n({x:.1f}, {y:.1f}, {z:.1f}) mm"
 
-    def _update_readout(self, hover: np.ndarray | None = None) -> None:
+    def _update_readout(self, hover: np.ndarray | None = None, timepoint=None) -> None:
         """Every layer's value in its units at the point under the mouse (``hover``), else at
-        the cursor (PRODUCT.md §5: values without clicking)."""
+        the cursor (PRODUCT.md §5: values without clicking), of a timepoint (the one on
+        screen; the compare view's under its mouse)."""
         if self.scene is None:
             return
         point = self.scene.cursor if hover is None else np.asarray(hover, dtype=float)
         x, y, z = point
         where = "cursor" if hover is None else "under the mouse"
-        rows = [f"<b>({x:.1f}, {y:.1f}, {z:.1f}) mm</b> &nbsp; {self.scene.timepoint.label} &nbsp; <i>{where}</i>"]
-        for name, value, units in self.scene.readout(point):
+        timepoint = timepoint or self.scene.timepoint
+        rows = [f"<b>({x:.1f}, {y:.1f}, {z:.1f}) mm</b> &nbsp; {timepoint.label} &nbsp; <i>{where}</i>"]
+        for name, value, units in self.scene.readout(point, timepoint):
             rows.append(f"{name}: <b>{value}</b> {units}".rstrip())
         self.readout.setText("<br>".join(rows))
         self.statusBar().showMessage(f"({x:.1f}, {y:.1f}, {z:.1f}) mm — {where}")
@@ -604,17 +641,37 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
         self._remember("view/sync_zoom", "true" if self.sync_zoom_action.isChecked() else "false")
 
     def _on_view_zoomed(self, source) -> None:
-        """With View ▸ Synchronise zoom, a zoom in one view (Ctrl + wheel) gives the others the
-        same scale (mm per screen pixel), each about its own centre."""
-        if not self.sync_zoom_action.isChecked() or source.plane is None:
+        """A zoom (Ctrl + wheel) or pan (middle drag) the user made in one view.
+
+        In the compare layout the other timepoint's view always follows (same world point,
+        same scale). With View ▸ Synchronise zoom and pan, the other orientations take the same
+        scale (mm per screen pixel) and move by the same world displacement along the axes
+        they share (a pan in the axial view moves the coronal view left-right, not up-down)."""
+        if self._linking or source.plane is None:
             return
-        (x0, x1), _ = source.view_box.viewRange()
-        mm_per_pixel = (x1 - x0) / max(source.view_box.sceneBoundingRect().width(), 1.0)
-        for view in self.ortho.views.values():
-            state = view.view_state()
-            if view is source or state is None:
-                continue
-            view._apply_view_state(state[0], mm_per_pixel * view.view_box.sceneBoundingRect().width())
+        self._linking = True
+        try:
+            self._link_compare(source)
+            previous = self._view_centres.get(id(source), (None, None))[0]
+            center = source.center_world()
+            if self.sync_zoom_action.isChecked() and center is not None:
+                (x0, x1), _ = source.view_box.viewRange()
+                mm_per_pixel = (x1 - x0) / max(source.view_box.sceneBoundingRect().width(), 1.0)
+                moved = center - previous if previous is not None else np.zeros(3)
+                for view in self.ortho.views.values():
+                    own = view.center_world()
+                    if view is source or own is None:
+                        continue
+                    view.show_world(own + moved, mm_per_pixel * view.view_box.sceneBoundingRect().width())
+                    self._link_compare(view)
+        finally:
+            self._linking = False
+
+    def _track_centre(self, view) -> None:
+        """Every range change (pyqtgraph signals it before the user's 'manually'): the view's
+        centre before and after, so a pan's world displacement is known when it is linked."""
+        _before, now = self._view_centres.get(id(view), (None, None))
+        self._view_centres[id(view)] = (now, view.center_world())
 
     # -- statistics -----------------------------------------------------------------------------------
     def _submit_stats(self, request) -> None:

@@ -1,7 +1,9 @@
 """The view area: three linked slice views (and the 3D view) in one of three layouts.
 
 Layouts (number keys): 1 = 1×3 row; 2 = one large view + two small; 3 = 2×2 with the 3D
-view. The 3D view is created only when layout 3 is first shown, so start-up never pays for VTK.
+view; 4 = compare timepoints: one orientation of the timepoint shown beside the same plane of
+another timepoint (:attr:`OrthoViews.compare_view`). The 3D view is created only when layout 3
+is first shown, so start-up never pays for VTK.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from PySide6 import QtWidgets
 from viewer.core.spaces import ORIENTATIONS
 from viewer.ui.slice_view import SliceView
 
-LAYOUTS: tuple[str, ...] = ("1x3", "1+2", "2x2")
+LAYOUTS: tuple[str, ...] = ("1x3", "1+2", "2x2", "compare")
 
 
 class OrthoViews(QtWidgets.QWidget):
@@ -24,11 +26,29 @@ class OrthoViews(QtWidgets.QWidget):
         self.views: dict[str, SliceView] = {o: SliceView(o) for o in ORIENTATIONS}
         self._make_3d = make_3d
         self.volume_view: QtWidgets.QWidget | None = None
+        #: the other timepoint's view of the compare layout; its orientation is the one compared
+        self.compare_view = SliceView("axial")
+        self.compare_view.hide()
         self.layout_name = "1x3"
         self._grid = QtWidgets.QGridLayout(self)
         self._grid.setContentsMargins(0, 0, 0, 0)
         self._grid.setSpacing(2)
         self.set_layout("1x3")
+
+    def set_compare_orientation(self, orientation: str) -> None:
+        """Which orientation the compare layout shows (re-arranged at once when it is up)."""
+        self.compare_view.orientation = orientation
+        if self.layout_name == "compare":
+            self.set_layout("compare")
+
+    def all_views(self) -> list[SliceView]:
+        """Every slice view, shown or not (the compare view last)."""
+        return [*self.views.values(), self.compare_view]
+
+    def shown_views(self) -> list[SliceView]:
+        """The slice views on screen in this layout (the compare view included)."""
+        views = [v for v in self.views.values() if self.layout_name != "compare" or v.orientation == self.compare_view.orientation]
+        return views + ([self.compare_view] if self.layout_name == "compare" else [])
 
     def set_layout(self, name: str) -> None:
         """Rearrange the views; creates the 3D view the first time "2x2" is chosen."""
@@ -43,6 +63,19 @@ class OrthoViews(QtWidgets.QWidget):
         axial, coronal, sagittal = (self.views[o] for o in ORIENTATIONS)
         if self.volume_view is not None:
             self.volume_view.hide()
+        self.compare_view.hide()
+        if name == "compare":
+            primary = self.views[self.compare_view.orientation]
+            for view in self.views.values():
+                view.setVisible(view is primary)
+            self._grid.addWidget(primary, 0, 0)
+            self._grid.addWidget(self.compare_view, 0, 1)
+            self._grid.setColumnStretch(0, 1)
+            self._grid.setColumnStretch(1, 1)
+            self._grid.setRowStretch(0, 1)
+            self.compare_view.show()
+            self.layout_name = name
+            return
         if name == "1x3":
             for col, view in enumerate((axial, coronal, sagittal)):
                 self._grid.addWidget(view, 0, col)

@@ -20,6 +20,8 @@ class AnnotationActions:
 
     def _on_tool_changed(self, tool) -> None:
         self._annotation_tool_chosen(tool)
+        # the compare view shows another timepoint: it never edits the one on screen
+        self.ortho.compare_view.tool = None
         for view in self.ortho.views.values():
             view.tool = tool
         if tool is not None and hasattr(tool, "on_preview"):

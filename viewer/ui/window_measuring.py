@@ -51,7 +51,7 @@ class MeasureActions:
             self.annotation_panel.set_tool("navigate")  # one tool at a time
         tool = None if name == "navigate" else make_measure_tool(
             name, self.scene, lambda text: self.statusBar().showMessage(text, 8000))
-        for view in self.ortho.views.values():
+        for view in self.ortho.all_views():
             view.tool = tool
         if tool is not None:
             tool.on_preview = self._preview_measurement
@@ -67,12 +67,13 @@ class MeasureActions:
     def _preview_measurement(self, shape: Measurement | None) -> None:
         self._draw_measurements(shape)
 
-    def _draw_measurements(self, preview: Measurement | None = None, **_: object) -> None:
-        """Every view draws the measurements its plane shows, and the one being dragged."""
+    def _draw_measurements(self, preview: Measurement | None = None, views=None, **_: object) -> None:
+        """Every view (or those given: a new frame redraws only its own) draws the
+        measurements its plane shows, and the one being dragged."""
         if self.scene is None:
             return
         items = [(m, False) for m in self.scene.measurements] + ([(preview, True)] if preview is not None else [])
-        for view in self.ortho.views.values():
+        for view in views if views is not None else self.ortho.all_views():
             if view.plane is None:
                 continue
             shapes = []

@@ -277,10 +277,16 @@ class FluorineQuantifier:
         cells = signal * per_signal if per_signal is not None else None
         return FluorineMeasures(signal, int(detected.sum()), cells, not bool(detected.any()), nan_voxels, voxels)
 
+    @property
+    def counted(self) -> np.ndarray:
+        """The voxels whose signal counts as cells: detected, outside the reference tube and
+        the background (and the signal connected to them), on the ¹⁹F grid."""
+        return self.detected & ~self._calibration_components
+
     def total_cells(self) -> float | None:
         """All ¹⁹F-counted cells of the image, outside the reference tube and background."""
         per_signal = self.cells_per_signal
         if per_signal is None:
             return None
-        counted = self.detected & ~self._calibration_components
+        counted = self.counted
         return float(self.corrected[counted].sum(dtype=np.float64)) * per_signal
