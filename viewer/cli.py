@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--at", metavar="X,Y,Z", help="world point in mm for the key images (default: each timepoint's strongest 19F hotspot)")
     report.add_argument("--neurological", action="store_true", help="patient left on screen left in the key images")
     report.add_argument("--protocol", metavar="NAME", help="display protocol of the key images (as for render)")
+    report.add_argument("--no-measurements", action="store_true",
+                        help="leave out the rulers and ROIs saved in the study's workspace (study.workspace.json "
+                             "beside the manifest); by default they are measured on every reported timepoint and "
+                             "listed in its section. A missing or unreadable workspace means no measurements")
 
     import_ = commands.add_parser("import", help="make a study from a DICOM exam or BIDS NIfTI folders (PRODUCT.md §8)")
     import_.add_argument("paths", nargs="+", type=Path, metavar="PATH",
@@ -293,10 +297,28 @@ def _cmd_report(args: argparse.Namespace) -> int:
         from viewer.core.protocols import protocol
 
         protocol(args.protocol)  # a bad name fails before anything is loaded
+    measurements, problem = ((), None) if args.no_measurements else _saved_measurements(args.study)
     options = ReportOptions(deidentify=args.deidentify, reviewer=args.reviewer, focus=point,
-                            radiological=not args.neurological, protocol=args.protocol)
+                            radiological=not args.neurological, protocol=args.protocol, measurements=measurements)
     _print_output(report_from_study(args.study, args.output, options, args.timepoint), target.in_place)
+    if problem:  # after the report: a failure still prints its one error line alone
+        print(f"note: {one_line(problem)}; the report has no measurements", file=sys.stderr)
     return 0
+
+
+def _saved_measurements(study: Path) -> tuple[tuple, str | None]:
+    """(measurements, problem): the rulers and ROIs of the study's workspace (beside its
+    manifest). A workspace is a convenience, never the study's data: none, or one that cannot
+    be used (then ``problem`` says why, in one line), means no measurements, and the report is
+    written all the same."""
+    from viewer.core.io.study import MANIFEST_NAME
+    from viewer.core.workspace import read_workspace
+
+    manifest = study / MANIFEST_NAME if study.is_dir() else study
+    if manifest.suffix.lower() != ".toml":
+        return (), None
+    workspace, problem = read_workspace(manifest)
+    return (tuple(workspace.measurements) if workspace is not None else ()), problem
 
 
 def _cmd_import(args: argparse.Namespace) -> int:

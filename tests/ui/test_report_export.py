@@ -41,6 +41,37 @@ def test_window_report_matches_the_command_line(window, qtbot, tmp_path, demo_ma
     assert "Day 21 after transplantation" in window_text
 
 
+def test_window_report_lists_the_scene_measurements_as_the_command_line_does(window, qtbot, tmp_path, study_copy):
+    """The measurements listed in the window are in its report, measured as `viewer report`
+    measures the same ones saved in the study's workspace (issue #15)."""
+    from viewer.core.measurements import Ruler, SphereROI
+    from viewer.core.report import ReportOptions
+    from viewer.core.workspace import Workspace, write_workspace
+
+    window.scene.set_cursor(np.array([30.25, 4.5, 28.75]))
+    window.scene.measurements.add(SphereROI([38.13, 9.07, 32.91], 6.2, "graft"))
+    window.scene.measurements.add(Ruler([10.0, -20.0, 15.0], [13.0, -16.0, 27.0]))
+    measured = tuple(window.scene.measurements)
+    assert [m.name for m in measured] == ["graft", "M1"]
+    written = []
+    window.report_written.connect(written.append)
+    out = tmp_path / "from window.pdf"
+    options = ReportOptions(reviewer="Dr. Window", focus=window.scene.cursor.copy(), radiological=True)
+    assert window.export_report(out, options, "day 1")
+    window.scene.measurements.clear()  # the report lists the measurements of when it was asked for
+    qtbot.waitUntil(lambda: bool(written), timeout=60_000)
+    window_text = _text_without_creation_time(out)
+    flat = re.sub(r"\s+", " ", window_text)
+    assert "graft — sphere radius 6.2 mm" in flat and "regions inside: injection site" in flat
+    assert "M1 — ruler length 13.0 mm" in flat
+
+    write_workspace(study_copy, Workspace(measurements=measured))
+    cli_out = tmp_path / "from cli.pdf"
+    assert main(["report", str(study_copy), "-o", str(cli_out), "--timepoint", "day 1", "--reviewer", "Dr. Window",
+                 "--at", "30.25,4.5,28.75"]) == 0
+    assert window_text == _text_without_creation_time(cli_out)
+
+
 def test_bad_output_is_refused_with_a_dialog(window, tmp_path):
     from viewer.core.report import ReportOptions
 

@@ -12,7 +12,6 @@ shows the views' timepoint by default, or any other timepoint's stored predictio
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +19,14 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from viewer.core.errors import ViewerError
 from viewer.core.predict import (
-    KNOWN_FEATURES,
     Prediction,
     PredictionModel,
+    feature_description,
+    feature_title,
     load_model,
     predictions_of,
+    readable,
 )
-from viewer.core.quant.measures import REGION_KEYS, region_measure
 from viewer.core.quant.stats import TimepointStats
 from viewer.core.scene import Scene
 from viewer.ui.colorbar import SceneLink
@@ -44,36 +44,6 @@ REGION_COLUMN, MODEL_COLUMN, VALUE_COLUMN, INTERVAL_COLUMN = range(len(COLUMNS))
 
 #: The selector's first entry: the timepoint of the views, whichever it is.
 FOLLOW_VIEWS = None
-
-
-def feature_title(name: str) -> str:
-    """A model feature as a reader knows it: the registry's name with units, e.g.
-    "¹⁹F cells (cells)"; the identifier itself for a feature the registry does not know."""
-    if name in REGION_KEYS:
-        return region_measure(name).title
-    source = KNOWN_FEATURES.get(name)
-    if name == "days_since_transplant":
-        units = source.units if source is not None else "days"
-        return f"Days since transplantation ({units})"
-    if name.startswith("region_type:"):
-        return f"Region type {name.split(':', 1)[1]} (1 = yes, 0 = no)"
-    return name
-
-
-def feature_description(name: str) -> str:
-    """The identifier and what the feature is (a tooltip)."""
-    source = KNOWN_FEATURES.get(name)
-    return f"{name}: {source.description}" if source is not None else name
-
-
-_FEATURE_PATTERN = re.compile(
-    r"(?<![\w:])(" + "|".join(re.escape(n) for n in sorted(KNOWN_FEATURES, key=len, reverse=True)) + r")(?!\w)")
-
-
-def readable(text: str) -> str:
-    """A core sentence (a warning, a reason) with every feature identifier replaced by its
-    :func:`feature_title`, e.g. "no PET at this timepoint: SUVpeak (SUV) missing"."""
-    return _FEATURE_PATTERN.sub(lambda match: feature_title(match.group(1)), text)
 
 
 class PredictionPanel(QtWidgets.QWidget):

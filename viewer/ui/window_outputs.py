@@ -77,8 +77,10 @@ class WindowOutputs:
         """Write the PDF report of the open study in the background (same content as ``viewer report``).
 
         The edited label maps are copied now, so strokes made while the report is built do not
-        change it; the numbers are computed in the statistics thread. Returns False (with an
-        error dialog) when the output cannot be written; ``report_written`` is emitted when done.
+        change it; the numbers are computed in the statistics thread. The scene's measurements
+        (rulers and ROIs, as listed now) are reported unless ``options`` brings its own. Returns
+        False (with an error dialog) when the output cannot be written; ``report_written`` is
+        emitted when done.
         """
         from viewer.core.report import (
             build_report,
@@ -102,6 +104,8 @@ class WindowOutputs:
         if options.displays is None:  # the key images look like the views on screen
             options = dataclasses.replace(options, protocol=options.protocol or self.scene.protocol,
                                           displays=dict(self.scene.display))
+        if not options.measurements:  # the reader's rulers and ROIs as listed now
+            options = dataclasses.replace(options, measurements=tuple(self.scene.measurements))
 
         def job() -> Path:
             report = build_report(snapshot.study, inputs_from_snapshot(snapshot), snapshot.models, options)

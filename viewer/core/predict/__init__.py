@@ -27,6 +27,9 @@ from viewer.core.predict.card import (
 from viewer.core.predict.features import (
     KNOWN_FEATURES,
     REGION_TYPES,
+    feature_description,
+    feature_title,
+    readable,
     region_features,
     region_type,
 )
@@ -40,9 +43,9 @@ from viewer.core.predict.model import (
     load_models,
     missing_reason,
     predict_regions,
-    predictions_of,
     prediction_entry,
     predictions_for,
+    predictions_of,
 )
 
 __all__ = [
@@ -56,6 +59,8 @@ __all__ = [
     "Prediction",
     "PredictionModel",
     "bundled_model_paths",
+    "feature_description",
+    "feature_title",
     "fill_predictions",
     "load_bundled_models",
     "load_card",
@@ -64,9 +69,10 @@ __all__ = [
     "missing_reason",
     "parse_card",
     "predict_regions",
-    "predictions_of",
     "prediction_entry",
     "predictions_for",
+    "predictions_of",
+    "readable",
     "region_features",
     "region_type",
 ]

@@ -21,11 +21,12 @@ Features are returned raw, in the units above; a card's optional ``transform`` (
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from viewer.core.quant.measures import REGION_MEASURES
+from viewer.core.quant.measures import REGION_KEYS, REGION_MEASURES, region_measure
 
 #: Region types known to the ``region_type:*`` features and to a card's ``applies_to``.
 REGION_TYPES: tuple[str, ...] = ("core", "penumbra", "other")
@@ -111,3 +112,35 @@ def region_features(region_values: Mapping[str, Any], day: float | None, card) -
         else:
             values[feature.name] = value
     return values, missing
+
+
+# -- names a reader reads ------------------------------------------------------------------------
+
+def feature_title(name: str) -> str:
+    """A model feature as a reader knows it: the registry's name with units, e.g.
+    "¹⁹F cells (cells)"; the identifier itself for a feature the registry does not know."""
+    if name in REGION_KEYS:
+        return region_measure(name).title
+    source = KNOWN_FEATURES.get(name)
+    if name == "days_since_transplant":
+        units = source.units if source is not None else "days"
+        return f"Days since transplantation ({units})"
+    if name.startswith("region_type:"):
+        return f"Region type {name.split(':', 1)[1]} (1 = yes, 0 = no)"
+    return name
+
+
+def feature_description(name: str) -> str:
+    """The identifier and what the feature is (a tooltip)."""
+    source = KNOWN_FEATURES.get(name)
+    return f"{name}: {source.description}" if source is not None else name
+
+
+_FEATURE_PATTERN = re.compile(
+    r"(?<![\w:])(" + "|".join(re.escape(n) for n in sorted(KNOWN_FEATURES, key=len, reverse=True)) + r")(?!\w)")
+
+
+def readable(text: str) -> str:
+    """A core sentence (a warning, a reason) with every feature identifier replaced by its
+    :func:`feature_title`, e.g. "no PET at this timepoint: SUVpeak (SUV) missing"."""
+    return _FEATURE_PATTERN.sub(lambda match: feature_title(match.group(1)), text)

@@ -610,6 +610,7 @@ def fill_predictions(stats: TimepointStats, models: Sequence[PredictionModel]) -
 
 __all__ = [
     "DEMONSTRATION_NOTICE",
+    "PREDICTIONS_KEY",
     "Prediction",
     "PredictionModel",
     "bundled_model_paths",
@@ -618,9 +619,8 @@ __all__ = [
     "load_model",
     "load_models",
     "missing_reason",
-    "PREDICTIONS_KEY",
     "predict_regions",
     "prediction_entry",
-    "predictions_of",
     "predictions_for",
+    "predictions_of",
 ]

@@ -32,6 +32,15 @@ import numpy as np
 from viewer import APP_NAME, __version__
 from viewer.core.errors import ViewerError
 from viewer.core.io.study import Study, Timepoint
+from viewer.core.measurements import (
+    EllipseROI,
+    LayerStatistics,
+    Measurement,
+    Ruler,
+    SphereROI,
+    roi_statistics,
+)
+from viewer.core.predict import feature_title
 from viewer.core.quant.measures import (
     REGION_MEASURES,
     Measure,
@@ -80,6 +89,11 @@ class Table:
         alert_columns: header columns to highlight (a region with a rejection alert).
         caption: a sentence shown under the table.
         first_column_wide: the first column holds titles (measure names) and gets more room.
+        widths: each column's share of the text width (summing to 1); empty: the layout's
+            default (see ``first_column_wide``).
+        spans: body cells merged into one, each (first column, first row, last column, last
+            row) in body-row indices; the first cell holds the text, the others are empty. A
+            page never breaks inside a merged cell.
     """
 
     columns: tuple[str, ...]
@@ -89,6 +103,8 @@ class Table:
     caption: str = ""
     first_column_wide: bool = True
     notice: str = ""
+    widths: tuple[float, ...] = ()
+    spans: tuple[tuple[int, int, int, int], ...] = ()
 
     def text(self) -> str:
         lines = [" | ".join(self.columns)] + [" | ".join(row) for row in self.rows]
@@ -143,11 +159,14 @@ class TimepointSection:
     predictions: tuple[Table, ...]
     contributions: tuple[Table, ...]
     notes: tuple[str, ...]
+    #: the reader's rulers and ROIs measured on this timepoint's images (None: there are none)
+    measurements: Table | None = None
 
     def text(self) -> str:
         parts = [self.heading, self.images_caption, *self.alerts]
         parts += [f"{k}: {v}" for k, v in self.summary]
         parts += [t.text() for t in (*self.region_tables, *((self.mismatch,) if self.mismatch else ()),
+                                     *((self.measurements,) if self.measurements else ()),
                                      *self.predictions, *self.contributions)]
         parts += list(self.notes)
         return "\n".join(parts)
@@ -162,6 +181,7 @@ class TimepointSection:
         yield from ((f"the alerts {of}", alert) for alert in self.alerts)
         yield from ((f"the summary {of}", f"{k}: {v}") for k, v in self.summary)
         for what, tables in (("region table", self.region_tables), ("core/penumbra table", (self.mismatch,)),
+                             ("measurement table", (self.measurements,)),
                              ("prediction table", self.predictions), ("feature contribution table", self.contributions)):
             for table in tables:
                 if table is not None:
@@ -249,6 +269,9 @@ class ReportOptions:
             images; PRODUCT.md §5).
         displays: the display of each role as on screen (the window passes its own, so the
             key images look like the views); roles not in it get their default display.
+        measurements: the reader's rulers and ROIs (world mm; the window passes its list,
+            ``viewer report`` the study workspace's), measured on every reported timepoint's
+            own images and listed in its section.
     """
 
     deidentify: bool = False
@@ -258,6 +281,10 @@ class ReportOptions:
     created: datetime | None = None
     protocol: str | None = None
     displays: Mapping[str, Any] | None = None
+    measurements: tuple[Measurement, ...] = ()
+
+    def __post_init__(self) -> None:  # a caller's list cannot change the report afterwards
+        object.__setattr__(self, "measurements", tuple(self.measurements))
 
 
 @dataclass(frozen=True)
@@ -496,15 +523,15 @@ def _section(build: _Builder, item: TimepointInput) -> TimepointSection:
         notes=tuple(build.t(n) for n in stats.notes if not n.startswith(SUMMARISED_NOTES)) + (
             ("the regions were edited in the window and not saved; this report shows the edited regions",)
             if item.unsaved_edits else ()),
+        measurements=_measurement_table(build, item),
     )
 
 
 def _key_images(build: _Builder, item: TimepointInput) -> tuple[Figure | None, str]:
     """The three orthogonal views through the focus, with every overlay and the regions."""
     from viewer.core.layers import build_layers, default_focus
-    from viewer.core.render import render_key_images
-
     from viewer.core.protocols import default_protocol, protocol
+    from viewer.core.render import render_key_images
 
     chosen = protocol(build.options.protocol) if build.options.protocol else default_protocol(item.volumes)
     layers = build_layers(item.volumes, item.table.renamed(build.t), build.displays, protocol=chosen)
@@ -578,6 +605,128 @@ def _region_tables(build: _Builder, stats: TimepointStats) -> tuple[Table, ...]:
     if not tables:
         tables.append(Table(("Measure",), (), caption="No regions are drawn at this timepoint."))
     return tuple(tables)
+
+
+#: Layers in the order the measurement table lists them (the roles' order, anatomy first), the
+#: same whichever order the window draws them in.
+_LAYER_ORDER: tuple[str, ...] = tuple(ROLE_UNITS)
+#: Region names listed per measurement; more are counted (a cell taller than a page cannot be laid out).
+MEASUREMENT_REGIONS_LISTED = 12
+#: Column shares of the text width, with and without the ¹⁹F cells column.
+_MEASUREMENT_WIDTHS = (0.25, 0.15, 0.20, 0.10, 0.10, 0.09, 0.11)
+_MEASUREMENT_WIDTHS_NO_CELLS = (0.27, 0.17, 0.22, 0.11, 0.11, 0.12)
+
+
+def _measurement_table(build: _Builder, item: TimepointInput) -> Table | None:
+    """The reader's measurements on this timepoint's images: one row per (measurement, layer
+    with voxels inside), the measurement's name, shape, size, position and regions inside in
+    a first cell merged over its rows; a ruler is one row with its length. None without any."""
+    measurements = build.options.measurements
+    if not measurements:
+        return None
+    with_cells = "fluorine" in item.volumes
+    columns = ("Measurement", "Layer (units)", "Mean ± SD", "Min", "Max", "Voxels") + (("¹⁹F cells",) if with_cells else ())
+    width = len(columns)
+    rows: list[tuple[str, ...]] = []
+    spans: list[tuple[int, int, int, int]] = []
+    layers = sorted(item.volumes.items(), key=lambda kv: (_LAYER_ORDER.index(kv[0]) if kv[0] in _LAYER_ORDER
+                                                           else len(_LAYER_ORDER), kv[0]))
+    volumes = [volume for _, volume in layers]
+    for index, measurement in enumerate(measurements, start=1):
+        name = build.t(measurement.name) if measurement.name else f"measurement {index}"
+        first = len(rows)
+        if isinstance(measurement, Ruler):
+            length = f"length {measurement.length_mm:.1f} mm, from {_mm(measurement.start)} to {_mm(measurement.end)} mm"
+            rows.append((f"{name} — ruler", length) + ("",) * (width - 2))
+            spans.append((1, first, width - 1, first))
+            continue
+        statistics = roi_statistics(measurement, volumes, item.fluorine, item.table.names)
+        inside = [s for s in statistics if s.voxels > 0 and s.role != "regions"]
+        regions = next((s for s in statistics if s.role == "regions"), None)
+        description = [f"{name} — {measurement.kind}", _size_text(measurement), f"centre {_mm(measurement.center)} mm"]
+        if isinstance(measurement, EllipseROI):
+            description.append(_slice_text(measurement))
+        if regions is not None:
+            description.append("regions inside: " + _regions_inside(build, regions, item))
+        outside = [_layer_title(s) for s in statistics if s.voxels == 0 and s.role != "regions"]
+        if outside and inside:
+            description.append("outside the images of " + ", ".join(outside))
+        if not inside:
+            rows.append(("\n".join(description), "outside every image of this timepoint") + ("",) * (width - 2))
+            spans.append((1, first, width - 1, first))
+            continue
+        for position, layer in enumerate(inside):
+            cells = _layer_cells(layer, item)
+            rows.append(("\n".join(description) if position == 0 else "",) + cells[:width - 1])
+        if len(inside) > 1:
+            spans.append((0, first, 0, len(rows) - 1))
+    caption = ("Measurements placed by the reader, measured on this timepoint's own images: for each layer, on its own "
+               "grid (nothing resampled), the voxels whose centres lie inside the shape (an ellipse: within half a voxel "
+               "of its slice). Mean ± SD (population), minimum and maximum over the finite voxels, in each layer's "
+               "units; the layers the shape misses are named in the first column.")
+    if with_cells:
+        caption += (" ¹⁹F cells: noise-bias-corrected signal of the detected ¹⁹F voxels inside, calibrated against the "
+                    "reference tube (the rule of the regions' ¹⁹F cells)." if item.fluorine is not None else
+                    " ¹⁹F cells are not given: this timepoint's ¹⁹F calibration is incomplete (see the notes).")
+    return Table(columns, tuple(rows), caption=caption, first_column_wide=False,
+                 widths=_MEASUREMENT_WIDTHS if with_cells else _MEASUREMENT_WIDTHS_NO_CELLS, spans=tuple(spans))
+
+
+def _mm(point: Any) -> str:
+    return "(" + ", ".join(f"{float(v):.1f}" for v in point) + ")"
+
+
+def _size_text(roi: EllipseROI | SphereROI) -> str:
+    """A sphere's radius and volume (mL), an ellipse's diameters and area (mm²): the shape's
+    own, not its voxels' (those follow each layer's grid)."""
+    if isinstance(roi, SphereROI):
+        return f"radius {roi.radius_mm:.1f} mm, {format_number(roi.volume_ml, 3)} mL"
+    a, b = roi.radii_mm
+    return f"{2 * a:.1f} × {2 * b:.1f} mm, {format_number(roi.area_mm2, 3)} mm²"
+
+
+def _slice_text(roi: EllipseROI) -> str:
+    """The slice an ellipse lies in: axial/coronal/sagittal at its coordinate, or oblique."""
+    normal = np.abs(roi.normal)
+    axis = int(np.argmax(normal))
+    if normal[axis] < 1 - 1e-6:
+        return "in an oblique slice"
+    view, coordinate = (("sagittal", "x"), ("coronal", "y"), ("axial", "z"))[axis]
+    return f"in the {view} slice {coordinate} = {roi.center[axis]:.1f} mm"
+
+
+def _layer_title(layer: LayerStatistics) -> str:
+    return f"{layer.quantity} ({layer.units})" if layer.units else layer.quantity
+
+
+def _layer_cells(layer: LayerStatistics, item: TimepointInput) -> tuple[str, ...]:
+    """Layer, mean ± SD, min, max, voxels and ¹⁹F cells of one layer inside a measurement."""
+    def number(value: float | None) -> str:
+        return "—" if value is None else format_number(value, 4)
+
+    voxels = f"{layer.voxels:,}" + (f" ({layer.nonfinite:,} not finite)" if layer.nonfinite else "")
+    if layer.mean is None:
+        values = ("no finite value", "—", "—")
+    else:
+        values = (f"{number(layer.mean)} ± {number(layer.std)}", number(layer.minimum), number(layer.maximum))
+    cells = ""
+    if layer.role == "fluorine":
+        cells = region_measure("fluorine_cells").format(layer.cells) if layer.cells is not None else (
+            "not calibrated" if item.fluorine is None else "—")
+    return (_layer_title(layer), *values, voxels, cells)
+
+
+def _regions_inside(build: _Builder, regions: LayerStatistics, item: TimepointInput) -> str:
+    """Regions of the label map inside a measurement, most voxels first (at most
+    :data:`MEASUREMENT_REGIONS_LISTED` named)."""
+    if not regions.regions:
+        return "none"
+    voxel_ml = item.volumes["regions"].voxel_volume_mm3 / 1000.0
+    ordered = sorted(regions.regions.items(), key=lambda kv: (-kv[1], kv[0]))
+    listed = [f"{build.t(name)} ({count:,} voxels, {format_number(count * voxel_ml, 3)} mL)"
+              for name, count in ordered[:MEASUREMENT_REGIONS_LISTED]]
+    more = len(ordered) - MEASUREMENT_REGIONS_LISTED
+    return ", ".join(listed) + (f" and {more} more" if more > 0 else "")
 
 
 def _mismatch_table(summary: MismatchSummary | None) -> Table | None:
@@ -663,8 +812,7 @@ def _contribution_tables(build: _Builder, stats: TimepointStats, results: dict) 
                                  f"{contribution:+.3f} ({'—' if value is None else format_number(float(value), 3)})")
                     if feature.name in prediction.out_of_range:
                         alert_cells.add((row_index, column))
-                units = f" ({feature.units})" if feature.units and feature.units != "1" else ""
-                rows.append((feature.name + units,) + tuple(cells))
+                rows.append((feature_title(feature.name),) + tuple(cells))
             caption = build.t(f"{model.card.name} {model.card.version}: {method} contributions in {space} units "
                               "relative to each feature's baseline; the feature's value in brackets; highlighted values "
                               "lie outside the training range.")
@@ -715,6 +863,12 @@ def _study_notes(build: _Builder) -> tuple[str, ...]:
         notes.append("Regions edited in the window and not yet saved are reported as edited.")
     if not build.models:
         notes.append("No prediction model is configured for this study.")
+    if build.options.measurements:
+        count = len(build.options.measurements)
+        plural = count != 1
+        notes.append(f"{count} measurement{'s' if plural else ''} placed by the reader (rulers and regions of interest, "
+                     f"in world millimetres) {'are' if plural else 'is'} listed in every timepoint's section; a region "
+                     "of interest is measured on each timepoint's own images, at the same place.")
     if build.options.deidentify:
         notes.append("De-identified report: patient name, patient ID, birth date and exact dates are removed from the "
                      "text, the images and the document properties.")

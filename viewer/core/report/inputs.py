@@ -31,6 +31,7 @@ from viewer.core.analysis import prediction_step
 from viewer.core.io.labels import saved_label_table
 from viewer.core.io.nifti import is_nifti_path
 from viewer.core.io.study import Study, Timepoint, load_timepoint
+from viewer.core.measurements import FluorineCalibration
 from viewer.core.quant.stats import TimepointQuantifier, TimepointStats
 from viewer.core.regions import LabelTable
 from viewer.core.report.deidentify import merge_identifiers
@@ -50,6 +51,9 @@ class TimepointInput:
         stats: every region's numbers (PRODUCT.md §3).
         table: the label table (names and colours) of the numbers and the images.
         unsaved_edits: the regions were edited in the window and not saved to disk.
+        fluorine: the timepoint's ¹⁹F calibration as its numbers were computed with (noise σ,
+            cells per signal, detected voxels): what turns the ¹⁹F signal inside a
+            measurement into cells; None without a ¹⁹F image or a complete calibration.
     """
 
     timepoint: Timepoint
@@ -57,6 +61,15 @@ class TimepointInput:
     stats: TimepointStats
     table: LabelTable = field(default_factory=LabelTable)
     unsaved_edits: bool = False
+    fluorine: FluorineCalibration | None = None
+
+
+def fluorine_calibration(quantifier: TimepointQuantifier) -> FluorineCalibration | None:
+    """The calibration a quantifier prepared (call after :meth:`TimepointQuantifier.compute`),
+    as :meth:`viewer.core.scene.Scene.measure` takes it from the window's quantifier: the same
+    σ, cells per signal and detected voxels, so a measurement's cells in the report equal the
+    window's."""
+    return FluorineCalibration.of(quantifier.fluorine)
 
 
 def selected_timepoints(study: Study, timepoint_label: str | None) -> list[Timepoint]:
@@ -114,9 +127,10 @@ def streamed_inputs(study: Study, timepoint_label: str | None, models: Sequence[
     def gather(timepoint: Timepoint) -> TimepointInput:
         volumes = load_timepoint(study, timepoint)
         table = saved_label_table(timepoint)
-        stats = TimepointQuantifier(study, timepoint, volumes, predict=prediction_step(models),
-                                    region_names=table.names).compute()
-        return TimepointInput(timepoint, volumes, stats, table)
+        quantifier = TimepointQuantifier(study, timepoint, volumes, predict=prediction_step(models),
+                                         region_names=table.names)
+        stats = quantifier.compute()
+        return TimepointInput(timepoint, volumes, stats, table, fluorine=fluorine_calibration(quantifier))
 
     timepoints = selected_timepoints(study, timepoint_label)
     pending: deque[Future[TimepointInput]] = deque()
@@ -195,8 +209,10 @@ def inputs_from_snapshot(snapshot: SceneSnapshot) -> list[TimepointInput]:
         table = snapshot.tables[timepoint.label]
         quantifier = TimepointQuantifier(snapshot.study, timepoint, volumes, predict=prediction_step(snapshot.models),
                                          region_names=table.names)
-        inputs.append(TimepointInput(timepoint, volumes, quantifier.compute(), table,
-                                     unsaved_edits=snapshot.unsaved.get(timepoint.label, False)))
+        stats = quantifier.compute()
+        inputs.append(TimepointInput(timepoint, volumes, stats, table,
+                                     unsaved_edits=snapshot.unsaved.get(timepoint.label, False),
+                                     fluorine=fluorine_calibration(quantifier)))
     return inputs
 
 

@@ -7,7 +7,7 @@ dependency already; its licence travels with matplotlib): it has ¹⁹F, µ, ³,
 
 The layout is A4 portrait: alerts and the demonstration-model notice first, because a
 reviewer must not miss them; then one section per timepoint (key images, summary, region
-table, core/penumbra, predictions, notes), the time course, the model cards, the definitions
+table, core/penumbra, the reader's measurements, predictions, notes), the time course, the model cards, the definitions
 of every measure and a signature block. Every page carries the footer with the software
 version and "page N of M".
 """
@@ -187,6 +187,8 @@ class _Story:
             items.append(self._table(table, heading="Regions" if index == 0 else None))
         if section.mismatch is not None:
             items.append(self._table(section.mismatch, heading="Core and penumbra"))
+        if section.measurements is not None:
+            items.append(self._table(section.measurements, heading="Measurements"))
         for index, table in enumerate(section.predictions):
             items.append(self._table(table, heading="Predictions" if index == 0 else None))
         for table in section.contributions:
@@ -220,7 +222,9 @@ class _Story:
     def _table(self, table: Table, heading: str | None = None):
         """The table with its heading and caption, kept on one page (a heading never ends a page)."""
         n = len(table.columns)
-        if table.first_column_wide and n > 1:
+        if table.widths:
+            widths = [share * self.width for share in table.widths]
+        elif table.first_column_wide and n > 1:
             first = min(2.0 * inch, self.width * 0.36)
             widths = [first] + [(self.width - first) / (n - 1)] * (n - 1)
         else:
@@ -237,6 +241,8 @@ class _Story:
             ("TOPPADDING", (0, 0), (-1, -1), 1.5), ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5),
             ("LEFTPADDING", (0, 0), (-1, -1), 3), ("RIGHTPADDING", (0, 0), (-1, -1), 3),
         ]
+        for first_column, first_row, last_column, last_row in table.spans:  # no page break inside
+            commands.append(("SPAN", (first_column, first_row + 1), (last_column, last_row + 1)))
         for column in table.alert_columns:
             commands.append(("BACKGROUND", (column, 0), (column, 0), colors.HexColor(ALERT_FILL)))
         for row, column in table.alert_cells:
