@@ -145,6 +145,8 @@ class ColorBar(QtWidgets.QWidget):
     STRIP = 12
     #: Size of the triangular visible-range markers, px.
     MARKER = 5
+    #: Preferred size across the bar, px: {vertical: width, horizontal: height}.
+    THICKNESS = {True: 56, False: 50}
 
     def __init__(
         self,
@@ -170,6 +172,20 @@ class ColorBar(QtWidgets.QWidget):
     @property
     def is_vertical(self) -> bool:
         return self.orientation == QtCore.Qt.Orientation.Vertical
+
+    def set_orientation(self, orientation: QtCore.Qt.Orientation) -> None:
+        """Draw along ``orientation`` from now on (a view moves its bars to where it has room)."""
+        if orientation == self.orientation:
+            return
+        self.orientation = orientation
+        if self.is_vertical:
+            self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Fixed, QtWidgets.QSizePolicy.Policy.Expanding)
+        else:
+            self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Fixed)
+        if self.props is not None:
+            self._image = lut_image(self.props.colormap, horizontal=not self.is_vertical)
+        self.updateGeometry()
+        self.update()
 
     def set_layer(self, role: str, units: str, props: DisplayProps) -> None:
         """Show a layer: its role and units name the bar, ``props`` give LUT, levels and range."""
@@ -215,7 +231,7 @@ class ColorBar(QtWidgets.QWidget):
 
     # -- geometry --------------------------------------------------------------------------------------
     def sizeHint(self) -> QtCore.QSize:
-        return QtCore.QSize(56, 170) if self.is_vertical else QtCore.QSize(220, 50)
+        return QtCore.QSize(self.THICKNESS[True], 170) if self.is_vertical else QtCore.QSize(220, self.THICKNESS[False])
 
     def minimumSizeHint(self) -> QtCore.QSize:
         return self.minimum_size(self.orientation)
@@ -223,7 +239,7 @@ class ColorBar(QtWidgets.QWidget):
     @staticmethod
     def minimum_size(orientation: QtCore.Qt.Orientation) -> QtCore.QSize:
         """Smallest legible bar: two title lines, three ticks and a short strip (vertical)."""
-        return QtCore.QSize(52, 76) if orientation == QtCore.Qt.Orientation.Vertical else QtCore.QSize(120, 46)
+        return QtCore.QSize(52, 76) if orientation == QtCore.Qt.Orientation.Vertical else QtCore.QSize(130, 46)
 
     def _fraction(self, value: float) -> float:
         """Position of a value between the levels, 0 (low) to 1 (high), unclipped."""
@@ -354,6 +370,8 @@ class ColorBarStack(QtWidgets.QWidget):
         self._bars: dict[str, ColorBar] = {}
         self._order: list[str] = []
         self._layout_shape: tuple[int, int] = (0, 0)
+        #: drawn over a view, which sizes it (no minimum of its own that would outgrow it)
+        self.overlay = False
         self._grid = QtWidgets.QGridLayout(self)
         self._grid.setContentsMargins(0, 0, 0, 0)
         self._grid.setSpacing(2)
@@ -374,6 +392,41 @@ class ColorBarStack(QtWidgets.QWidget):
 
     def roles(self) -> list[str]:
         return list(self._order)
+
+    def set_orientation(self, orientation: QtCore.Qt.Orientation) -> None:
+        """Vertical bars in a column, or horizontal bars in a row (wrapping as needed)."""
+        if orientation == self.orientation:
+            return
+        self.orientation = orientation
+        for bar in self._bars.values():
+            bar.set_orientation(orientation)
+        self._relayout()
+
+    #: Longest a bar is drawn along its strip, px (a compact legend, not a ruler across the view).
+    MAX_BAR_LENGTH = 240
+
+    def preferred_length(self, orientation: QtCore.Qt.Orientation | None = None) -> int:
+        """Length (px) the stack wants along its bars (in ``orientation``, default its own):
+        each bar at most :data:`MAX_BAR_LENGTH`."""
+        if not self._order:
+            return 0
+        return len(self._order) * (self.MAX_BAR_LENGTH + self._grid.spacing()) - self._grid.spacing()
+
+    def thickness_for(self, length: int, orientation: QtCore.Qt.Orientation | None = None) -> int:
+        """Pixels the stack needs across its bars when it has ``length`` pixels along them
+        (a column's width for vertical bars, a band's height for horizontal ones), in
+        ``orientation`` (default its own)."""
+        if not self._order:
+            return 0
+        orientation = self.orientation if orientation is None else orientation
+        vertical = orientation == QtCore.Qt.Orientation.Vertical
+        bar = ColorBar.minimum_size(orientation)
+        spacing = self._grid.spacing()
+        along = bar.height() if vertical else bar.width()
+        across = ColorBar.THICKNESS[vertical]
+        per_line = max(1, (length + spacing) // (along + spacing))
+        lines = math.ceil(len(self._order) / per_line)
+        return lines * (across + spacing) - spacing
 
     def refresh(self) -> None:
         """Match the bars to the scene's visible overlays (reusing bars by role)."""
@@ -429,7 +482,7 @@ class ColorBarStack(QtWidgets.QWidget):
         bar = ColorBar.minimum_size(self.orientation)
         lines = math.ceil(len(self._order) / per_line)
         spacing = self._grid.spacing()
-        if not lines:
+        if not lines or self.overlay:  # placed by its view, which asked thickness_for first
             self.setMinimumSize(0, 0)
         elif self.orientation == QtCore.Qt.Orientation.Vertical:
             self.setMinimumSize(lines * (bar.width() + spacing), bar.height())

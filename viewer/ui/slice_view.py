@@ -85,6 +85,16 @@ class SliceViewBox(pg.ViewBox):
             ev.ignore()
 
 
+#: Overlay placement in a view (px): the edge margin of letters and text; the colour bars keep
+#: clear of the top letter, of the bottom's scale bar, letter and caption, and of the side letters.
+_OVERLAY_MARGIN = 6
+_BAR_TOP_MARGIN = 26
+_BAR_BOTTOM_MARGIN = 62
+_BAR_SIDE_MARGIN = 30
+#: Most of a view's width or height the colour bars take on their preferred side before the
+#: other side is tried (seven overlays in a small view).
+_BAR_MOST_OF_VIEW = 0.25
+
 #: Rulers and ROIs (cyan: apart from the yellow text, the green cursor and the regions' colours).
 MEASURE_COLOUR = (80, 220, 255)
 
@@ -148,6 +158,7 @@ class SliceView(QtWidgets.QWidget):
         self.graphics = pg.GraphicsView(background="k")
         self.view_box = SliceViewBox(self)
         self.graphics.setCentralItem(self.view_box)
+        self.view_box.sigRangeChangedManually.connect(self._on_user_range)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.view_box.addItem(self.image)
         pen = pg.mkPen((80, 220, 80, 200), width=1)
@@ -160,6 +171,10 @@ class SliceView(QtWidgets.QWidget):
         self._measure_items: list = []  # the rulers' and ROIs' graphics shown (show_measurements)
         self._measure_pool: list[tuple[pg.PlotDataItem, pg.TextItem]] = []
         self._measure_key: tuple | None = None
+        #: the colour bars' reserve the view was fitted beside, and whether the reader zoomed
+        #: or panned since (then a change of the bars leaves the view where it is)
+        self._fitted_reserve: tuple[int, int] | None = None
+        self._zoomed = False
         self.scale_bar = ViewScaleBar()
         self.scale_bar.setParentItem(self.view_box)
         self.scale_bar.anchor((0, 1), (0, 1), offset=(16, -16))
@@ -183,12 +198,68 @@ class SliceView(QtWidgets.QWidget):
         return label
 
     def set_colorbars(self, widget: QtWidgets.QWidget) -> None:
-        """Put the colour bars (with units) of the visible overlays beside this view."""
+        """Show the colour bars (with units) of the visible overlays over this view, where
+        the anatomy leaves room: a row along the bottom when the view is taller than what it
+        shows, a column on the right when it is wider (Slicer's habit of a legend inside the
+        view; a column beside every view took 56 px of each)."""
         if self.colorbars is not None:
-            self._layout.removeWidget(self.colorbars)
             self.colorbars.deleteLater()
         self.colorbars = widget
-        self._layout.addWidget(widget, 0)
+        if hasattr(widget, "overlay"):
+            widget.overlay = True
+            widget.setMinimumSize(0, 0)
+        widget.setParent(self.graphics)
+        widget.show()
+        self._place_overlays()
+
+    def colorbar_side(self) -> str:
+        """"bottom" or "right": where the colour bars go — the side the anatomy leaves free
+        (a view taller than what it shows has room below it), unless the bars would take more
+        than :data:`_BAR_MOST_OF_VIEW` of the view there and less on the other side."""
+        width, height = max(self.graphics.width(), 1), max(self.graphics.height(), 1)
+        content = self._content_size()
+        if content is None:
+            return "right"
+        preferred = "bottom" if content[0] / content[1] > width / height else "right"
+        share = {side: self._bar_thickness(side) / (height if side == "bottom" else width)
+                 for side in ("bottom", "right")}
+        other = "right" if preferred == "bottom" else "bottom"
+        return other if share[preferred] > _BAR_MOST_OF_VIEW and share[other] < share[preferred] else preferred
+
+    def _bar_thickness(self, side: str) -> int:
+        """Pixels across the colour bars if they were placed on ``side`` (0: none)."""
+        bars = self.colorbars
+        if bars is None or bars.isHidden() or not hasattr(bars, "thickness_for"):
+            return 0
+        width, height = self.graphics.width(), self.graphics.height()
+        vertical = QtCore.Qt.Orientation.Vertical
+        horizontal = QtCore.Qt.Orientation.Horizontal
+        if side == "bottom":
+            length = min(width - 2 * _BAR_SIDE_MARGIN, bars.preferred_length())
+            return bars.thickness_for(length, horizontal)
+        length = min(height - _BAR_TOP_MARGIN - _BAR_BOTTOM_MARGIN, bars.preferred_length(vertical))
+        return bars.thickness_for(length, vertical)
+
+    def _content_size(self) -> tuple[float, float] | None:
+        """Width and height (mm) of what the view fits: the anatomy's extent, else the plane."""
+        if self.plane is None:
+            return None
+        whole = QtCore.QRectF(0, 0, self.plane.shape[1] * self.plane.col_step_mm,
+                              self.plane.shape[0] * self.plane.row_step_mm)
+        fitted = self.content_rect.intersected(whole) if self.content_rect is not None else whole
+        fitted = fitted if not fitted.isEmpty() else whole
+        return max(fitted.width(), 1e-6), max(fitted.height(), 1e-6)
+
+    def colorbar_reserve(self) -> tuple[int, int]:
+        """Pixels the colour bars take from the right and from the bottom of the view."""
+        bars = self.colorbars
+        if bars is None or bars.isHidden() or not hasattr(bars, "thickness_for"):
+            return 0, 0
+        side = self.colorbar_side()
+        thickness = self._bar_thickness(side)
+        if not thickness:
+            return 0, 0
+        return (0, thickness + _BAR_BOTTOM_MARGIN) if side == "bottom" else (thickness + _OVERLAY_MARGIN, 0)
 
     # -- content ------------------------------------------------------------------------------
     def show_image(self, plane: Plane, rgb: np.ndarray, info: str) -> bool:
@@ -221,14 +292,27 @@ class SliceView(QtWidgets.QWidget):
         self.hline.setPos((row + 0.5) * self.plane.row_step_mm)
 
     def reset_view(self) -> None:
-        """Fit the whole plane in the view (the `R` key)."""
+        """Fit the anatomy (else the whole plane) in the part of the view the colour bars
+        leave free (the `R` key)."""
         if self.plane is None:
             return
         width = self.plane.shape[1] * self.plane.col_step_mm
         height = self.plane.shape[0] * self.plane.row_step_mm
         whole = QtCore.QRectF(0, 0, width, height)
         fitted = self.content_rect.intersected(whole) if self.content_rect is not None else whole
-        self.view_box.setRange(fitted if not fitted.isEmpty() else whole, padding=0.04)
+        fitted = fitted if not fitted.isEmpty() else whole
+        self._zoomed = False
+        self._fitted_reserve = self.colorbar_reserve()
+        self._place_overlays()
+        right, bottom = self._fitted_reserve
+        pixels_w, pixels_h = max(self.graphics.width(), 1), max(self.graphics.height(), 1)
+        free_w, free_h = max(pixels_w - right, 1), max(pixels_h - bottom, 1)
+        pad = 1.08  # 4 % each side, as pyqtgraph's padding=0.04
+        mm_per_pixel = max(fitted.width() * pad / free_w, fitted.height() * pad / free_h)
+        x0 = fitted.center().x() - free_w / 2 * mm_per_pixel
+        y0 = fitted.center().y() - free_h / 2 * mm_per_pixel
+        self.view_box.setRange(xRange=(x0, x0 + pixels_w * mm_per_pixel), yRange=(y0, y0 + pixels_h * mm_per_pixel),
+                               padding=0)
 
     def view_state(self) -> tuple[tuple[float, float], float] | None:
         """The zoom and pan: the visible centre (mm in the plane, from its first pixel's
@@ -243,7 +327,11 @@ class SliceView(QtWidgets.QWidget):
         the next image on (a study being opened has not drawn its first image yet)."""
         self._pending_state = ((float(center_mm[0]), float(center_mm[1])), float(width_mm))
 
+    def _on_user_range(self, *_: object) -> None:
+        self._zoomed = True
+
     def _apply_view_state(self, center_mm: tuple[float, float], width_mm: float) -> None:
+        self._zoomed = True  # a restored or linked zoom stays when the colour bars change
         (x0, x1), (y0, y1) = self.view_box.viewRange()
         height = width_mm * (y1 - y0) / (x1 - x0) if x1 > x0 else width_mm
         cx, cy = center_mm
@@ -355,16 +443,41 @@ class SliceView(QtWidgets.QWidget):
 
     def _place_overlays(self) -> None:
         width, height = self.graphics.width(), self.graphics.height()
-        margin = 6
+        margin = _OVERLAY_MARGIN
+        right_bars, bottom_bars = self._place_colorbars()
+        if (right_bars, bottom_bars) != self._fitted_reserve and not self._zoomed and self.plane is not None:
+            self._fitted_reserve = (right_bars, bottom_bars)
+            self.reset_view()  # more (or fewer) colour bars: the anatomy refitted beside them
+            return
         left, right = self._letters["left"], self._letters["right"]
         top, bottom = self._letters["top"], self._letters["bottom"]
-        left.move(margin, (height - left.height()) // 2)
-        right.move(width - right.width() - margin, (height - right.height()) // 2)
-        top.move((width - top.width()) // 2, margin)
+        free_height = height - bottom_bars
+        left.move(margin, (free_height - left.height()) // 2)
+        right.move(width - right_bars - right.width() - margin, (free_height - right.height()) // 2)
+        top.move((width - right_bars - top.width()) // 2, margin)
         bottom.move((width - bottom.width()) // 2, height - bottom.height() - margin)
         self.info.adjustSize()
         # bottom-right: the top edge holds the orientation letter, the bottom-left the scale bar
         self.info.move(width - self.info.width() - margin, height - self.info.height() - margin - 18)
+
+    def _place_colorbars(self) -> tuple[int, int]:
+        """Put the colour bars where :meth:`colorbar_side` says; returns what they reserve."""
+        bars = self.colorbars
+        if bars is None or bars.isHidden() or not hasattr(bars, "set_orientation"):
+            return 0, 0
+        width, height = self.graphics.width(), self.graphics.height()
+        side = self.colorbar_side()
+        bars.set_orientation(QtCore.Qt.Orientation.Horizontal if side == "bottom" else QtCore.Qt.Orientation.Vertical)
+        right, bottom = self.colorbar_reserve()
+        wanted = bars.preferred_length()
+        if side == "bottom":
+            length = min(width - 2 * _BAR_SIDE_MARGIN, wanted)
+            bars.setGeometry(_BAR_SIDE_MARGIN, height - bottom, length, max(bottom - _BAR_BOTTOM_MARGIN, 0))
+        else:
+            length = min(height - _BAR_TOP_MARGIN - _BAR_BOTTOM_MARGIN, wanted)
+            bars.setGeometry(width - right, _BAR_TOP_MARGIN, max(right - _OVERLAY_MARGIN, 0), length)
+        bars.raise_()
+        return right, bottom
 
     def resizeEvent(self, event: QtGui.QResizeEvent) -> None:  # noqa: N802
         super().resizeEvent(event)
