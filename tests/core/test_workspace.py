@@ -127,9 +127,9 @@ def test_a_display_that_cannot_be_shown_is_skipped(manifest):
 
 def test_roles_missing_from_the_saved_order_keep_their_place(manifest):
     scene = fresh_scene(manifest)
-    assert scene.order == ["anatomical", "sodium", "adc", "tmax", "pet", "spio", "gd", "fluorine", "regions"]
+    assert scene.order == ["anatomical", "other", "sodium", "adc", "tmax", "pet", "spio", "gd", "fluorine", "regions"]
     assert apply(scene, Workspace(order=("fluorine", "anatomical", "pet"))) == []
-    assert scene.order == ["anatomical", "sodium", "adc", "tmax", "fluorine", "spio", "gd", "pet", "regions"]
+    assert scene.order == ["anatomical", "other", "sodium", "adc", "tmax", "fluorine", "spio", "gd", "pet", "regions"]
 
 
 def test_a_cursor_outside_the_anatomy_is_clamped_and_noted(manifest):
