@@ -34,7 +34,13 @@ from viewer.core.io.labels import (
     saved_label_table,
 )
 from viewer.core.io.manifest_edit import add_images_to_manifest
-from viewer.core.io.study import Study, Timepoint, check_overlay_role, load_overlay, load_timepoint
+from viewer.core.io.study import (
+    Study,
+    Timepoint,
+    check_overlay_role,
+    load_overlay,
+    load_timepoint,
+)
 from viewer.core.io.study_lock import (
     FileState,
     LockState,
@@ -71,6 +77,7 @@ from viewer.core.spaces import (
     same_grid,
     sample_point,
 )
+from viewer.core.transforms import compose
 from viewer.core.volume import ROLE_QUANTITY, Volume
 
 
@@ -609,7 +616,9 @@ class Scene:
             if not overwrite_changed:
                 check_unchanged(manifest, self._manifest_state, "the manifest")
                 check_unchanged(timepoint.images.get("regions"), self._map_states.get(timepoint.label), "the label map")
-            saved = save_timepoint_regions(manifest, timepoint.label, editable, expected_manifest=expected)
+            saved = save_timepoint_regions(manifest, timepoint.label, editable, expected_manifest=expected,
+                                           world_from_file=compose(timepoint.transform,
+                                                                   timepoint.world_from_image("regions")))
         finally:
             if not keep_lock:
                 self.release_lock()

@@ -177,13 +177,17 @@ _GZIP_LEVEL = 1
 VIEWER_MAP_MARK = b"cell-therapy-viewer regions"
 
 
-def _label_image(editable: EditableLabels, path: Path) -> nib.Nifti1Image:
-    """The NIfTI image of a label map, validated (integer voxels, invertible affine)."""
+def _label_image(editable: EditableLabels, path: Path, world_from_file: np.ndarray | None = None) -> nib.Nifti1Image:
+    """The NIfTI image of a label map, validated (integer voxels, invertible affine), with
+    the affine of the file's own space (``world_from_file``: where loading placed it in the
+    study's reference space, PRODUCT.md §9; None: the same)."""
+    from viewer.core.transforms import file_affine
+
     volume = editable.labels
     data = np.asarray(volume.data)
     if not np.issubdtype(data.dtype, np.integer):
         raise file_error(path, f"a label map must hold integers, got {data.dtype}")
-    affine = np.asarray(volume.voxel_to_world, dtype=np.float64)
+    affine = file_affine(volume.voxel_to_world, world_from_file)
     check_affine(path, affine)
     img = nib.Nifti1Image(data, affine, dtype=data.dtype)
     img.set_sform(affine, code=1)
@@ -403,6 +407,7 @@ def save_timepoint_regions(
     *,
     expected_manifest: FileState | None = None,
     all_sharing: bool = False,
+    world_from_file: np.ndarray | None = None,
 ) -> SavedRegions:
     """Save a timepoint's edited regions into the study as one transaction.
 
@@ -432,6 +437,8 @@ def save_timepoint_regions(
         expected_manifest: the manifest as the caller read it; a manifest changed since
             raises :class:`~viewer.core.io.study_lock.StudyChanged` (None: not checked).
         all_sharing: also point every other timepoint that used the same map file at it.
+        world_from_file: the timepoint's transform to the reference space (PRODUCT.md §9):
+            the map is written in the timepoint's own space; None when it is the reference.
 
     Raises:
         ViewerError: the manifest, the map or a referenced file is wrong or cannot be
@@ -446,7 +453,7 @@ def save_timepoint_regions(
     label = str(timepoint_label).strip()
     chosen = _timepoints_to_change(raw, label, manifest_path, all_sharing)
     old_maps = {p for p in (_resolved(root, tp.get("regions")) for tp in chosen) if p is not None}
-    img = _label_image(editable, folder / regions_file_name(label, 1))
+    img = _label_image(editable, folder / regions_file_name(label, 1), world_from_file)
     table_bytes = table_to_json(editable.table).encode("utf-8")
     _make_folder(folder)
     _step("prepared")
@@ -809,6 +816,7 @@ def _point_at(raw: dict[str, Any], chosen: list[dict[str, Any]], relpath: str, t
     names = {str(e.label): e.name for e in table.entries if e.label > 0}
     for tp in chosen:
         tp["regions"] = relpath
+        tp.pop("regions_from", None)  # its own map now, no longer another timepoint's
         if names:
             tp["region_names"] = names
         else:

@@ -13,7 +13,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime
 from pathlib import Path, PurePath
 from typing import Any
@@ -139,9 +139,20 @@ class Timepoint:
     pet_dose: PetDose | None = None
     #: units of the ``other`` image (free text, e.g. "ms" for a T2 map; "" when not given)
     other_units: str = ""
+    #: this timepoint's world → the reference world (PRODUCT.md §9; None: the identity)
+    transform: np.ndarray | None = field(default=None, compare=False)
+    #: per role, that image's world → this timepoint's world (None entries are not stored)
+    image_transforms: Mapping[str, np.ndarray] = field(default_factory=dict, compare=False)
+    #: the timepoint whose regions this one measures (``regions_from``), carried through both
+    #: timepoints' transforms; ``images["regions"]`` and ``region_names`` are then that one's
+    regions_from: str | None = None
 
     def has(self, role: str) -> bool:
         return role in self.images
+
+    def world_from_image(self, role: str) -> np.ndarray | None:
+        """The transform from an image's own world to this timepoint's world (None: identity)."""
+        return self.image_transforms.get(role)
 
     def region_name(self, label: int) -> str:
         """Name of a label; labels missing from the table are called "label N"."""
@@ -239,6 +250,7 @@ def parse_manifest(raw: Mapping[str, Any], path: Path) -> Study:
     duplicates = sorted({label for label in labels if labels.count(label) > 1})
     if duplicates:
         raise file_error(path, f"[[timepoint]] label {duplicates[0]!r} is used more than once")
+    timepoints = _resolve_regions_from(path, timepoints)
     return Study(str(info["id"]), path, info, calibration, timepoints, models)
 
 
@@ -316,7 +328,8 @@ def _parse_timepoint(path: Path, index: int, table: Any) -> Timepoint:
     where = f"[[timepoint]] {index + 1}"
     if not isinstance(table, dict):
         raise file_error(path, f"{where} must be a table")
-    allowed = {"label", "day", "region_names", "pet_units", "pet_dose", "other_units", *IMAGE_ROLES}
+    allowed = {"label", "day", "region_names", "pet_units", "pet_dose", "other_units", "transform",
+               "image_transforms", "regions_from", *IMAGE_ROLES}
     _check_keys(path, where, table, allowed)
     label = table.get("label")
     if not isinstance(label, str) or not label.strip():
@@ -330,7 +343,7 @@ def _parse_timepoint(path: Path, index: int, table: Any) -> Timepoint:
     images = {role: _existing(path, where, role, table) for role in IMAGE_ROLES if role in table}
 
     region_names = _parse_region_names(path, where, table.get("region_names", {}))
-    if region_names and "regions" not in images:
+    if region_names and "regions" not in images and table.get("regions_from") is None:
         raise file_error(path, f"{where}: region_names given without a 'regions' image")
 
     pet_units = table.get("pet_units")
@@ -347,7 +360,64 @@ def _parse_timepoint(path: Path, index: int, table: Any) -> Timepoint:
         raise file_error(path, f"{where} other_units must be a short text (at most 40 characters)")
     if other_units and "other" not in images:
         raise file_error(path, f"{where}: other_units given without an 'other' image")
-    return Timepoint(label.strip(), day, images, region_names, pet_units, pet_dose, other_units.strip())
+    transform, image_transforms = _parse_transforms(path, where, table, images)
+    regions_from = table.get("regions_from")
+    if regions_from is not None:
+        if not isinstance(regions_from, str) or not regions_from.strip():
+            raise file_error(path, f"{where} regions_from must be the label of another timepoint")
+        if "regions" in images or region_names:
+            raise file_error(path, f"{where}: regions_from and regions (or region_names) cannot both be given")
+        regions_from = regions_from.strip()
+    return Timepoint(label.strip(), day, images, region_names, pet_units, pet_dose, other_units.strip(),
+                     transform, image_transforms, regions_from)
+
+
+def _parse_transforms(path: Path, where: str, table: Mapping[str, Any],
+                      images: Mapping[str, Path]) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+    """``transform`` and ``image_transforms`` of a timepoint table (PRODUCT.md §9)."""
+    from viewer.core.transforms import TransformError, as_transform, is_identity
+
+    try:
+        transform = as_transform(table["transform"], f"{where} transform") if "transform" in table else None
+        raw = table.get("image_transforms", {})
+        if not isinstance(raw, Mapping):
+            raise TransformError(f"{where} image_transforms must be a table of role = 4×4 array")
+        image_transforms = {}
+        for role, value in raw.items():
+            if role == "anatomical":
+                raise TransformError(f"{where} image_transforms: the anatomy defines the timepoint's world "
+                                     "(move the timepoint with 'transform' instead)")
+            if role not in images:
+                raise TransformError(f"{where} image_transforms.{role}: the timepoint has no {role!r} image")
+            matrix = as_transform(value, f"{where} image_transforms.{role}")
+            if not is_identity(matrix):
+                image_transforms[role] = matrix
+    except TransformError as exc:
+        raise file_error(path, str(exc)) from None
+    return (None if is_identity(transform) else transform), image_transforms
+
+
+def _resolve_regions_from(path: Path, timepoints: tuple[Timepoint, ...]) -> tuple[Timepoint, ...]:
+    """A timepoint with ``regions_from`` measures that timepoint's map and names: it gets them
+    here (the source must have its own ``regions``: no chains, no cycles)."""
+    by_label = {tp.label: tp for tp in timepoints}
+    resolved = []
+    for timepoint in timepoints:
+        source_label = timepoint.regions_from
+        if source_label is None:
+            resolved.append(timepoint)
+            continue
+        source = by_label.get(source_label)
+        where = f"[[timepoint]] {timepoint.label!r} regions_from"
+        if source is None:
+            raise file_error(path, f"{where}: no timepoint {source_label!r} (the study has {', '.join(map(repr, by_label))})")
+        if source is timepoint:
+            raise file_error(path, f"{where} names the timepoint itself")
+        if "regions" not in source.images:
+            raise file_error(path, f"{where}: timepoint {source_label!r} has no 'regions' of its own to carry")
+        resolved.append(replace(timepoint, images={**timepoint.images, "regions": source.images["regions"]},
+                                region_names=dict(source.region_names)))
+    return tuple(resolved)
 
 
 def _parse_region_names(path: Path, where: str, names: Any) -> dict[int, str]:
@@ -577,7 +647,9 @@ def load_image(path: Path, role: str, name: str = "") -> Volume:
 
 
 def load_timepoint(study: Study, timepoint: Timepoint) -> dict[str, Volume]:
-    """Open every image of a timepoint, keyed by role, anatomy first.
+    """Open every image of a timepoint, keyed by role, anatomy first, placed in the study's
+    reference space (PRODUCT.md §9: :func:`world_from_file` composed into each volume's
+    voxel→world; the volume's ``meta["world_from_file"]`` keeps it for saving back).
 
     PET in NIfTI is converted to SUV here when the manifest says Bq/mL; region maps are
     checked to hold whole numbers and converted to int32.
@@ -594,8 +666,31 @@ def load_timepoint(study: Study, timepoint: Timepoint) -> dict[str, Volume]:
             volume = _nifti_pet_to_suv(study, timepoint, volume)
         elif role == "other":
             volume.units = timepoint.other_units
-        volumes[role] = volume
+        volumes[role] = placed(volume, world_from_file(study, timepoint, role))
     return volumes
+
+
+def world_from_file(study: Study, timepoint: Timepoint, role: str) -> np.ndarray | None:
+    """The transform from an image file's world to the study's reference world: the
+    timepoint's ``transform`` after the image's ``image_transforms`` entry; for regions carried
+    with ``regions_from``, the source timepoint's (the map lies in that session's space).
+    None: the file is in the reference space already."""
+    from viewer.core.transforms import compose, is_identity
+
+    if role == "regions" and timepoint.regions_from is not None:
+        timepoint = study.timepoint(timepoint.regions_from)
+    matrix = compose(timepoint.transform, timepoint.world_from_image(role))
+    return None if is_identity(matrix) else matrix
+
+
+def placed(volume: Volume, world_from: np.ndarray | None) -> Volume:
+    """``volume`` moved into another world by ``world_from`` (its voxel→world composed; the
+    data untouched, so sampling stays exact); itself when there is nothing to move."""
+    if world_from is None:
+        return volume
+    meta = {**volume.meta, "world_from_file": np.asarray(world_from, dtype=np.float64)}
+    return Volume(volume._data, np.asarray(world_from, dtype=np.float64) @ volume.voxel_to_world, volume.role,
+                  volume.units, volume.name, volume.source, meta)
 
 
 def check_overlay_role(role: str) -> None:
