@@ -89,6 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
                              "beside the manifest); by default they are measured on every reported timepoint and "
                              "listed in its section. A missing or unreadable workspace means no measurements")
 
+    register_ = commands.add_parser(
+        "register", help="register every later timepoint to the first (or one image to its timepoint's anatomy) "
+                         "and write the transforms into the manifest (PRODUCT.md §9)")
+    register_.add_argument("study", type=Path, help="study.toml or a folder holding one")
+    register_.add_argument("--timepoint", metavar="LABEL", help="only this timepoint")
+    register_.add_argument("--image", metavar="ROLE",
+                           help="register this image (e.g. pet) to its timepoint's anatomy instead (image_transforms)")
+    register_.add_argument("--method", choices=("rigid", "affine"), default="rigid",
+                           help="rigid (6 parameters, default) or affine (12)")
+
     import_ = commands.add_parser("import", help="make a study from a DICOM exam or BIDS NIfTI folders (PRODUCT.md §8)")
     import_.add_argument("paths", nargs="+", type=Path, metavar="PATH",
                          help="folders (searched recursively), DICOMDIR files, DICOM or BIDS NIfTI files")
@@ -140,7 +150,7 @@ def _run(argv: Sequence[str] | None) -> int:
         if args.command is None:
             return _cmd_gui(args)
         handler = {"demo": _cmd_demo, "render": _cmd_render, "stats": _cmd_stats, "report": _cmd_report,
-                   "open": _cmd_gui, "import": _cmd_import}[args.command]
+                   "open": _cmd_gui, "import": _cmd_import, "register": _cmd_register}[args.command]
         return handler(args)
     except ViewerError as exc:
         return _fail(str(exc))
@@ -187,7 +197,7 @@ def _subject(args: argparse.Namespace | None) -> str:
 def _doing(args: argparse.Namespace | None) -> str:
     command = getattr(args, "command", None)
     return {"stats": "compute its statistics", "render": "render it", "report": "write its report",
-            "import": "import it", "demo": "write the demo"}.get(command or "", "open it")
+            "import": "import it", "demo": "write the demo", "register": "register it"}.get(command or "", "open it")
 
 
 def _silence_stdout() -> None:
@@ -319,6 +329,25 @@ def _saved_measurements(study: Path) -> tuple[tuple, str | None]:
         return (), None
     workspace, problem = read_workspace(manifest)
     return (tuple(workspace.measurements) if workspace is not None else ()), problem
+
+
+def _cmd_register(args: argparse.Namespace) -> int:
+    from viewer.core.io.study import open_path
+    from viewer.core.study_registration import register_study
+
+    study = open_path(args.study)
+    if study.manifest is None:
+        raise ViewerError(f"{args.study}: registration writes into a study's manifest: give its study.toml")
+    progress = _TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
+    try:
+        items = register_study(study.manifest, args.timepoint, args.image, args.method,
+                               progress=progress or (lambda stage, done, total: None))
+    finally:
+        if progress is not None:
+            progress.close()
+    for item in items:
+        print(item.line())
+    return 0 if all(item.written for item in items) else 1
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
