@@ -10,8 +10,8 @@ a *fixed* one (the reference anatomy, or that day's MR):
   large offsets of two sessions, tens of mm;
 * Mattes mutual information (works within and across modalities: T1 to T1, PET or CT to MR),
   random sampling of a fraction of the voxels, linear interpolation;
-* three resolution levels (shrink 4, 2, 1; smoothing 2, 1, 0 mm), regular-step gradient
-  descent with scales from physical shifts; for ``affine``, a rigid run first, then the affine
+* up to three resolution levels of about 8, 4 and 2 mm voxels (:func:`pyramid`), regular-step
+  gradient descent with scales from physical shifts; for ``affine``, a rigid run first, then the affine
   one started from it.
 
 The result is returned as the manifest wants it: a 4×4 RAS transform from the moving image's
@@ -36,8 +36,10 @@ _FLIP = np.diag([-1.0, -1.0, 1.0, 1.0])
 #: Fraction of voxels the metric samples per iteration, and the histogram bins of Mattes MI.
 SAMPLING = 0.05
 BINS = 40
-SHRINK = (4, 2, 1)
-SMOOTHING_MM = (2.0, 1.0, 0.0)
+#: Resolution levels (mm): the images are shrunk to about these voxel sizes, coarse to fine,
+#: each smoothed by half its size. The finest is 2 mm: registering the demo's 1 mm T1 there
+#: instead of at 1 mm took 7.7 s instead of 18.7 s with a target error of 0.01 mm.
+LEVELS_MM = (8.0, 4.0, 2.0)
 ITERATIONS = 200
 #: Seed of the metric's random sampling: the same images give the same transform.
 SEED = 20261202
@@ -108,6 +110,18 @@ def _matrix_of(transform) -> np.ndarray:
     return matrix
 
 
+def pyramid(spacing: tuple[float, ...]) -> tuple[list[int], list[float]]:
+    """Shrink factors and smoothing sigmas (mm) giving voxels of about :data:`LEVELS_MM` on a
+    grid of ``spacing`` (mm): a coarse image starts finer and gets fewer distinct levels."""
+    finest = max(min(float(s) for s in spacing), 1e-6)
+    shrink: list[int] = []
+    for size in LEVELS_MM:
+        factor = max(1, int(round(size / finest)))
+        if not shrink or factor < shrink[-1]:
+            shrink.append(factor)
+    return shrink, [0.5 * factor * finest if factor > 1 else 0.0 for factor in shrink]
+
+
 def _method(sitk, fixed, moving, transform, progress: Callable[[str, int, int], None], label: str):
     registration = sitk.ImageRegistrationMethod()
     registration.SetMetricAsMattesMutualInformation(numberOfHistogramBins=BINS)
@@ -118,8 +132,9 @@ def _method(sitk, fixed, moving, transform, progress: Callable[[str, int, int], 
                                                           numberOfIterations=ITERATIONS,
                                                           gradientMagnitudeTolerance=1e-8)
     registration.SetOptimizerScalesFromPhysicalShift()
-    registration.SetShrinkFactorsPerLevel(list(SHRINK))
-    registration.SetSmoothingSigmasPerLevel(list(SMOOTHING_MM))
+    shrink, smoothing = pyramid(fixed.GetSpacing())
+    registration.SetShrinkFactorsPerLevel(shrink)
+    registration.SetSmoothingSigmasPerLevel(smoothing)
     registration.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     registration.SetInitialTransform(transform, inPlace=False)
     counter = {"iterations": 0, "level": 0}
@@ -127,7 +142,7 @@ def _method(sitk, fixed, moving, transform, progress: Callable[[str, int, int], 
     def on_iteration() -> None:
         counter["iterations"] += 1
         done = registration.GetCurrentLevel() * ITERATIONS + registration.GetOptimizerIteration()
-        progress(label, min(done, len(SHRINK) * ITERATIONS), len(SHRINK) * ITERATIONS)
+        progress(label, min(done, len(shrink) * ITERATIONS), len(shrink) * ITERATIONS)
 
     registration.AddCommand(sitk.sitkIterationEvent, on_iteration)
     return registration, counter
