@@ -174,3 +174,28 @@ def test_bad_requests_are_one_error_and_change_nothing(template, reference, tmp_
     error = capsys.readouterr().err
     assert fragment in error and error.count("\n") == 1
     assert manifest.read_bytes() == before
+
+
+def test_a_cancelled_registration_writes_nothing(template, reference, tmp_path):
+    from viewer.core.registration import RegistrationCancelled
+
+    manifest = _study(tmp_path / "s", template, reference)
+    before = manifest.read_bytes()
+    calls = []
+    with pytest.raises(RegistrationCancelled):
+        register_study(manifest, should_stop=lambda: calls.append(1) or len(calls) > 3)
+    assert manifest.read_bytes() == before
+
+
+def test_a_study_another_session_holds_is_not_written(template, reference, tmp_path, capsys):
+    from viewer.core.io.study_lock import StudyLock
+
+    manifest = _study(tmp_path / "s", template, reference)
+    before = manifest.read_bytes()
+    held = StudyLock.acquire(manifest)
+    try:
+        assert main(["register", str(manifest)]) == 2
+    finally:
+        held.release()
+    assert manifest.read_bytes() == before
+    assert capsys.readouterr().err.count("\n") == 1

@@ -45,6 +45,10 @@ ITERATIONS = 200
 SEED = 20261202
 
 
+class RegistrationCancelled(ViewerError):
+    """The reader cancelled a registration (nothing was written)."""
+
+
 @dataclass(frozen=True)
 class Registration:
     """What one registration found.
@@ -122,7 +126,8 @@ def pyramid(spacing: tuple[float, ...]) -> tuple[list[int], list[float]]:
     return shrink, [0.5 * factor * finest if factor > 1 else 0.0 for factor in shrink]
 
 
-def _method(sitk, fixed, moving, transform, progress: Callable[[str, int, int], None], label: str):
+def _method(sitk, fixed, moving, transform, progress: Callable[[str, int, int], None], label: str,
+            should_stop: Callable[[], bool] = lambda: False):
     registration = sitk.ImageRegistrationMethod()
     registration.SetMetricAsMattesMutualInformation(numberOfHistogramBins=BINS)
     registration.SetMetricSamplingStrategy(registration.RANDOM)
@@ -141,6 +146,8 @@ def _method(sitk, fixed, moving, transform, progress: Callable[[str, int, int], 
 
     def on_iteration() -> None:
         counter["iterations"] += 1
+        if should_stop():
+            registration.Abort()  # ITK stops at the end of this iteration
         done = registration.GetCurrentLevel() * ITERATIONS + registration.GetOptimizerIteration()
         progress(label, min(done, len(shrink) * ITERATIONS), len(shrink) * ITERATIONS)
 
@@ -181,7 +188,8 @@ def _similarity(sitk, fixed, moving, transform) -> float:
 
 def register(fixed_volume: Volume, moving_volume: Volume, method: str = "rigid",
              initial: np.ndarray | None = None,
-             progress: Callable[[str, int, int], None] = lambda stage, done, total: None) -> Registration:
+             progress: Callable[[str, int, int], None] = lambda stage, done, total: None,
+             should_stop: Callable[[], bool] = lambda: False) -> Registration:
     """Register ``moving_volume`` to ``fixed_volume`` (see the module's notes).
 
     Args:
@@ -189,6 +197,7 @@ def register(fixed_volume: Volume, moving_volume: Volume, method: str = "rigid",
             transform; None: as the images lie). The optimisation itself starts from the
             images' moments, which survives any plausible offset.
         progress: called with (stage, iterations done, at most) while it runs.
+        should_stop: polled at every iteration; True stops it (:class:`RegistrationCancelled`).
 
     Raises:
         ViewerError: an unknown method, an image that is not 3-D, or an optimisation ITK
@@ -207,8 +216,10 @@ def register(fixed_volume: Volume, moving_volume: Volume, method: str = "rigid",
     try:
         start = sitk.CenteredTransformInitializer(fixed, moving, sitk.Euler3DTransform(),
                                                   sitk.CenteredTransformInitializerFilter.MOMENTS)
-        runner, counter = _method(sitk, fixed, moving, start, progress, "rigid")
+        runner, counter = _method(sitk, fixed, moving, start, progress, "rigid", should_stop)
         found = runner.Execute(fixed, moving)
+        if should_stop():
+            raise RegistrationCancelled("registration cancelled: nothing was written")
         iterations = counter["iterations"]
         if method == "affine":
             rigid = sitk.CompositeTransform(found).GetBackTransform() if found.GetName() == "CompositeTransform" else found
@@ -217,10 +228,14 @@ def register(fixed_volume: Volume, moving_volume: Volume, method: str = "rigid",
             affine.SetMatrix(euler.GetMatrix())
             affine.SetTranslation(euler.GetTranslation())
             affine.SetCenter(euler.GetCenter())
-            runner, counter = _method(sitk, fixed, moving, affine, progress, "affine")
+            runner, counter = _method(sitk, fixed, moving, affine, progress, "affine", should_stop)
             found = runner.Execute(fixed, moving)
+            if should_stop():
+                raise RegistrationCancelled("registration cancelled: nothing was written")
             iterations += counter["iterations"]
     except RuntimeError as exc:
+        if should_stop():
+            raise RegistrationCancelled("registration cancelled: nothing was written") from None
         first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise ViewerError(f"registration failed: {first}") from None
     lps = _matrix_of(found)  # fixed LPS point → moving LPS point

@@ -49,13 +49,16 @@ def _file_volume(timepoint: Timepoint, role: str) -> Volume:
 
 def register_study(manifest: str | Path, timepoint: str | None = None, image: str | None = None,
                    method: str = "rigid",
-                   progress: Callable[[str, int, int], None] = lambda stage, done, total: None) -> list[RegisteredItem]:
+                   progress: Callable[[str, int, int], None] = lambda stage, done, total: None,
+                   should_stop: Callable[[], bool] = lambda: False, lock: bool = True) -> list[RegisteredItem]:
     """Register and write (see the module's notes); returns what each registration found.
 
     Args:
         timepoint: only this timepoint (default: every timepoint after the reference).
         image: register this role of the timepoint(s) to their own anatomy instead
             (``image_transforms.ROLE``; e.g. a PET/CT to the day's MR).
+        should_stop: polled while registering; True cancels everything (nothing written).
+        lock: take the study's lock to write (False: the caller holds it, as the window does).
 
     Raises:
         ViewerError: no such timepoint or image, the reference asked to move, an image that
@@ -82,10 +85,19 @@ def register_study(manifest: str | Path, timepoint: str | None = None, image: st
         else:
             fixed, moving, initial = _file_volume(tp, "anatomical"), _file_volume(tp, image), tp.world_from_image(image)
         stage = tp.label if image is None else f"{tp.label} {image}"
-        result = register(fixed, moving, method, initial=initial,
+        result = register(fixed, moving, method, initial=initial, should_stop=should_stop,
                           progress=lambda part, done, total, s=stage: progress(f"{s} {part}", done, total))
         items.append(RegisteredItem(tp.label, image or "anatomical", result, result.improved))
-    _write(study, items)
+    if lock and study.manifest is not None and any(item.written for item in items):
+        from viewer.core.io.study_lock import StudyLock
+
+        held = StudyLock.acquire(study.manifest)  # another session editing the study: StudyLocked
+        try:
+            _write(study, items)
+        finally:
+            held.release()
+    else:
+        _write(study, items)
     return items
 
 

@@ -12,6 +12,7 @@ does lives beside it, by responsibility:
 * ``window_annotation`` the annotation panel's tools and actions;
 * ``window_measuring`` the ruler, ellipse and sphere, and the measurements drawn in the views;
 * ``window_compare``   two timepoints side by side (the compare layout);
+* ``window_registering`` Study ▸ Register: timepoints to the reference, with progress and Cancel;
 * ``window_outputs``   screenshots, the PDF report, the region table's CSV, About;
 * ``window_workspace`` the study workspace restored on opening, saved on leaving.
 """
@@ -30,6 +31,7 @@ from viewer.ui.ortho import LAYOUTS, OrthoViews
 from viewer.ui.window_adding import ImageAdding
 from viewer.ui.window_annotation import AnnotationActions
 from viewer.ui.window_compare import COMPARE, TimepointComparing
+from viewer.ui.window_registering import Registering
 from viewer.ui.window_measuring import MeasureActions
 from viewer.ui.window_opening import StudyOpening, recovery_folder_for
 from viewer.ui.window_outputs import WindowOutputs
@@ -54,7 +56,7 @@ def default_settings() -> QtCore.QSettings:
 
 
 class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, MeasureActions, TimepointComparing,
-                 WindowOutputs, WorkspaceKeeping, QtWidgets.QMainWindow):
+                 Registering, WindowOutputs, WorkspaceKeeping, QtWidgets.QMainWindow):
     """The application window.
 
     Signals:
@@ -197,6 +199,8 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
         self.addAction(self.side_panel_action)
         self.sync_zoom_action = self._action(view_menu, "&Synchronise zoom and pan", self._sync_zoom_toggled)
         self.sync_zoom_action.setCheckable(True)
+        study_menu = self.menuBar().addMenu("&Study")
+        self.register_action = self._action(study_menu, "&Register timepoints…", self.start_registration)
         help_menu = self.menuBar().addMenu("&Help")
         self._action(help_menu, "&Keyboard shortcuts", self._show_shortcuts, QtGui.QKeySequence("F1"))
         self._action(help_menu, "&About", self._about)
@@ -549,10 +553,15 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
         elif key == "report":
             self.statusBar().showMessage(f"Report written to {result}", 15_000)
             self.report_written.emit(str(result))
+        elif key == "register":
+            self._registration_done(result)
 
     def _on_job_failed(self, key: str, generation: int, message: str) -> None:
         if key == "report":
             self.show_error(message.removeprefix("ViewerError: "), title="Report not written")
+            return
+        if key == "register":
+            self._registration_failed(message)
             return
         self.show_error(f"{key}: {message}")
 
