@@ -4,8 +4,9 @@ this 2-core machine), at the demo's size (the 1 mm MNI T1, 197×233×189) and at
 Each run registers the template to a copy of itself moved by a known rigid transform onto
 another grid (made with scipy, outside the timing) and prints the time and the target
 registration error. The reference measured in the same run, interleaved: SimpleITK's own
-single-resolution rigid registration of the same pair (Mattes MI, the same sampling and
-optimiser, no pyramid) — what the library costs without our multi-resolution set-up.
+single-resolution rigid registration of the same pair (the same ~2 mm working copies, Mattes
+MI, the same sampling and optimiser, no pyramid) — what the library costs without our
+multi-resolution set-up.
 
 Usage: python benchmarks/bench_registration.py [--runs 3] [--big]
 """

@@ -118,3 +118,30 @@ def test_the_layout_is_remembered(qtbot, settings, demo_manifest, compared):
     assert again.ortho.layout_name == COMPARE and again.ortho.compare_view.isVisible()
     qtbot.waitUntil(lambda: again.ortho.compare_view.plane is not None, timeout=20_000)
     assert again.compare_combo.isVisible()
+
+
+def test_check_views_combine_the_two_anatomies(qtbot, compared):
+    from viewer.core.check_view import grey
+
+    window = compared
+    other = window.ortho.compare_view
+    for mode in ("checkerboard", "blend", "flicker"):
+        done = _drawn(qtbot, window, COMPARE)
+        window.set_check_mode(mode)
+        qtbot.waitUntil(done, timeout=20_000)
+        assert mode in other.info.text() and other.info.text().startswith("day 1 / day 7")
+        rgb = _pixels(other)
+        assert (rgb[..., 0] == rgb[..., 1]).all()  # grey: the anatomies only, no overlay
+        a = grey(window.scene.volumes["anatomical"], other.plane, window.scene.display["anatomical"])
+        if mode == "blend":
+            b = grey(window.scene.volumes_of(window.compare_timepoint())["anatomical"], other.plane,
+                     window.scene.display["anatomical"])
+            assert np.abs(rgb[..., 0] / 255.0 - (0.5 * a + 0.5 * b)).max() <= 1.0 / 255 + 1e-6
+    assert window._flicker.isActive() and len(window._flicker_frames) == 2
+    first = _pixels(other).copy()
+    window._flip()
+    assert not np.array_equal(first, _pixels(other)) or np.array_equal(*window._flicker_frames)
+    done = _drawn(qtbot, window, COMPARE)
+    window.set_check_mode("side by side")
+    qtbot.waitUntil(done, timeout=20_000)
+    assert not window._flicker.isActive() and other.info.text().startswith("day 7")

@@ -501,6 +501,10 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
         timepoint = self._timepoint_of(orientation)
         plane = self._plane_of(orientation)
         key = self._plane_key(plane, timepoint.label)
+        if orientation == COMPARE and self.check_mode != "side by side":
+            self._shown_key[orientation] = key
+            self.jobs.submit(f"slice:{orientation}", self._check_job(plane))
+            return
         layers = self.scene.slice_layers(plane, timepoint)
         cached = self._samples.get(orientation)
         reusable = cached is not None and cached[0] == key
@@ -545,6 +549,8 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
             plane, rgb, samples = result  # type: ignore[misc]
             self._samples[orientation] = (self._shown_key.get(orientation), samples)  # the newest request's
             self._show(orientation, plane, rgb)
+            if orientation == COMPARE:
+                self._after_check_frame(samples)
         elif key.startswith("stats:"):
             if self.scene is not None:
                 self.scene.results.deliver(result)  # merged by version; the scene emits "stats"
@@ -603,6 +609,8 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
         timepoint = self._timepoint_of(key)
         shape = self.scene.volumes_of(timepoint)["anatomical"].shape
         named = f"{timepoint.label} · " if self.ortho.layout_name == COMPARE else ""
+        if key == COMPARE and self.check_mode != "side by side":
+            named = f"{self.scene.timepoint.label} / {timepoint.label} {self.check_mode} · "
         return f"{named}{plane.orientation or key} {index}/{shape[axis]}\n({x:.1f}, {y:.1f}, {z:.1f}) mm"
 
     def _update_readout(self, hover: np.ndarray | None = None, timepoint=None) -> None:

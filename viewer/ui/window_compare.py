@@ -1,6 +1,8 @@
 """Comparing timepoints side by side (PRODUCT.md §5): the compare layout (key 4) shows one
 orientation of the timepoint on screen beside the same plane of another timepoint, with one
-cursor, the same zoom and pan, and the same display per role.
+cursor, the same zoom and pan, and the same display per role. Its *check* modes (PRODUCT.md §9)
+show the two anatomies combined in the right view instead — checkerboard, blend (a slider) or
+flicker — to judge a registration (:mod:`viewer.core.check_view`).
 
 A mixin of :class:`viewer.ui.main_window.MainWindow`. Both views show the same *world* point,
 each timepoint on its own anatomy's grid (:meth:`viewer.core.scene.Scene.plane` of that
@@ -20,6 +22,8 @@ from viewer.core.spaces import ORIENTATIONS
 
 #: the key the compare view's jobs, samples and captions go by (beside the orientations)
 COMPARE = "compare"
+#: Flicker: each anatomy shown this long (ms), about the eye's comfortable alternation.
+FLICKER_MS = 600
 
 
 class TimepointComparing:
@@ -38,11 +42,86 @@ class TimepointComparing:
         self.compare_orientation_combo.activated.connect(
             lambda index: self.set_compare_orientation(self.compare_orientation_combo.itemData(index)))
         self._compare_actions += [bar.addWidget(self.compare_combo), bar.addWidget(self.compare_orientation_combo)]
+        from viewer.core.check_view import CHECK_MODES
+
+        self.check_combo = QtWidgets.QComboBox()
+        self.check_combo.addItems(list(CHECK_MODES))
+        self.check_combo.setToolTip("Check a registration: the two anatomies combined in the right view")
+        self.check_combo.activated.connect(lambda index: self.set_check_mode(self.check_combo.itemText(index)))
+        self.blend_slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
+        self.blend_slider.setRange(0, 100)
+        self.blend_slider.setValue(50)
+        self.blend_slider.setFixedWidth(90)
+        self.blend_slider.setToolTip("Blend: the timepoint on screen (left) against the compared one (right)")
+        self.blend_slider.valueChanged.connect(lambda _: self._refresh(COMPARE) if self.check_mode == "blend" else None)
+        self._compare_actions += [bar.addWidget(QtWidgets.QLabel(" Check: ")), bar.addWidget(self.check_combo)]
+        self._blend_action = bar.addWidget(self.blend_slider)
+        self._flicker = QtCore.QTimer(self)
+        self._flicker.setInterval(FLICKER_MS)
+        self._flicker.timeout.connect(self._flip)
+        self._flicker_frames: list = []
         self._show_compare_toolbar(False)
+
+    check_mode: str = "side by side"
 
     def _show_compare_toolbar(self, shown: bool) -> None:
         for action in self._compare_actions:
             action.setVisible(shown)
+        self._blend_action.setVisible(shown and self.check_mode == "blend")
+        if not shown:
+            self._flicker.stop()
+
+    def set_check_mode(self, mode: str) -> None:
+        """Side by side, or one of the check views of the two anatomies."""
+        from viewer.core.check_view import CHECK_MODES
+
+        if mode not in CHECK_MODES:
+            raise ValueError(f"check mode must be one of {CHECK_MODES}, got {mode!r}")
+        self.check_mode = mode
+        with QtCore.QSignalBlocker(self.check_combo):
+            self.check_combo.setCurrentText(mode)
+        self._blend_action.setVisible(self.ortho.layout_name == COMPARE and mode == "blend")
+        self._flicker.stop()
+        self._samples.pop(COMPARE, None)  # a check frame's samples are not a slice's
+        if self.ortho.layout_name == COMPARE:
+            self._refresh(COMPARE)
+
+    def _check_job(self, plane):
+        """The job of a check view: both anatomies on the compare view's plane, combined."""
+        from viewer.core.check_view import blend, checkerboard, grey
+
+        assert self.scene is not None
+        mine = self.scene.volumes_of(self.scene.timepoint)["anatomical"]
+        theirs = self.scene.volumes_of(self.compare_timepoint())["anatomical"]
+        props, mode, weight = self.scene.display["anatomical"], self.check_mode, self.blend_slider.value() / 100.0
+
+        def run():
+            a, b = grey(mine, plane, props), grey(theirs, plane, props)
+            if mode == "checkerboard":
+                return plane, checkerboard(a, b, plane), {}
+            if mode == "blend":
+                return plane, blend(a, b, weight), {}
+            return plane, blend(a, b, 1.0), {"flicker": (blend(a, b, 1.0), blend(a, b, 0.0))}
+
+        return run
+
+    def _after_check_frame(self, samples) -> None:
+        """Flicker alternates the two frames a check job made."""
+        frames = samples.get("flicker") if isinstance(samples, dict) else None
+        self._flicker_frames = list(frames) if frames else []
+        self._flicker_index = 0
+        if self._flicker_frames:
+            self._flicker.start()
+        else:
+            self._flicker.stop()
+
+    def _flip(self) -> None:
+        view = self.ortho.compare_view
+        if not self._flicker_frames or self.ortho.layout_name != COMPARE or view.plane is None:
+            self._flicker.stop()
+            return
+        self._flicker_index = 1 - self._flicker_index
+        view.image.setImage(self._flicker_frames[self._flicker_index], autoLevels=False, levels=(0, 255))
 
     def _fill_compare_combo(self, **_: Any) -> None:
         if self.scene is None:
