@@ -51,3 +51,23 @@ def study_copy(demo_manifest, tmp_path):
     target = tmp_path / "study"
     shutil.copytree(demo_manifest.parent, target)
     return target / "study.toml"
+
+
+@pytest.fixture(scope="module")
+def demo_stats(demo_manifest):
+    """Every demo timepoint's numbers, computed once (the window does this in a worker)."""
+    from viewer.core.io.study import load_study
+    from viewer.core.scene import Scene
+
+    scene = Scene(load_study(demo_manifest))
+    return {t.label: scene.stats(t) for t in scene.study.timepoints}
+
+
+@pytest.fixture
+def scene(demo_manifest):
+    """A fresh scene of the demo study (no window)."""
+    from viewer.core.io.study import load_study
+    from viewer.core.scene import Scene
+
+    return Scene(load_study(demo_manifest))
+

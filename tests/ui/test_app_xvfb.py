@@ -44,20 +44,27 @@ def xvfb():
         server.wait(timeout=10)
 
 
-def test_real_window_under_xvfb_shows_anatomy_and_overlays(xvfb, demo_manifest, tmp_path):
+def _real_window(xvfb, manifest, tmp_path, preferences_ini: str) -> tuple[np.ndarray, float]:
+    """Start `viewer open` as a user would, with ``preferences_ini`` as its settings (never a
+    workspace beside the shared demo); the screenshot of its first frame (RGB int) and the
+    start-up probe's time."""
     probe = tmp_path / "startup.txt"
     shot = tmp_path / "window.png"
     preferences = tmp_path / "config" / "cell-therapy-viewer" / "viewer.ini"
     preferences.parent.mkdir(parents=True)
-    preferences.write_text("[workspace]\nremember=false\n")  # no workspace beside the shared demo
+    preferences.write_text("[workspace]\nremember=false\n\n" + preferences_ini)
     env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}
     env.update(DISPLAY=xvfb, QT_QPA_PLATFORM="xcb", VIEWER_STARTUP_PROBE=str(probe), VIEWER_STARTUP_SCREENSHOT=str(shot),
                XDG_CONFIG_HOME=str(tmp_path / "config"))
-    result = subprocess.run([sys.executable, "-m", "viewer", "open", str(demo_manifest)], env=env, cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "viewer", "open", str(manifest)], env=env, cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert float(probe.read_text()) > 0
-    image = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    return np.asarray(Image.open(shot).convert("RGB")).astype(int), float(probe.read_text())
+
+
+def test_real_window_under_xvfb_shows_anatomy_and_overlays(xvfb, demo_manifest, tmp_path):
+    image, started = _real_window(xvfb, demo_manifest, tmp_path, "")
+    assert started > 0
     assert image.shape[1] >= 1000
     r, g, b = image[..., 0], image[..., 1], image[..., 2]
     grey = (np.abs(r - g) < 12) & (np.abs(g - b) < 12) & (r > 60) & (r < 230)
@@ -70,18 +77,7 @@ def test_real_window_under_xvfb_shows_anatomy_and_overlays(xvfb, demo_manifest, 
 def test_real_window_compares_two_timepoints_side_by_side(xvfb, demo_manifest, tmp_path):
     """The compare layout chosen in the preferences: the real window shows day 1 and day 7 of
     the same axial plane beside each other, both with anatomy, each with its own cells."""
-    probe = tmp_path / "startup.txt"
-    shot = tmp_path / "compare.png"
-    preferences = tmp_path / "config" / "cell-therapy-viewer" / "viewer.ini"
-    preferences.parent.mkdir(parents=True)
-    preferences.write_text("[workspace]\nremember=false\n\n[view]\nlayout=compare\n")
-    env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}
-    env.update(DISPLAY=xvfb, QT_QPA_PLATFORM="xcb", VIEWER_STARTUP_PROBE=str(probe), VIEWER_STARTUP_SCREENSHOT=str(shot),
-               XDG_CONFIG_HOME=str(tmp_path / "config"))
-    result = subprocess.run([sys.executable, "-m", "viewer", "open", str(demo_manifest)], env=env, cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    image = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    image, _ = _real_window(xvfb, demo_manifest, tmp_path, "[view]\nlayout=compare\n")
     r, g, b = image[..., 0], image[..., 1], image[..., 2]
     grey = (np.abs(r - g) < 12) & (np.abs(g - b) < 12) & (r > 60) & (r < 230)
     hot = (r > 200) & (r - b > 100) & (g > 60) & (g < 200)

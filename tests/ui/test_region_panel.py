@@ -12,27 +12,13 @@ import numpy as np
 import pytest
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from viewer.core.io.study import load_study
 from viewer.core.quant.measures import REGION_MEASURES, region_measure
 from viewer.core.quant.stats import StudyStats
-from viewer.core.scene import Scene
 from viewer.ui.region_panel import RegionPanel
 from viewer.ui.region_table import ALERT_SIGN, SORT_ROLE, TABLE_MEASURES, header_tooltip
 
 Qt = QtCore.Qt
 CELL_REGIONS = {"core", "penumbra", "injection site", "contralateral white matter"}
-
-
-@pytest.fixture(scope="module")
-def demo_stats(demo_manifest):
-    """Every demo timepoint's numbers, computed once (the window does this in a worker)."""
-    scene = Scene(load_study(demo_manifest))
-    return {t.label: scene.stats(t) for t in scene.study.timepoints}
-
-
-@pytest.fixture
-def scene(demo_manifest):
-    return Scene(load_study(demo_manifest))
 
 
 @pytest.fixture

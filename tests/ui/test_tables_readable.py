@@ -15,10 +15,8 @@ import copy
 import pytest
 from PySide6 import QtCore, QtWidgets
 
-from viewer.core.io.study import load_study
 from viewer.core.predict import fill_predictions, predictions_of
 from viewer.core.quant.measures import region_measure
-from viewer.core.scene import Scene
 from viewer.ui.prediction_panel import PredictionPanel, feature_title, readable
 from viewer.ui.region_panel import RegionPanel
 from viewer.ui.region_table import (
@@ -32,17 +30,6 @@ Qt = QtCore.Qt
 PANEL_WIDTH = 560  # the side dock's minimum width in the window
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-@pytest.fixture(scope="module")
-def demo_stats(demo_manifest):
-    scene = Scene(load_study(demo_manifest))
-    return {t.label: scene.stats(t) for t in scene.study.timepoints}
-
-
-@pytest.fixture
-def scene(demo_manifest):
-    return Scene(load_study(demo_manifest))
 
 
 @pytest.fixture
