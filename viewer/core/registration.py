@@ -185,14 +185,6 @@ def _method(sitk, fixed, moving, transform, progress: Callable[[str, int, int], 
     return registration, counter
 
 
-def similarity(fixed_volume: Volume, moving_volume: Volume, moving_to_fixed: np.ndarray | None = None) -> float:
-    """Mattes mutual information (nats; higher is better) of two volumes with the moving
-    one placed by ``moving_to_fixed`` (RAS 4×4; None: as they lie)."""
-    sitk = _sitk()
-    fixed, moving = to_itk(fixed_volume), to_itk(moving_volume)
-    return _similarity(sitk, fixed, moving, _itk_transform(sitk, moving_to_fixed))
-
-
 def _itk_transform(sitk, moving_to_fixed: np.ndarray | None):
     """The ITK transform (fixed LPS points → moving LPS points) of a RAS moving→fixed map."""
     matrix = np.eye(4) if moving_to_fixed is None else np.asarray(moving_to_fixed, dtype=np.float64)

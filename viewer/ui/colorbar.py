@@ -405,9 +405,9 @@ class ColorBarStack(QtWidgets.QWidget):
     #: Longest a bar is drawn along its strip, px (a compact legend, not a ruler across the view).
     MAX_BAR_LENGTH = 240
 
-    def preferred_length(self, orientation: QtCore.Qt.Orientation | None = None) -> int:
-        """Length (px) the stack wants along its bars (in ``orientation``, default its own):
-        each bar at most :data:`MAX_BAR_LENGTH`."""
+    def preferred_length(self) -> int:
+        """Length (px) the stack wants along its bars, in either orientation: each bar at
+        most :data:`MAX_BAR_LENGTH`."""
         if not self._order:
             return 0
         return len(self._order) * (self.MAX_BAR_LENGTH + self._grid.spacing()) - self._grid.spacing()

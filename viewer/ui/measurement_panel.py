@@ -20,6 +20,8 @@ from viewer.ui.colorbar import SceneLink
 
 COLUMNS: tuple[str, ...] = ("Measurement / layer", "Mean", "SD", "Min", "Max", "Size", "¹⁹F cells")
 DIGITS = 4
+#: Pause (ms) after the last edit or new numbers before the measurements are measured again.
+REMEASURE_DELAY_MS = 150
 
 
 def _number(value: float | None) -> str:
@@ -82,13 +84,26 @@ class MeasurementPanel(QtWidgets.QWidget):
         delete = QtGui.QShortcut(QtGui.QKeySequence(QtGui.QKeySequence.StandardKey.Delete), self.tree)
         delete.setContext(QtCore.Qt.ShortcutContext.WidgetShortcut)
         delete.activated.connect(self.delete_selected)
+        # edits and new numbers come many times a second while painting: they re-measure once
+        # the strokes pause; a new or removed measurement or another timepoint shows at once
+        self._later = QtCore.QTimer(self)
+        self._later.setSingleShot(True)
+        self._later.setInterval(REMEASURE_DELAY_MS)
+        self._later.timeout.connect(self.refresh)
         self._link = SceneLink(scene.events, self)
-        for event in ("measurements", "timepoint", "regions", "stats", "order"):
+        for event in ("measurements", "timepoint"):
             self._link.connect(event, self.refresh)
+        for event in ("regions", "stats", "order"):
+            self._link.connect(event, self._refresh_later)
         self.refresh()
+
+    def _refresh_later(self, **_: Any) -> None:
+        if len(self.scene.measurements):
+            self._later.start()
 
     def refresh(self, **_: Any) -> None:
         """Re-measure every measurement on the shown timepoint and redraw the list."""
+        self._later.stop()
         expanded = {self.tree.topLevelItem(i).text(0).split(" ")[0]
                     for i in range(self.tree.topLevelItemCount()) if self.tree.topLevelItem(i).isExpanded()}
         self.tree.clear()

@@ -45,11 +45,6 @@ class OrthoViews(QtWidgets.QWidget):
         """Every slice view, shown or not (the compare view last)."""
         return [*self.views.values(), self.compare_view]
 
-    def shown_views(self) -> list[SliceView]:
-        """The slice views on screen in this layout (the compare view included)."""
-        views = [v for v in self.views.values() if self.layout_name != "compare" or v.orientation == self.compare_view.orientation]
-        return views + ([self.compare_view] if self.layout_name == "compare" else [])
-
     def set_layout(self, name: str) -> None:
         """Rearrange the views; creates the 3D view the first time "2x2" is chosen."""
         if name not in LAYOUTS:

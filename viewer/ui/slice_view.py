@@ -205,57 +205,57 @@ class SliceView(QtWidgets.QWidget):
         if self.colorbars is not None:
             self.colorbars.deleteLater()
         self.colorbars = widget
-        if hasattr(widget, "overlay"):
-            widget.overlay = True
-            widget.setMinimumSize(0, 0)
+        widget.overlay = True  # this view sizes it
+        widget.setMinimumSize(0, 0)
         widget.setParent(self.graphics)
         widget.show()
         self._place_overlays()
+
+    def _has_bars(self) -> bool:
+        return self.colorbars is not None and not self.colorbars.isHidden()
 
     def colorbar_side(self) -> str:
         """"bottom" or "right": where the colour bars go — the side the anatomy leaves free
         (a view taller than what it shows has room below it), unless the bars would take more
         than :data:`_BAR_MOST_OF_VIEW` of the view there and less on the other side."""
         width, height = max(self.graphics.width(), 1), max(self.graphics.height(), 1)
-        content = self._content_size()
+        content = self._fitted_rect()
         if content is None:
             return "right"
-        preferred = "bottom" if content[0] / content[1] > width / height else "right"
+        preferred = "bottom" if content.width() / content.height() > width / height else "right"
         share = {side: self._bar_thickness(side) / (height if side == "bottom" else width)
                  for side in ("bottom", "right")}
         other = "right" if preferred == "bottom" else "bottom"
         return other if share[preferred] > _BAR_MOST_OF_VIEW and share[other] < share[preferred] else preferred
 
+    def _bar_length(self, side: str) -> int:
+        """Pixels along the colour bars on ``side``: what the view has, at most what they want."""
+        room = (self.graphics.width() - 2 * _BAR_SIDE_MARGIN if side == "bottom"
+                else self.graphics.height() - _BAR_TOP_MARGIN - _BAR_BOTTOM_MARGIN)
+        return min(room, self.colorbars.preferred_length())
+
     def _bar_thickness(self, side: str) -> int:
         """Pixels across the colour bars if they were placed on ``side`` (0: none)."""
-        bars = self.colorbars
-        if bars is None or bars.isHidden() or not hasattr(bars, "thickness_for"):
+        if not self._has_bars():
             return 0
-        width, height = self.graphics.width(), self.graphics.height()
-        vertical = QtCore.Qt.Orientation.Vertical
-        horizontal = QtCore.Qt.Orientation.Horizontal
-        if side == "bottom":
-            length = min(width - 2 * _BAR_SIDE_MARGIN, bars.preferred_length())
-            return bars.thickness_for(length, horizontal)
-        length = min(height - _BAR_TOP_MARGIN - _BAR_BOTTOM_MARGIN, bars.preferred_length(vertical))
-        return bars.thickness_for(length, vertical)
+        orientation = QtCore.Qt.Orientation.Horizontal if side == "bottom" else QtCore.Qt.Orientation.Vertical
+        return self.colorbars.thickness_for(self._bar_length(side), orientation)
 
-    def _content_size(self) -> tuple[float, float] | None:
-        """Width and height (mm) of what the view fits: the anatomy's extent, else the plane."""
+    def _fitted_rect(self) -> QtCore.QRectF | None:
+        """What the view fits (mm in the plane): the anatomy's extent, else the whole plane."""
         if self.plane is None:
             return None
         whole = QtCore.QRectF(0, 0, self.plane.shape[1] * self.plane.col_step_mm,
                               self.plane.shape[0] * self.plane.row_step_mm)
         fitted = self.content_rect.intersected(whole) if self.content_rect is not None else whole
-        fitted = fitted if not fitted.isEmpty() else whole
-        return max(fitted.width(), 1e-6), max(fitted.height(), 1e-6)
+        return fitted if not fitted.isEmpty() else whole
 
-    def colorbar_reserve(self) -> tuple[int, int]:
-        """Pixels the colour bars take from the right and from the bottom of the view."""
-        bars = self.colorbars
-        if bars is None or bars.isHidden() or not hasattr(bars, "thickness_for"):
+    def colorbar_reserve(self, side: str | None = None) -> tuple[int, int]:
+        """Pixels the colour bars take from the right and from the bottom of the view (on
+        ``side``, default :meth:`colorbar_side`)."""
+        if not self._has_bars():
             return 0, 0
-        side = self.colorbar_side()
+        side = side or self.colorbar_side()
         thickness = self._bar_thickness(side)
         if not thickness:
             return 0, 0
@@ -294,13 +294,9 @@ class SliceView(QtWidgets.QWidget):
     def reset_view(self) -> None:
         """Fit the anatomy (else the whole plane) in the part of the view the colour bars
         leave free (the `R` key)."""
-        if self.plane is None:
+        fitted = self._fitted_rect()
+        if fitted is None:
             return
-        width = self.plane.shape[1] * self.plane.col_step_mm
-        height = self.plane.shape[0] * self.plane.row_step_mm
-        whole = QtCore.QRectF(0, 0, width, height)
-        fitted = self.content_rect.intersected(whole) if self.content_rect is not None else whole
-        fitted = fitted if not fitted.isEmpty() else whole
         self._zoomed = False
         self._fitted_reserve = self.colorbar_reserve()
         self._place_overlays()
@@ -462,20 +458,17 @@ class SliceView(QtWidgets.QWidget):
 
     def _place_colorbars(self) -> tuple[int, int]:
         """Put the colour bars where :meth:`colorbar_side` says; returns what they reserve."""
-        bars = self.colorbars
-        if bars is None or bars.isHidden() or not hasattr(bars, "set_orientation"):
+        if not self._has_bars():
             return 0, 0
         width, height = self.graphics.width(), self.graphics.height()
         side = self.colorbar_side()
+        bars = self.colorbars
         bars.set_orientation(QtCore.Qt.Orientation.Horizontal if side == "bottom" else QtCore.Qt.Orientation.Vertical)
-        right, bottom = self.colorbar_reserve()
-        wanted = bars.preferred_length()
+        right, bottom = self.colorbar_reserve(side)
         if side == "bottom":
-            length = min(width - 2 * _BAR_SIDE_MARGIN, wanted)
-            bars.setGeometry(_BAR_SIDE_MARGIN, height - bottom, length, max(bottom - _BAR_BOTTOM_MARGIN, 0))
+            bars.setGeometry(_BAR_SIDE_MARGIN, height - bottom, self._bar_length(side), max(bottom - _BAR_BOTTOM_MARGIN, 0))
         else:
-            length = min(height - _BAR_TOP_MARGIN - _BAR_BOTTOM_MARGIN, wanted)
-            bars.setGeometry(width - right, _BAR_TOP_MARGIN, max(right - _OVERLAY_MARGIN, 0), length)
+            bars.setGeometry(width - right, _BAR_TOP_MARGIN, max(right - _OVERLAY_MARGIN, 0), self._bar_length(side))
         bars.raise_()
         return right, bottom
 

@@ -18,8 +18,19 @@ from viewer.core.window_presets import WindowPreset, anatomy_presets
 from viewer.ui.colorbar import SceneLink
 
 PRESET_PROMPT = "Presets…"
-#: the levels the anatomy had when the study was opened (its protocol's, or the workspace's)
+#: the levels the anatomy had when the study was opened (its protocol's default, before any saved workspace)
 AS_OPENED = "As opened"
+
+
+class _PresetCombo(QtWidgets.QComboBox):
+    """A combo box that says when its list is about to open (the presets are computed then:
+    their Otsu threshold imports scikit-image, 0.2 s a start-up need not pay)."""
+
+    about_to_open = QtCore.Signal()
+
+    def showPopup(self) -> None:  # noqa: N802 (Qt naming)
+        self.about_to_open.emit()
+        super().showPopup()
 
 
 def _spin(tooltip: str) -> QtWidgets.QDoubleSpinBox:
@@ -44,7 +55,7 @@ class WindowLevelBar(QtWidgets.QWidget):
         layout.setContentsMargins(4, 0, 4, 0)
         self.width_spin = _spin("Window width of the anatomy, in its units (right-drag changes it too)")
         self.level_spin = _spin("Window level (centre) of the anatomy, in its units")
-        self.preset_combo = QtWidgets.QComboBox()
+        self.preset_combo = _PresetCombo()
         self.preset_combo.setToolTip("Window/level presets of the anatomy")
         self.preset_combo.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToContentsOnFirstShow)
         self.preset_combo.setMaximumWidth(150)  # the list opens as wide as its entries
@@ -57,6 +68,7 @@ class WindowLevelBar(QtWidgets.QWidget):
         self.width_spin.valueChanged.connect(self._on_spin)
         self.level_spin.valueChanged.connect(self._on_spin)
         self.preset_combo.activated.connect(self._on_preset)
+        self.preset_combo.about_to_open.connect(self.presets)
         self.setEnabled(False)
 
     def set_scene(self, scene: Scene) -> None:
@@ -70,23 +82,26 @@ class WindowLevelBar(QtWidgets.QWidget):
         self.setEnabled(True)
 
     def presets(self) -> list[WindowPreset]:
-        """The presets of the shown anatomy (computed once per image)."""
+        """The presets of the shown anatomy (computed once per image, when first asked for:
+        the list opening), listed in the combo box."""
         assert self.scene is not None
-        anatomy = self.scene.anatomy
-        key = id(anatomy)
+        key = id(self.scene.anatomy)
         if key not in self._presets:
-            self._presets[key] = anatomy_presets(anatomy)
-            self._default[key] = tuple(self.scene.display["anatomical"].levels)
+            self._presets[key] = anatomy_presets(self.scene.anatomy)
+        if self.preset_combo.count() == 1:  # only the prompt: list them
+            with QtCore.QSignalBlocker(self.preset_combo):
+                for preset in self._presets[key]:
+                    self.preset_combo.addItem(f"{preset.name}  (W {preset.width:.4g} / L {preset.center:.4g})",
+                                              preset.levels)
+                self.preset_combo.addItem(AS_OPENED, self._default[key])
         return self._presets[key]
 
     def _on_timepoint(self, **_: Any) -> None:
-        presets = self.presets()
+        assert self.scene is not None
+        self._default.setdefault(id(self.scene.anatomy), tuple(self.scene.display["anatomical"].levels))
         with QtCore.QSignalBlocker(self.preset_combo):
             self.preset_combo.clear()
             self.preset_combo.addItem(PRESET_PROMPT)
-            for preset in presets:
-                self.preset_combo.addItem(f"{preset.name}  (W {preset.width:.4g} / L {preset.center:.4g})", preset.levels)
-            self.preset_combo.addItem(AS_OPENED, self._default[id(self.scene.anatomy)])
         self._show_levels()
 
     def _on_display(self, role: str, **_: Any) -> None:

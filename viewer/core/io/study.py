@@ -689,7 +689,7 @@ def placed(volume: Volume, world_from: np.ndarray | None) -> Volume:
     if world_from is None:
         return volume
     meta = {**volume.meta, "world_from_file": np.asarray(world_from, dtype=np.float64)}
-    return Volume(volume._data, np.asarray(world_from, dtype=np.float64) @ volume.voxel_to_world, volume.role,
+    return Volume(volume.data, np.asarray(world_from, dtype=np.float64) @ volume.voxel_to_world, volume.role,
                   volume.units, volume.name, volume.source, meta)
 
 
