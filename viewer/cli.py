@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", required=True, type=Path, help="folder to create")
     demo.add_argument("--seed", type=int, default=7, help="random seed of the simulation (default 7)")
     demo.add_argument("--overwrite", action="store_true", help="replace an existing demo folder")
+    demo.add_argument("--unregistered", action="store_true",
+                      help="leave the sessions unregistered (no transforms: the later timepoints' numbers are then "
+                           "wrong until `viewer register`; truth.json holds the true transforms)")
     demo.add_argument("--dicom", action="store_true",
                       help="also write the demo as a DICOM exam in OUT/exam (try: viewer import OUT/exam -o STUDY)")
 
@@ -234,7 +237,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from viewer.core.demo import write_demo_study
     from viewer.core.demo_exam import EXAM_FOLDER
 
-    manifest = write_demo_study(args.out, seed=args.seed, overwrite=args.overwrite, dicom_exam=args.dicom)
+    progress = _TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
+    try:
+        manifest = write_demo_study(args.out, seed=args.seed, overwrite=args.overwrite, dicom_exam=args.dicom,
+                                    registered=not args.unregistered,
+                                    progress=progress or (lambda stage, done, total: None))
+    finally:
+        if progress is not None:
+            progress.close()
     print(manifest)
     if args.dicom:
         print(manifest.parent / EXAM_FOLDER)

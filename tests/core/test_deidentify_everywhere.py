@@ -312,10 +312,16 @@ def test_the_demo_exam_imported_from_dicom_gives_a_clean_report(demo_manifest, t
     # day 21's accession number too: a report of day 7 must know the tags of every timepoint's series
     raw["study"]["condition"] = ("referred by Hans Schneider (Musterstadt University Hospital), accession RAD26001235, "
                                  "follow-up rad-26001236, ERIKA MUSTERMANN, born 12 April 1961")
-    for timepoint in raw["timepoint"]:
-        folder = timepoint["label"].replace(" ", "")
-        regions = study_dir / f"{folder}-regions.nii.gz"
-        shutil.copy(demo_manifest.parent / folder / "regions.nii.gz", regions)
+    demo_timepoints = {t["label"]: t for t in tomllib.loads(demo_manifest.read_text())["timepoint"]}
+    for timepoint in raw["timepoint"]:  # the baseline's regions, carried to the later sessions (§9)
+        source = demo_timepoints[timepoint["label"]]
+        for key in ("transform", "image_transforms", "regions_from"):
+            if key in source:
+                timepoint[key] = source[key]
+        if "regions" not in source:
+            continue
+        regions = study_dir / "baseline-regions.nii.gz"
+        shutil.copy(demo_manifest.parent / source["regions"], regions)
         timepoint["regions"] = regions.name
         timepoint["region_names"] = {1: "core", 2: "penumbra", 3: "MustermannErika injection", 4: "reference",
                                      5: "background", 6: "Weber_white matter"}

@@ -1,7 +1,8 @@
 """The demo-study generator: a loadable study, own grids per modality, truth that adds up.
 
-The study is written once per module (about 8 s); the determinism test writes it a second
-time. Atomic replacement is tested with a stubbed build so it costs nothing.
+The study is the session's demo (written once, registered); the determinism test writes it a
+second time, unregistered. Atomic replacement is tested with a stubbed build so it costs
+nothing. Its registration is checked in test_demo_registration.py.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ MODALITIES = ("fluorine", "spio", "gd", "pet", "sodium", "adc", "tmax")
 
 
 @pytest.fixture(scope="module")
-def manifest(tmp_path_factory) -> Path:
-    return write_demo_study(tmp_path_factory.mktemp("demo") / "study")
+def manifest(demo_manifest) -> Path:
+    return demo_manifest
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +73,9 @@ def test_manifest_loads_with_the_scenario(study, manifest):
 
 
 @slow
-def test_every_timepoint_opens_and_shares_a_memory_mapped_anatomy(study, volumes):
+def test_every_timepoint_opens_with_a_memory_mapped_anatomy_of_its_own_session(study, volumes):
     sources = set()
+    baseline = np.asarray(volumes["day 1"]["anatomical"].data)
     for tp in study.timepoints:
         vols = volumes[tp.label]
         assert set(vols) == {"anatomical", "regions", *MODALITIES}
@@ -81,12 +83,15 @@ def test_every_timepoint_opens_and_shares_a_memory_mapped_anatomy(study, volumes
         assert anat.shape == (197, 233, 189)
         assert anat.is_memory_mapped
         sources.add(anat.source)
+        np.testing.assert_array_equal(np.asarray(anat.data), baseline)  # the same head, lying elsewhere
         assert vols["regions"].shape == anat.shape
         assert set(np.unique(np.asarray(vols["regions"].data))) == {0, *REGION_NAMES}
         for role in MODALITIES:
             data = np.asarray(vols[role].data)
             assert np.all(np.isfinite(data)), role
-    assert len(sources) == 1
+    assert len(sources) == 3
+    assert study.timepoint("day 1").regions_from is None
+    assert [study.timepoint(label).regions_from for label in ("day 7", "day 21")] == ["day 1", "day 1"]
 
 
 @slow
@@ -141,7 +146,10 @@ def test_pet_at_day_7_is_a_dicom_series_read_as_suv(study, volumes, truth):
     assert folder.is_dir() and len(list(folder.glob("*.dcm"))) > 10
     pet = volumes["day 7"]["pet"]
     assert pet.meta["format"] == "dicom" and pet.units == "SUV"
-    np.testing.assert_allclose(pet.voxel_to_world, truth["geometry"]["grids"]["pet"]["affine"], atol=1e-4)
+    day7 = next(t for t in truth["timepoints"] if t["label"] == "day 7")
+    in_its_scanner = np.linalg.inv(np.array(day7["image_transforms"]["pet"])) @ np.linalg.inv(day7["transform"])
+    file_affine = np.linalg.inv(pet.meta["world_from_file"]) @ pet.voxel_to_world  # as the DICOM tags place it
+    np.testing.assert_allclose(file_affine, in_its_scanner @ truth["geometry"]["grids"]["pet"]["affine"], atol=1e-4)
     assert list(pet.shape) == truth["geometry"]["grids"]["pet"]["shape"]
     labels = labels_on_grid(np.asarray(volumes["day 7"]["regions"].data), volumes["day 7"]["regions"].voxel_to_world,
                             demo.Grid(pet.shape, pet.voxel_to_world))
@@ -240,7 +248,7 @@ def test_air_is_zero_outside_the_head_except_fluorine(volumes):
 
 @slow
 def test_same_seed_gives_identical_truth_and_fluorine(manifest, tmp_path):
-    again = write_demo_study(tmp_path / "again")
+    again = write_demo_study(tmp_path / "again", registered=False)
     assert (again.parent / TRUTH_NAME).read_bytes() == (manifest.parent / TRUTH_NAME).read_bytes()
     for folder in ("day1", "day7", "day21"):
         first = load_nifti(manifest.parent / folder / "f19.nii.gz", role="fluorine")
@@ -291,10 +299,10 @@ def test_overwrite_replaces_only_after_a_complete_build(tmp_path, monkeypatch):
         (root / "study.toml").write_text(f"seed {seed}")
 
     monkeypatch.setattr(demo, "_build", complete)
-    result = write_demo_study(target, seed=3, overwrite=True)
+    result = write_demo_study(target, seed=3, overwrite=True, registered=False)
     assert result == target / "study.toml"
     assert _snapshot(target) == {"study.toml": b"seed 3"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["study"]
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert write_demo_study(empty) == empty / "study.toml"
+    assert write_demo_study(empty, registered=False) == empty / "study.toml"

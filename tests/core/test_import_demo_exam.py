@@ -175,18 +175,24 @@ def completed(imported, demo, demo_toml) -> Path:
     assert imported.run.code == 0, imported.run.stderr
     root = imported.root
     manifest = tomllib.loads(imported.manifest_text)
-    # THE ONE MANUAL STEP: the exam carries no region maps (DICOM SEG, later) and no
-    # calibration, so copy the demo's region map of each timepoint into the study and write
-    # [calibration], regions and region_names into its study.toml, as a user would.
+    # THE ONE MANUAL STEP: the exam carries no region maps (DICOM SEG, later), no calibration
+    # and no registration, so copy the demo's baseline region map into the study and write
+    # [calibration], regions and region_names (or regions_from) into its study.toml, as a
+    # user would. The sessions keep their scanner spaces through DICOM, so the demo's
+    # transforms apply unchanged (what `viewer register` would find: test_demo_registration).
     manifest["calibration"] = dict(demo_toml["calibration"])
     by_label = {tp["label"]: tp for tp in demo_toml["timepoint"]}
     (root / "regions").mkdir()
     for timepoint in manifest["timepoint"]:
         source = by_label[timepoint["label"]]
-        relative = f"regions/{timepoint['label'].replace(' ', '-')}.nii.gz"
-        shutil.copyfile(demo / source["regions"], root / relative)
-        timepoint["regions"] = relative
-        timepoint["region_names"] = dict(source["region_names"])
+        for key in ("transform", "image_transforms", "regions_from"):
+            if key in source:
+                timepoint[key] = source[key]
+        if "regions" in source:
+            relative = f"regions/{timepoint['label'].replace(' ', '-')}.nii.gz"
+            shutil.copyfile(demo / source["regions"], root / relative)
+            timepoint["regions"] = relative
+            timepoint["region_names"] = dict(source["region_names"])
     write_manifest(manifest, root / "study.toml")
     return root
 
@@ -491,8 +497,10 @@ def timepoint_bounds(timepoint: TimepointImages, names: dict[int, str], calibrat
 def bounds(images, demo_toml, stats) -> dict[str, TimepointBounds]:
     calibration = demo_toml["calibration"]
     result = {}
+    by_label = {tp["label"]: tp for tp in demo_toml["timepoint"]}
     for timepoint, reported in zip(demo_toml["timepoint"], stats["demo"]["timepoints"]):
-        names = {int(k): v for k, v in timepoint["region_names"].items()}
+        drawn = by_label[timepoint.get("regions_from", timepoint["label"])]  # carried: the source's names
+        names = {int(k): v for k, v in drawn["region_names"].items()}
         volumes = {r["label"]: r["volume_ml"] for r in reported["regions"]}
         result[timepoint["label"]] = timepoint_bounds(images[timepoint["label"]], names, calibration, volumes)
     return result

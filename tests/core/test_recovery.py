@@ -23,9 +23,12 @@ from viewer.core.recovery import (
     default_recovery_folder,
     discard,
     find_recoverable,
+    placement_changed,
     recover,
 )
+from viewer.core.io.study import placed
 from viewer.core.regions import EditableLabels, LabelEntry, LabelTable
+from viewer.core.transforms import rigid
 from viewer.core.volume import Volume
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -230,6 +233,37 @@ def test_fingerprint_mismatch_is_refused_and_map_untouched(tmp_path):
         np.testing.assert_array_equal(editable.data, before)
         assert not editable.dirty and not editable.can_undo
     assert info.path.exists()
+
+
+def test_edits_replay_after_the_timepoint_was_registered_and_say_so(tmp_path):
+    """A registration after the crash moves where the study places the map (PRODUCT.md §9)
+    but not its voxels: the edits are replayed and the move is reported; a map whose own
+    file grid differs is still refused."""
+    def on(world_from):
+        data, table = _base_map()
+        return EditableLabels(placed(Volume.from_array(data, AFFINE, role="regions"), world_from), table)
+
+    before = rigid((3.0, 0.0, -2.0), (4.0, -1.0, 2.0), center=(10.0, 10.0, 10.0))
+    journal = RecoveryJournal(tmp_path, "demo-001", "day 7", "day7/regions.nii.gz")
+    live = journal.attach(on(before))
+    list(random_actions(live, seed=3, n_actions=8))
+    expected = live.data.copy()
+    _close(live)
+    (info,) = find_recoverable(tmp_path)
+
+    same = on(before)
+    assert not placement_changed(info, same)
+    registered = on(rigid((2.5, 0.4, -1.8), (4.2, -0.7, 2.1), center=(10.0, 10.0, 10.0)))
+    assert placement_changed(info, registered)
+    assert recover(info, registered) == info.n_actions
+    np.testing.assert_array_equal(registered.data, expected)
+
+    data, table = _base_map()
+    other_file = EditableLabels(placed(Volume.from_array(data, AFFINE @ np.diag([1, 1, 1.01, 1]), role="regions"),
+                                       before), table)
+    assert not placement_changed(info, other_file)
+    with pytest.raises(ViewerError, match="another voxel-to-world affine"):
+        recover(info, other_file)
 
 
 def test_map_changed_on_disk_is_refused_unless_forced(tmp_path):

@@ -60,12 +60,14 @@ def _half_unit(printed: str) -> float:
     return 0.5 * 10.0 ** (-decimals + (int(exponent) if exponent else 0))
 
 
-def _sphere_voxels(image_path: Path, centre: np.ndarray, radius: float) -> np.ndarray:
+def _sphere_voxels(image_path: Path, centre: np.ndarray, radius: float,
+                   world_from_file: np.ndarray | None = None) -> np.ndarray:
     """Values of the voxels of a NIfTI image whose centres lie within ``radius`` of ``centre``
-    (world mm by the file's own affine), found here without the viewer's code."""
+    (world mm by the file's own affine, moved into the reference space by the timepoint's
+    transform from the manifest), found here without the viewer's code."""
     image = nib.load(str(image_path))
     data = np.asarray(image.dataobj)
-    affine = image.affine
+    affine = image.affine if world_from_file is None else np.asarray(world_from_file) @ image.affine
     inverse = np.linalg.inv(affine)
     corners = centre + radius * np.array(list(itertools.product((-1.0, 1.0), repeat=3)))
     ijk = corners @ inverse[:3, :3].T + inverse[:3, 3]
@@ -134,12 +136,12 @@ def test_every_timepoint_lists_the_sphere_and_the_ruler_after_its_regions(measur
 
 
 def test_sphere_anatomy_statistics_equal_numpy_on_the_anatomy_file(measured_report, demo_manifest, graft):
-    anatomy = load_study(demo_manifest).timepoints[0].images["anatomical"]
-    values = _sphere_voxels(anatomy, graft.center, graft.radius_mm)
-    assert values.size > 500
+    timepoints = load_study(demo_manifest).timepoints
     rows = ANATOMY_ROW.findall(_text(measured_report))
-    assert len(rows) == 3, rows  # one per timepoint (they share the anatomy)
-    for mean, std, low, high, voxels in rows:
+    assert len(rows) == 3, rows  # one per timepoint, each on its own session's anatomy
+    for timepoint, (mean, std, low, high, voxels) in zip(timepoints, rows):
+        values = _sphere_voxels(timepoint.images["anatomical"], graft.center, graft.radius_mm, timepoint.transform)
+        assert values.size > 500
         assert abs(_value(mean) - values.mean()) <= _half_unit(mean), (mean, values.mean())
         assert abs(_value(std) - values.std()) <= _half_unit(std), (std, values.std())
         assert _value(low) == values.min() and _value(high) == values.max()

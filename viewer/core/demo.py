@@ -12,6 +12,10 @@ Why it is built this way:
   cell numbers. Region means in ``truth.json`` (sodium, SUV) are the means of the noise-free
   maps over the region resampled onto that map's own grid (nearest neighbour through world
   space, as §3 does), so they are what a correct implementation measures, minus noise.
+- *Every session in its own space.* The later timepoints and every PET are written with
+  affines moved by known rigid transforms (``TimepointDesign.session``/``pet_session``), as a
+  patient lies differently at each visit; the truth lives in the reference space, so the
+  study's numbers are right only once registered (:func:`register_demo`, the default).
 - *Every modality on its own grid.* No image shares the anatomical voxel grid; the ¹⁹F and Gd
   grids are rotated about two axes, the ADC and Tmax grids are oblique. Axis-aligned grids are
   offset by 0.3 mm so that no voxel centre falls half-way between two anatomical voxels
@@ -52,6 +56,7 @@ from viewer.core.io.nifti import save_nifti
 from viewer.core.io.study import MANIFEST_NAME, write_manifest
 from viewer.core.resources import resource_path
 from viewer.core.spaces import map_labels_to_grid
+from viewer.core.transforms import as_list, rigid
 from viewer.core.volume import Volume
 
 #: Version of the generator's scenario; bump when the written numbers change.
@@ -173,34 +178,64 @@ class TimepointDesign:
     penumbra_split: tuple[float, ...]
     pet_rim_suv: float
     pet_dicom: bool
+    #: How the patient lay in this session's MR: rotations about x, y, z (degrees) about
+    #: HEAD_CENTRE_MM, then a translation (mm); the timepoint's world → reference world.
+    session: tuple[tuple[float, float, float], tuple[float, float, float]]
+    #: Likewise for the PET/CT of that day: the PET's world → the day's MR world.
+    pet_session: tuple[tuple[float, float, float], tuple[float, float, float]]
 
+    def transform(self) -> np.ndarray:
+        """True ``transform`` of the timepoint (PRODUCT.md §9): its world → the reference world."""
+        return rigid(*self.session, center=HEAD_CENTRE_MM)
+
+    def pet_transform(self) -> np.ndarray:
+        """True ``image_transforms.pet``: the PET's world → the timepoint's world."""
+        return rigid(*self.pet_session, center=HEAD_CENTRE_MM)
+
+
+#: Where a head rotates when a patient lies differently (about the middle of the brain), mm.
+HEAD_CENTRE_MM = (0.0, -18.0, 18.0)
 
 TIMEPOINTS: tuple[TimepointDesign, ...] = (
     TimepointDesign("day 1", 1, "day1",
                     {INJECTION: 58000, PENUMBRA: 3000, CORE: 1500},
                     {INJECTION: 1740, PENUMBRA: 60, CORE: 75},
-                    (1.0,), 8.0, False),
+                    (1.0,), 8.0, False,
+                    ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0)), ((2.0, -3.0, 4.0), (3.0, -12.0, 9.0))),
     TimepointDesign("day 7", 7, "day7",
                     {INJECTION: 30000, PENUMBRA: 24000, CORE: 8500},
                     {INJECTION: 7500, PENUMBRA: 2400, CORE: 2600},
-                    (0.6, 0.4), 8.8, True),
+                    (0.6, 0.4), 8.8, True,
+                    ((4.0, -3.0, 7.0), (6.0, -9.0, 5.0)), ((-3.0, 2.0, -5.0), (-4.0, 10.0, -14.0))),
     TimepointDesign("day 21", 21, "day21",
                     {INJECTION: 12000, PENUMBRA: 40000, CORE: 10500},
                     {INJECTION: 4200, PENUMBRA: 4800, CORE: 7350},
-                    (0.4, 0.35, 0.25), 7.5, False),
+                    (0.4, 0.35, 0.25), 7.5, False,
+                    ((-6.0, 5.0, -9.0), (-8.0, 7.0, -11.0)), ((3.0, 4.0, 2.0), (5.0, 8.0, 12.0))),
 )
 
 
 # -- public API -------------------------------------------------------------------------------
 
 def write_demo_study(out_dir: str | Path, *, seed: int = DEFAULT_SEED, overwrite: bool = False,
-                     dicom_exam: bool = False) -> Path:
+                     dicom_exam: bool = False, registered: bool = True,
+                     progress: Callable[[str, int, int], None] = lambda stage, done, total: None) -> Path:
     """Write the demonstration study into ``out_dir`` and return its manifest path.
 
-    The folder gets ``study.toml``, ``truth.json``, ``anat/t1.nii`` (uncompressed, shared by
-    every timepoint) and one folder per timepoint (``day1``, ``day7``, ``day21``); with
-    ``dicom_exam`` also ``exam/``, the same images as a DICOM exam (:mod:`viewer.core.demo_exam`).
-    The whole study is built in a temporary sibling folder and renamed into place.
+    The folder gets ``study.toml``, ``truth.json``, the baseline anatomy ``anat/t1.nii``
+    (uncompressed) and one folder per timepoint (``day1``, ``day7``, ``day21``; the later ones
+    hold their own ``t1.nii``); with ``dicom_exam`` also ``exam/``, the same images as a DICOM
+    exam (:mod:`viewer.core.demo_exam`). The whole study is built in a temporary sibling folder
+    and renamed into place.
+
+    Each session lies in its own scanner space (``TimepointDesign.session``, its PET in
+    another: ``pet_session``), as a real patient's do; ``truth.json`` holds the true
+    transforms. With ``registered`` (the default) the study is then registered by
+    :func:`viewer.core.study_registration.register_study` — the product's own registration,
+    not the truth — every later timepoint to day 1 and every PET to its day's MR, so its
+    numbers are right; ``registered=False`` leaves the transforms out (``viewer demo
+    --unregistered``), and the later timepoints then measure day 1's regions in the wrong
+    tissue. ``progress(stage, done, total)`` follows the registrations.
 
     Raises:
         ViewerError: ``out_dir`` exists and is not empty (without ``overwrite``), or is a file.
@@ -209,6 +244,8 @@ def write_demo_study(out_dir: str | Path, *, seed: int = DEFAULT_SEED, overwrite
 
     def build(tmp: Path) -> None:
         _build(tmp, seed)
+        if registered:
+            register_demo(tmp / MANIFEST_NAME, progress)
         if dicom_exam:
             from viewer.core.demo_exam import EXAM_FOLDER, write_demo_exam
 
@@ -216,6 +253,23 @@ def write_demo_study(out_dir: str | Path, *, seed: int = DEFAULT_SEED, overwrite
 
     write_folder_atomically(out_dir, build, lambda target: _check_target(target, overwrite))
     return out_dir / MANIFEST_NAME
+
+
+def register_demo(manifest: Path, progress: Callable[[str, int, int], None] = lambda stage, done, total: None) -> None:
+    """Register a freshly written demo (nobody else holds it): the sessions to day 1, then
+    each PET to its day's MR (mutual information across modalities).
+
+    Raises:
+        RuntimeError: a registration did not improve its similarity (a generator defect: the
+            demo must not ship misregistered).
+    """
+    from viewer.core.study_registration import register_study
+
+    for image in (None, "pet"):
+        items = register_study(manifest, image=image, progress=progress, lock=False)
+        refused = [item.line() for item in items if not item.written]
+        if refused:
+            raise RuntimeError("demo registration failed: " + "; ".join(refused))
 
 
 def _check_target(out_dir: Path, overwrite: bool) -> None:
@@ -686,8 +740,9 @@ def _build(root: Path, seed: int) -> None:
 
     # Anatomy: the T1 with a slightly hypointense core, written once, uncompressed.
     t1 = anatomy.t1.astype(np.float32) * (1.0 - (1.0 - T1_CORE_FACTOR) * np.clip(_smooth(core, 2.0), 0, 1))
+    t1_stored = np.clip(np.rint(t1), 0, 255).astype(np.uint8)
     (root / "anat").mkdir()
-    save_nifti(np.clip(np.rint(t1), 0, 255).astype(np.uint8), root / "anat" / "t1.nii", anat_affine)
+    save_nifti(t1_stored, root / "anat" / "t1.nii", anat_affine)
     del t1
 
     fe_mol_per_cell = CALIBRATION["fe_pg_per_cell"] * 1e-12 / FE_G_PER_MOL
@@ -704,27 +759,36 @@ def _build(root: Path, seed: int) -> None:
         folder = root / design.folder
         folder.mkdir()
         balls = balls_for(design, sites)
+        # Every image of the session is written in that session's scanner space: the same
+        # voxels with the affine moved by the inverse of the true transform (nothing resampled).
+        to_session = np.linalg.inv(design.transform())
+        to_pet = np.linalg.inv(design.pet_transform()) @ to_session
+        if design is TIMEPOINTS[0]:
+            anatomical = "anat/t1.nii"
+        else:
+            anatomical = f"{design.folder}/t1.nii"
+            save_nifti(t1_stored, root / anatomical, to_session @ anat_affine)
 
         # 19F: fluorine atoms per voxel relative to a full reference voxel, Rician magnitude.
         cells_f19 = ball_content(f19_grid, balls, lambda b: float(b.cells))
         clean = F19_REFERENCE_SIGNAL * (tube + cells_f19 * CALIBRATION["fluorine_atoms_per_cell"] / f_vox_atoms)
         real = clean + F19_SIGMA * rng.standard_normal(clean.shape)
         imag = F19_SIGMA * rng.standard_normal(clean.shape)
-        save_nifti(quantize(np.hypot(real, imag), F19_SIGMA), folder / "f19.nii.gz", f19_grid.affine)
+        save_nifti(quantize(np.hypot(real, imag), F19_SIGMA), folder / "f19.nii.gz", to_session @ f19_grid.affine)
         del real, imag, clean
 
         # SPIO ΔR2* from the iron of all cells, slightly smoothed.
         g = grids["spio"]
         fe_mM = ball_content(g, balls, lambda b: b.cells * fe_mol_per_cell) / g.voxel_volume_l * 1e3
         dr2 = ndimage.gaussian_filter(CALIBRATION["spio_r2star_per_mM_s"] * fe_mM, spio_sigma_vox, mode="constant")
-        save_nifti(_noisy(rng, dr2, DR2STAR_SIGMA, noise_scale["spio"]), folder / "dr2star.nii.gz", g.affine)
+        save_nifti(_noisy(rng, dr2, DR2STAR_SIGMA, noise_scale["spio"]), folder / "dr2star.nii.gz", to_session @ g.affine)
         del fe_mM, dr2
 
         # Gd ΔR1 from the gadolinium released by dead cells.
         g = grids["gd"]
         gd_mM = ball_content(g, balls, lambda b: b.dead * gd_mol_per_cell) / g.voxel_volume_l * 1e3
         dr1 = CALIBRATION["gd_r1_per_mM_s"] * gd_mM
-        save_nifti(_noisy(rng, dr1, DR1_SIGMA, noise_scale["gd"]), folder / "dr1.nii.gz", g.affine)
+        save_nifti(_noisy(rng, dr1, DR1_SIGMA, noise_scale["gd"]), folder / "dr1.nii.gz", to_session @ g.affine)
         del gd_mM, dr1
 
         # PET SUV: FDG-like grey/white contrast, hypometabolic core, inflamed rim.
@@ -734,27 +798,33 @@ def _build(root: Path, seed: int) -> None:
         pet_noisy = quantize(pet_noisy, PET_RELATIVE_SIGMA)
         pet_entry: dict[str, Any]
         if design.pet_dicom:
-            _write_pet_dicom(Volume.from_array(pet_noisy, grids["pet"].affine, role="pet"), folder / "pet",
+            _write_pet_dicom(Volume.from_array(pet_noisy, to_pet @ grids["pet"].affine, role="pet"), folder / "pet",
                              design, seed)
             pet_entry = {"pet": f"{design.folder}/pet"}
         else:
-            save_nifti(pet_noisy, folder / "pet.nii.gz", grids["pet"].affine)
+            save_nifti(pet_noisy, folder / "pet.nii.gz", to_pet @ grids["pet"].affine)
             pet_entry = {"pet": f"{design.folder}/pet.nii.gz", "pet_units": "SUV"}
         suv_means = _region_means(pet_clean, labels_on["pet"])
         del pet_noisy
 
         # Sodium, ADC, Tmax: same tissue design at every timepoint, new noise.
         save_nifti(_noisy(rng, tsc_clean, TSC_SIGMA, noise_scale["sodium"]), folder / "tsc.nii.gz",
-                   grids["sodium"].affine)
-        save_nifti(_noisy(rng, adc_clean, ADC_SIGMA, noise_scale["adc"]), folder / "adc.nii.gz", grids["adc"].affine)
+                   to_session @ grids["sodium"].affine)
+        save_nifti(_noisy(rng, adc_clean, ADC_SIGMA, noise_scale["adc"]), folder / "adc.nii.gz",
+                   to_session @ grids["adc"].affine)
         save_nifti(_noisy(rng, tmax_clean, TMAX_SIGMA, noise_scale["tmax"]), folder / "tmax.nii.gz",
-                   grids["tmax"].affine)
-        save_nifti(labels, folder / "regions.nii.gz", anat_affine)
+                   to_session @ grids["tmax"].affine)
+        if design is TIMEPOINTS[0]:  # drawn once at baseline; the later timepoints carry them (§9)
+            save_nifti(labels, folder / "regions.nii.gz", anat_affine)
+            regions_entry: dict[str, Any] = {"regions": f"{design.folder}/regions.nii.gz",
+                                             "region_names": dict(REGION_NAMES)}
+        else:
+            regions_entry = {"regions_from": TIMEPOINTS[0].label}
 
         manifest_timepoints.append({
             "label": design.label,
             "day": design.day,
-            "anatomical": "anat/t1.nii",
+            "anatomical": anatomical,
             "fluorine": f"{design.folder}/f19.nii.gz",
             "spio": f"{design.folder}/dr2star.nii.gz",
             "gd": f"{design.folder}/dr1.nii.gz",
@@ -762,8 +832,7 @@ def _build(root: Path, seed: int) -> None:
             "sodium": f"{design.folder}/tsc.nii.gz",
             "adc": f"{design.folder}/adc.nii.gz",
             "tmax": f"{design.folder}/tmax.nii.gz",
-            "regions": f"{design.folder}/regions.nii.gz",
-            "region_names": dict(REGION_NAMES),
+            **regions_entry,
         })
         timepoint_truth.append(_timepoint_truth(design, balls, volumes_ml, sodium_means, suv_means,
                                                 noise_sd, f_vox_atoms, f19_grid))
@@ -879,6 +948,8 @@ def _timepoint_truth(design: TimepointDesign, balls: list[Ball], volumes_ml: dic
     return {
         "label": design.label,
         "day": design.day,
+        "transform": as_list(np.round(design.transform(), 12)),
+        "image_transforms": {"pet": as_list(np.round(design.pet_transform(), 12))},
         "noise": noise,
         "reference_signal": F19_REFERENCE_SIGNAL,
         "reference_cell_equivalents_per_voxel": f_vox_atoms / CALIBRATION["fluorine_atoms_per_cell"],
@@ -918,9 +989,17 @@ def _assumptions(grids: dict[str, Grid]) -> list[str]:
     f19 = grids["fluorine"]
     return [
         "Everything except the anatomy is simulated; the patient is fictitious.",
-        "Anatomy: MNI ICBM152 2009a non-linear symmetric T1 (1 mm, skull-stripped) shared by all timepoints; "
-        "the lesion core is made 20 % hypointense. Tissue classes from the template's GM/WM probability maps; "
-        "CSF = brain voxels with GM+WM < 0.4 (ventricles, sulci).",
+        "Sessions: the patient lies differently at every visit. Each timepoint's images are written in that "
+        "session's scanner space, and each PET in its PET/CT's: the same voxels with the affine moved by the "
+        "inverse of a known rigid transform (5-12 deg and 11-18 mm, turning about the middle of the head; "
+        "'transform' and 'image_transforms' of each timepoint here, PRODUCT.md §9). Nothing is resampled, so every number below holds in the reference space (day 1's MR) exactly. Regions are drawn "
+        "once, on day 1; days 7 and 21 measure them with regions_from = \"day 1\", so their numbers are right "
+        "only once registered. The demo ships registered by `viewer register` (the product's own estimate, not "
+        "these truths); `viewer demo --unregistered` leaves the transforms out. The later anatomies hold the "
+        "same intensities as day 1's, which makes their registration easier than a real rescan's.",
+        "Anatomy: MNI ICBM152 2009a non-linear symmetric T1 (1 mm, skull-stripped), the same voxels at every "
+        "timepoint; the lesion core is made 20 % hypointense. Tissue classes from the template's GM/WM "
+        "probability maps; CSF = brain voxels with GM+WM < 0.4 (ventricles, sulci).",
         "Regions: core = irregular blob (~8 mm radius) around (28, -10, 22) mm in right periventricular white "
         "matter; penumbra = irregular shell out to ~21 mm (thicker than the nominal 18 mm so cell clusters fit "
         "4 mm inside both of its surfaces), CSF excluded; injection site = 8 mm sphere 24 mm from the lesion "

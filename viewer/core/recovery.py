@@ -25,7 +25,7 @@ instead of periodically dumping the whole map: a brush stroke costs a few kB, ne
   crash mid-write leaves a torn last record that fails the length or CRC test and is
   ignored; every complete record before it is kept.
 - The first record (``start``) holds the study id, timepoint, which map, the map's
-  fingerprint (shape, dtype, affine), the label table at the start, the writer's pid and
+  fingerprint (shape, dtype, the file's affine and the placed one), the label table at the start, the writer's pid and
   times. It is written together with the first edit, so a session that never edits leaves
   no file.
 - ``edit`` records hold description, box, both tables and the ``before``/``after`` arrays
@@ -72,6 +72,7 @@ import numpy as np
 from viewer.core.errors import ViewerError
 from viewer.core.io.atomic import fsync_dir
 from viewer.core.regions import Edit, EditableLabels, LabelEntry, LabelTable
+from viewer.core.transforms import file_affine
 from viewer.core.volume import Volume
 
 try:  # advisory lock so a live session's journal is not offered for recovery (POSIX)
@@ -198,12 +199,26 @@ def _decode_edit(header: dict[str, Any], payload: memoryview) -> Edit:
 
 
 def _fingerprint(labels: EditableLabels) -> dict[str, Any]:
+    """Shape, dtype and both affines of the map edited: ``file_affine`` is the grid of the
+    file itself (the voxels the edits are made of), ``affine`` where the study placed it
+    (composed with its timepoint's transforms, PRODUCT.md §9; it changes with a registration)."""
     volume = labels.labels
     return {
         "shape": list(volume.shape),
         "dtype": np.dtype(volume.dtype).newbyteorder("<").str,
         "affine": [float(v) for v in np.asarray(volume.voxel_to_world, dtype=np.float64).ravel()],
+        "file_affine": [float(v) for v in file_affine(volume.voxel_to_world, volume.meta.get("world_from_file")).ravel()],
     }
+
+
+def _same_affine(a: list[float], b: list[float]) -> bool:
+    return bool(np.allclose(np.reshape(a, (4, 4)), np.reshape(b, (4, 4)), rtol=0, atol=_AFFINE_ATOL_MM))
+
+
+def _grid_key(start: dict[str, Any]) -> str:
+    """The affine that says which voxels the edits are of: the file's (journals before
+    transforms existed held only the placed one, which was then the file's)."""
+    return "file_affine" if "file_affine" in start else "affine"
 
 
 def _slug(text: str, limit: int = 40) -> str:
@@ -743,7 +758,8 @@ def recover(info: RecoveryInfo | str | Path, editable: EditableLabels, *, force:
             f"{path}: the edits were made on a {tuple(start['shape'])} {start['dtype']} label map; "
             f"the map loaded is {tuple(mine['shape'])} {mine['dtype']} — not replayed"
         )
-    if not np.allclose(np.reshape(start["affine"], (4, 4)), np.reshape(mine["affine"], (4, 4)), rtol=0, atol=_AFFINE_ATOL_MM):
+    key = _grid_key(start)
+    if not _same_affine(start[key], mine[key]):
         raise ViewerError(f"{path}: the label map loaded has another voxel-to-world affine than the one edited — not replayed")
     scratch = EditableLabels(
         Volume.from_array(np.array(editable.data), editable.labels.voxel_to_world, role="regions"),
@@ -774,6 +790,22 @@ def recover(info: RecoveryInfo | str | Path, editable: EditableLabels, *, force:
     if journal is not None and journal.error is None and journal.path is not None and journal.path != path:
         discard(path)
     return len(records)
+
+
+def placement_changed(info: RecoveryInfo | str | Path, editable: EditableLabels) -> bool:
+    """True when the map's own grid is the one edited but the study now places it elsewhere
+    (its timepoint was registered, or a transform nudged, after the edits were made).
+
+    The edits are voxels of the map, so :func:`recover` replays them; the window says so,
+    because what the reader saw beside them while drawing has moved.
+    """
+    path = info.path if isinstance(info, RecoveryInfo) else Path(info)
+    try:
+        start, _records, _torn = _load(path)
+    except ViewerError:
+        return False
+    mine = _fingerprint(editable)
+    return _same_affine(start[_grid_key(start)], mine[_grid_key(start)]) and not _same_affine(start["affine"], mine["affine"])
 
 
 def holds_journal_result(info: RecoveryInfo | str | Path, editable: EditableLabels) -> bool:

@@ -33,13 +33,15 @@ from viewer.core.io.labels import (
     save_timepoint_regions,
     saved_label_table,
 )
-from viewer.core.io.manifest_edit import add_images_to_manifest
+from viewer.core.io.manifest_edit import add_images_to_manifest, write_transforms
 from viewer.core.io.study import (
     Study,
     Timepoint,
     check_overlay_role,
     load_overlay,
     load_timepoint,
+    placed_anew,
+    world_from_file,
 )
 from viewer.core.io.study_lock import (
     FileState,
@@ -147,6 +149,9 @@ class Scene:
         self._timepoint = 0
         self._volumes: dict[str, dict[str, Volume]] = {}
         self._editables: dict[str, EditableLabels] = {}
+        #: a timepoint's regions as loaded, while its editable holds them carried onto the
+        #: anatomy's grid and no voxel has been edited (the numbers use these)
+        self._loaded_regions: dict[str, Volume] = {}
         # the saved label table of each timepoint not being edited (read once; while a
         # timepoint is edited its EditableLabels holds the table)
         self._saved_tables: dict[str, LabelTable] = {}
@@ -415,6 +420,7 @@ class Scene:
         volumes[role] = volume
         if role == "regions":
             self._editables.pop(timepoint.label, None)
+            self._loaded_regions.pop(timepoint.label, None)
             self._saved_tables.pop(timepoint.label, None)
         self.added_images.setdefault(timepoint.label, {})[role] = (Path(path), volume.units)
         previous = self._display.get(role)
@@ -464,6 +470,92 @@ class Scene:
         del self.added_images[timepoint.label]
         return placed
 
+    # -- registration by hand (PRODUCT.md §9: nudging a transform) ------------------------------
+
+    def transform_of(self, label: str, role: str | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(the transform, the one applied after it on the way to the reference space): a
+        timepoint's ``transform`` and nothing; an image's ``image_transforms`` entry and its
+        timepoint's ``transform``. None is the identity."""
+        timepoint = self.study.timepoint(label)
+        if role is None:
+            return timepoint.transform, None
+        return timepoint.world_from_image(role), timepoint.transform
+
+    def set_transform(self, label: str, matrix: Any, role: str | None = None) -> None:
+        """Use another transform for a timepoint (role None) or one of its images, in this
+        session: every open image it places is placed anew (nothing resampled, nothing
+        reloaded), with the regions carried from that timepoint, and their numbers are
+        measured again. :meth:`save_transform` writes it into the manifest.
+
+        Raises:
+            ViewerError: the reference timepoint asked to move, the anatomy or regions as the
+                image, a matrix that is not a study transform, or region edits not yet saved on
+                a timepoint whose placement would change.
+        """
+        from viewer.core.transforms import TransformError, as_transform, is_identity
+
+        timepoint = self.study.timepoint(label)
+        if role is None and timepoint.label == self.study.timepoints[0].label:
+            raise ViewerError(f"{label} is the reference space: the other timepoints are placed on it")
+        if role is not None and (role in ("anatomical", "regions") or role not in timepoint.images):
+            raise ViewerError(f"{label}: no image {role!r} to move against its anatomy")
+        try:
+            value = None if matrix is None else as_transform(matrix, f"{label} transform")
+        except TransformError as exc:
+            raise ViewerError(str(exc)) from None
+        value = None if value is None or is_identity(value) else value
+        if role is None:
+            updated = replace(timepoint, transform=value)
+        else:
+            transforms = {r: m for r, m in timepoint.image_transforms.items() if r != role}
+            updated = replace(timepoint, image_transforms=transforms if value is None else {**transforms, role: value})
+        study = replace(self.study, timepoints=tuple(updated if tp.label == label else tp
+                                                     for tp in self.study.timepoints))
+        affected = [tp for tp in study.timepoints if tp.label == label or tp.regions_from == label]
+        for tp in affected:
+            editable = self._editables.get(tp.label)
+            if editable is not None and editable.dirty:
+                raise ViewerError(f"{tp.label}: save or undo the region edits before its registration changes")
+        self.study = study
+        for tp in affected:
+            volumes = self._volumes.get(tp.label)
+            loaded = self._loaded_regions.pop(tp.label, None)
+            if volumes is not None and loaded is not None:
+                volumes["regions"] = loaded  # the map as loaded, carried again when next edited
+            for key, volume in (volumes or {}).items():
+                volumes[key] = placed_anew(volume, world_from_file(study, tp, key))
+            self._editables.pop(tp.label, None)
+            self._extents.pop(tp.label, None)
+            self.results.images_changed(tp.label)
+        with self.events.batch():
+            for tp in affected:
+                self.events.emit("images", timepoint=tp.label, role=role or "anatomical")
+            self.events.emit("order")
+
+    def save_transform(self, label: str, role: str | None = None) -> None:
+        """Write a timepoint's (or one image's) transform as this session holds it into the
+        manifest: under the study lock, refused when the manifest changed on disk since read.
+
+        Raises:
+            ViewerError: no manifest, another session holds the study, the manifest changed,
+                or it cannot be written (then it is unchanged).
+        """
+        from viewer.core.transforms import as_list
+
+        manifest = self.study.manifest
+        if manifest is None:
+            raise ViewerError("a transform can be saved only into a study opened from its study.toml")
+        matrix, _outer = self.transform_of(label, role)
+        keep_lock = self.editing_lock or (self.lock is not None and self.lock.held)
+        self.acquire_lock()
+        try:
+            check_unchanged(manifest, self._manifest_state, "the manifest")
+            write_transforms(manifest, [(label, role, None if matrix is None else as_list(matrix))])
+        finally:
+            if not keep_lock:
+                self.release_lock()
+        self._manifest_state = file_state(manifest, content_hash=True)
+
     def measure(self, roi: ROI, timepoint: Timepoint | None = None) -> list[LayerStatistics]:
         """Every layer's statistics inside ``roi`` at a timepoint (the current one), in
         drawing order and each layer's units; ¹⁹F cells once the timepoint's calibration is
@@ -489,17 +581,23 @@ class Scene:
             return editable
         volumes = self.volumes_of(timepoint)
         anatomy = volumes["anatomical"]
+        # a map made here lies on this timepoint's anatomy, in this session's space (what a save
+        # writes back, what the recovery journal fingerprints, what a new registration moves)
+        own_space = {"world_from_file": compose(timepoint.transform, timepoint.world_from_image("regions"))}
         if "regions" in volumes and not same_grid(volumes["regions"], anatomy):
-            # regions are edited on the anatomical grid, the grid the views and tools use
+            # regions are edited on the anatomical grid, the grid the views and tools use; the
+            # map as loaded is kept for the numbers until the first voxel is edited, so an
+            # unedited carried map measures exactly what `viewer stats` does
             source = volumes["regions"]
+            self._loaded_regions[timepoint.label] = source
             mapped = map_labels_to_grid(source, anatomy)
             dtype = smallest_label_dtype(int(mapped.max()) if mapped.size else 0)
             volumes["regions"] = Volume.from_array(mapped.astype(dtype), anatomy.voxel_to_world, role="regions",
-                                                   name=source.name, source=source.source)
+                                                   name=source.name, source=source.source, meta=own_space)
         if "regions" not in volumes:
             volumes["regions"] = Volume.from_array(
-                np.zeros(anatomy.shape, np.uint8), anatomy.voxel_to_world, role="regions", name=f"{timepoint.label} regions"
-            )
+                np.zeros(anatomy.shape, np.uint8), anatomy.voxel_to_world, role="regions",
+                name=f"{timepoint.label} regions", meta=own_space)
             if "regions" not in self._display:
                 self._display["regions"] = protocol(self.protocol).applied_to(
                     {"regions": default_display(volumes["regions"])})["regions"]
@@ -631,8 +729,9 @@ class Scene:
         editable = self._editables[timepoint.label]
         self._manifest_state = saved.manifest_state
         self._map_states[timepoint.label] = file_state(saved.map_path)
+        self._loaded_regions.pop(timepoint.label, None)
         updated = replace(timepoint, images={**timepoint.images, "regions": saved.map_path.resolve()},
-                          region_names=dict(editable.table.names))
+                          region_names=dict(editable.table.names), regions_from=None)
         self.study = replace(self.study, timepoints=tuple(
             updated if tp.label == timepoint.label else tp for tp in self.study.timepoints))
         self.events.emit("saved", timepoint=timepoint.label, path=saved.map_path)
@@ -683,6 +782,12 @@ class Scene:
         return [info for info in find_recoverable(self.recovery_folder)
                 if info.study_id == self.study.id and info.timepoint_label in labels]
 
+    def recovery_moved(self, info: RecoveryInfo) -> bool:
+        """The journal's map is now placed elsewhere (its timepoint registered or nudged since)."""
+        from viewer.core.recovery import placement_changed
+
+        return placement_changed(info, self.editable(self.study.timepoint(info.timepoint_label)))
+
     def recover(self, info: RecoveryInfo) -> int:
         """Replay a journal onto this session's map of the same timepoint; returns the edits replayed."""
         timepoint = self.study.timepoint(info.timepoint_label)
@@ -710,19 +815,28 @@ class Scene:
 
     def _on_labels_edited(self, timepoint: Timepoint, labels: set[int], box) -> None:
         self._claim_for_editing()
+        if labels:  # voxels changed (not only names): the map edited is what is measured now
+            self._loaded_regions.pop(timepoint.label, None)
         # first what changed (views redraw, the table says "updating"), then the numbers: a
         # small edit is measured at once and its "stats" event must come after "regions"
         self.events.emit("regions", timepoint=timepoint.label, labels=frozenset(labels), box=box)
         self.results.labels_edited(timepoint.label, labels, box)
 
     # -- quantification ---------------------------------------------------------------------------
+    def unedited_regions(self, timepoint: Timepoint) -> Volume | None:
+        """The timepoint's regions as loaded when its editable holds them carried onto the
+        anatomy's grid and no voxel was edited: what its numbers are measured on (None: the
+        editable's map is)."""
+        return self._loaded_regions.get(timepoint.label)
+
     def make_quantifier(self, timepoint: Timepoint, snapshot: LabelSnapshot | None = None) -> TimepointQuantifier:
         """A timepoint's quantifier, prepared on ``snapshot`` (a frozen copy of the map being
         edited) or on the map as loaded. Any thread: it reads no array the GUI thread writes."""
         volumes = dict(self.volumes_of(timepoint))
         names = self.region_names(timepoint)
         if snapshot is not None:
-            volumes["regions"] = snapshot.labels
+            loaded = self.unedited_regions(timepoint)
+            volumes["regions"] = snapshot.labels if loaded is None else loaded  # no voxel edited yet
             names = snapshot.table.names
         return TimepointQuantifier(self.study, timepoint, volumes, predict=prediction_step(self.models()),
                                    region_names=names)

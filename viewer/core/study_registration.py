@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from viewer.core.errors import ViewerError
-from viewer.core.io.manifest_edit import manifest_file, read_manifest, timepoints_to_change
-from viewer.core.io.study import Study, Timepoint, load_image, load_study, placed, write_manifest
+from viewer.core.io.manifest_edit import write_transforms
+from viewer.core.io.study import Study, Timepoint, load_image, load_study, placed
 from viewer.core.registration import Registration, register
 from viewer.core.transforms import as_list, compose
 from viewer.core.volume import Volume
@@ -106,18 +106,8 @@ def _write(study: Study, items: list[RegisteredItem]) -> None:
     written = [item for item in items if item.written]
     if not written or study.manifest is None:
         return
-    path = manifest_file(study.manifest)
-    _original, raw = read_manifest(path)
-    for item in written:
-        (table,) = timepoints_to_change(raw, item.timepoint, path, all_sharing=False)
-        matrix = as_list(item.result.transform)
-        if item.role == "anatomical":
-            table["transform"] = matrix
-        else:
-            transforms = dict(table.get("image_transforms", {}))
-            transforms[item.role] = matrix
-            table["image_transforms"] = transforms
-    write_manifest(raw, path)
+    write_transforms(study.manifest, [(item.timepoint, None if item.role == "anatomical" else item.role,
+                                       as_list(item.result.transform)) for item in written])
 
 
 def target_errors(found: np.ndarray, truth: np.ndarray, points: np.ndarray) -> np.ndarray:

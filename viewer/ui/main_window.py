@@ -13,6 +13,7 @@ does lives beside it, by responsibility:
 * ``window_measuring`` the ruler, ellipse and sphere, and the measurements drawn in the views;
 * ``window_compare``   two timepoints side by side (the compare layout);
 * ``window_registering`` Study ▸ Register: timepoints to the reference, with progress and Cancel;
+* ``window_nudging``   Study ▸ Adjust registration: a transform nudged by hand, undoable, saved;
 * ``window_outputs``   screenshots, the PDF report, the region table's CSV, About;
 * ``window_workspace`` the study workspace restored on opening, saved on leaving.
 """
@@ -31,6 +32,7 @@ from viewer.ui.ortho import LAYOUTS, OrthoViews
 from viewer.ui.window_adding import ImageAdding
 from viewer.ui.window_annotation import AnnotationActions
 from viewer.ui.window_compare import COMPARE, TimepointComparing
+from viewer.ui.window_nudging import Nudging
 from viewer.ui.window_registering import Registering
 from viewer.ui.window_measuring import MeasureActions
 from viewer.ui.window_opening import StudyOpening, recovery_folder_for
@@ -56,7 +58,7 @@ def default_settings() -> QtCore.QSettings:
 
 
 class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, MeasureActions, TimepointComparing,
-                 Registering, WindowOutputs, WorkspaceKeeping, QtWidgets.QMainWindow):
+                 Registering, Nudging, WindowOutputs, WorkspaceKeeping, QtWidgets.QMainWindow):
     """The application window.
 
     Signals:
@@ -201,6 +203,8 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
         self.sync_zoom_action.setCheckable(True)
         study_menu = self.menuBar().addMenu("&Study")
         self.register_action = self._action(study_menu, "&Register timepoints…", self.start_registration)
+        self.nudge_action = self._action(study_menu, "&Adjust registration…", self.start_nudge,
+                                         QtGui.QKeySequence("Ctrl+Shift+R"))
         help_menu = self.menuBar().addMenu("&Help")
         self._action(help_menu, "&Keyboard shortcuts", self._show_shortcuts, QtGui.QKeySequence("F1"))
         self._action(help_menu, "&About", self._about)
@@ -307,6 +311,7 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
         if self.scene is not None and self.scene is not scene:
             self.save_workspace()
             self.scene.close()  # its lock released; unsaved edits stay in its journals
+        self._forget_nudge_dialog()  # it adjusted the previous study
         self.scene = scene
         self._samples.clear()
         self._shown_key.clear()
@@ -318,7 +323,7 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
                                ("saved", self._mark_unsaved), ("lock", self._on_study_locked), ("stats", self._on_stats),
                                ("stats_failed", self._on_stats_failed), ("protocol", self._on_protocol),
                                ("measurements", self._draw_measurements), ("timepoint", self._update_added_action),
-                               ("timepoint", self._fill_compare_combo)):
+                               ("timepoint", self._fill_compare_combo), ("timepoint", self._nudge_timepoint_changed)):
             scene.events.connect(name, callback)
         self._install_panels(scene, panels)
         self.set_measure_tool("navigate")  # a tool of the previous study does not carry over
@@ -633,8 +638,8 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
         self._update_readout(world)
 
     def _mark_unsaved(self, **_: Any) -> None:
-        """The title's '*' says whether any timepoint has region edits not saved."""
-        self.setWindowModified(bool(self.unsaved_timepoints()))
+        """The title's '*' says whether region edits or an adjusted registration are not saved."""
+        self.refresh_unsaved_marker()
 
     def shortcut_lines(self) -> list[tuple[str, str]]:
         """(keys, what they do) of every menu action with a shortcut, and the mouse."""

@@ -40,6 +40,8 @@ class StudyOpening:
         (True: the path was handed to it; the study it writes is opened when imported)."""
         if self._offer_series_browser(Path(path)):
             return True
+        if not self.settle_registration():  # unsaved nudges of the study shown: save, discard or stay
+            return False
         try:
             study = open_path(Path(path))
             scene = Scene(study, radiological=self.radiological_action.isChecked(),
@@ -93,14 +95,20 @@ class StudyOpening:
         if not infos:
             return
         if self.ask_recover(infos):
-            restored = 0
+            restored, moved = 0, []
             for info in infos:
                 try:
+                    if scene.recovery_moved(info):
+                        moved.append(info.timepoint_label)
                     scene.recover(info)
                     restored += info.n_edits
                 except ViewerError as exc:
                     self.show_error(str(exc))
-            self.statusBar().showMessage(f"recovered {restored} unsaved region edit(s)", 10_000)
+            message = f"recovered {restored} unsaved region edit(s)"
+            if moved:
+                message += (f"; {', '.join(moved)} was registered again since those edits: check the regions "
+                            "against the images")
+            self.statusBar().showMessage(message, 15_000)
         else:
             from viewer.core.recovery import discard
 

@@ -84,6 +84,8 @@ class Registering:
             self.show_error("Save or discard the region edits first: the study is reopened after registering",
                             title="Register")
             return False
+        if not self.settle_registration():
+            return False
         choice = self.ask_registration()
         if choice is None:
             return False

@@ -82,7 +82,11 @@ class RegionSaving:
         return [label for label, editable in self.scene.editables().items() if editable.dirty]
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
-        """Unsaved region edits: ask to save, discard or cancel (the journal still holds them)."""
+        """Unsaved region edits: ask to save, discard or cancel (the journal still holds them);
+        an adjusted registration not saved: the same question, first."""
+        if not self.settle_registration():
+            event.ignore()
+            return
         unsaved = self.unsaved_timepoints()
         if unsaved:
             answer = self.ask_unsaved(unsaved)

@@ -174,3 +174,33 @@ def add_images_to_manifest(manifest_path: str | Path, timepoint_label: str, imag
             raise
         raise file_error(manifest_path, f"the added images were not saved ({exc.strerror or exc})") from None
     return placed
+
+
+def write_transforms(manifest_path: str | Path, changes: list[tuple[str, str | None, Any]]) -> None:
+    """Set transforms of timepoints (PRODUCT.md §9) in one validated atomic rewrite.
+
+    Args:
+        changes: (timepoint label, role or None, 4×4 matrix as nested lists or None):
+            role None sets the timepoint's ``transform``, a role its ``image_transforms``
+            entry; a None matrix removes the key (the identity).
+    """
+    manifest_path = manifest_file(manifest_path)
+    _original, raw = read_manifest(manifest_path)
+    for label, role, matrix in changes:
+        (table,) = timepoints_to_change(raw, label, manifest_path, all_sharing=False)
+        if role is None:
+            if matrix is None:
+                table.pop("transform", None)
+            else:
+                table["transform"] = matrix
+            continue
+        transforms = dict(table.get("image_transforms", {}))
+        if matrix is None:
+            transforms.pop(role, None)
+        else:
+            transforms[role] = matrix
+        if transforms:
+            table["image_transforms"] = transforms
+        else:
+            table.pop("image_transforms", None)
+    write_manifest(raw, manifest_path)

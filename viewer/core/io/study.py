@@ -693,6 +693,17 @@ def placed(volume: Volume, world_from: np.ndarray | None) -> Volume:
                   volume.units, volume.name, volume.source, meta)
 
 
+def placed_anew(volume: Volume, world_from: np.ndarray | None) -> Volume:
+    """A loaded (placed) volume placed by another transform from its file's world: what a
+    changed registration does to an open image (its data untouched)."""
+    from viewer.core.transforms import file_affine
+
+    meta = {key: value for key, value in volume.meta.items() if key != "world_from_file"}
+    in_file = Volume(volume.data, file_affine(volume.voxel_to_world, volume.meta.get("world_from_file")), volume.role,
+                     volume.units, volume.name, volume.source, meta)
+    return placed(in_file, world_from)
+
+
 def check_overlay_role(role: str) -> None:
     """An added image may play any role but the anatomy (the study's base)."""
     if role not in IMAGE_ROLES or role == "anatomical":
@@ -808,9 +819,18 @@ def write_manifest(raw: Mapping[str, Any], path: str | Path) -> Path:
     from viewer.core.io.atomic import write_text_atomic
 
     path = Path(path)
-    text = tomli_w.dumps(_plain(raw))
+    text = _rows_on_one_line(tomli_w.dumps(_plain(raw)))
     parse_manifest(tomllib.loads(text), path)
     return write_text_atomic(path, text)
+
+
+#: An array of numbers only, one per line, as tomli_w writes it.
+_NUMBER_ROW = re.compile(r"\[\n((?:[ \t]*[-+0-9.eEinfa]+,\n)+)[ \t]*\]")
+
+
+def _rows_on_one_line(text: str) -> str:
+    """Arrays of plain numbers on one line each, so a 4×4 transform reads as four rows."""
+    return _NUMBER_ROW.sub(lambda m: "[" + ", ".join(v.strip().rstrip(",") for v in m.group(1).splitlines()) + "]", text)
 
 
 def _plain(value: Any) -> Any:

@@ -189,7 +189,11 @@ def snapshot_scene(scene: Any, timepoint_label: str | None = None) -> SceneSnaps
     editables = scene.editables()
     for timepoint in timepoints:
         editable = editables.get(timepoint.label)
-        if editable is not None:
+        loaded = scene.unedited_regions(timepoint) if editable is not None else None
+        if loaded is not None:  # carried onto the anatomy for editing, not edited: measured as loaded
+            labels[timepoint.label] = loaded
+            unsaved[timepoint.label] = bool(editable.dirty)  # a rename is an unsaved edit too
+        elif editable is not None:
             current = scene.volumes_of(timepoint)["regions"]
             labels[timepoint.label] = Volume.from_array(
                 np.array(editable.data, copy=True), current.voxel_to_world, role="regions", units=current.units,
