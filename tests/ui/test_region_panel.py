@@ -52,8 +52,10 @@ def row_of(panel: RegionPanel, name: str) -> int:
 def test_headers_are_measure_titles_with_descriptions(panel):
     model = panel.proxy
     titles = [model.headerData(c, Qt.Orientation.Horizontal) for c in range(model.columnCount())]
-    expected = [m for m in REGION_MEASURES if m.key not in ("label", "prediction")]
-    assert sorted(titles) == sorted(m.title for m in expected)  # every measure, grouped
+    expected = [m for m in REGION_MEASURES if m.key not in ("label", "prediction", "fluorine_cells_ci95_low",
+                                                             "fluorine_cells_ci95_high")]
+    assert sorted(titles) == sorted([m.title for m in expected] + ["¹⁹F cells, 95 % interval (cells)"])  # grouped
+    assert titles.index("¹⁹F cells, 95 % interval (cells)") == titles.index("¹⁹F cells (cells)") + 1
     assert "SUVpeak (SUV)" in titles and "¹⁹F cells (cells)" in titles and "TSC (mM)" in titles
     # schema order within groups; homing joins the other ¹⁹F columns
     assert titles[:2] == ["Region", "Volume (mL)"]

@@ -66,7 +66,7 @@ def row_of(panel: RegionPanel, name: str) -> int:
 def test_groups_come_from_the_measure_keys():
     groups = {g.key: {m.key for m in TABLE_MEASURES if measure_group(m) == g.key} for g in COLUMN_GROUPS}
     assert groups == {
-        "cells": {"fluorine_cells", "cells_per_mm3", "below_detection", "homing_fraction"},
+        "cells": {"fluorine_cells", "fluorine_cells_ci95", "cells_per_mm3", "below_detection", "homing_fraction"},
         "viability": {"dead_cells", "live_cells", "dead_fraction", "rejection_alert"},
         "pet": {"suv_max", "suv_mean", "suv_peak", "mtv_ml", "tlg"},
         "sodium": {"sodium_mean_mM"},

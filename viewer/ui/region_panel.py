@@ -22,6 +22,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from viewer.core.errors import ViewerError
 from viewer.core.quant.measures import (
     Measure,
+    display_value,
     plain_value,
     region_measure,
     timepoint_measure,
@@ -472,7 +473,7 @@ class RegionPanel(QtWidgets.QWidget):
     def _column_empty(self, measure: Measure) -> bool:
         stats = self.model.stats
         return (stats is not None and bool(stats.regions)
-                and all(plain_value(r.values.get(measure.key)) is None for r in stats.regions))
+                and all(display_value(r.values, measure) is None for r in stats.regions))
 
     def _group_has_values(self, group: str) -> bool:
         stats = self.model.stats

@@ -17,7 +17,9 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from viewer.core.quant.measures import (
     REGION_MEASURES,
     Measure,
+    display_value,
     plain_value,
+    table_measures,
 )
 from viewer.core.quant.stats import RegionStats, TimepointStats
 
@@ -75,7 +77,7 @@ def _grouped(measures: Sequence[Measure]) -> tuple[Measure, ...]:
 
 
 #: The table's columns: schema order, grouped (homing beside the other ¹⁹F columns).
-TABLE_MEASURES: tuple[Measure, ...] = _grouped([m for m in REGION_MEASURES if m.key not in HIDDEN_KEYS])
+TABLE_MEASURES: tuple[Measure, ...] = _grouped(table_measures([m for m in REGION_MEASURES if m.key not in HIDDEN_KEYS]))
 
 
 def header_tooltip(measure: Measure) -> str:
@@ -178,11 +180,11 @@ class RegionTableModel(QtCore.QAbstractTableModel):
             return None
         region = self._stats.regions[index.row()]
         measure = TABLE_MEASURES[index.column()]
-        value = plain_value(region.values.get(measure.key))
+        value = display_value(region.values, measure)
         if role == Qt.ItemDataRole.DisplayRole:
             return self._text(measure, value, region)
         if role == SORT_ROLE:
-            return sort_key(value)
+            return sort_key(value[0] if isinstance(value, tuple) else value)
         if role == Qt.ItemDataRole.TextAlignmentRole:
             horizontal = Qt.AlignmentFlag.AlignLeft if measure.kind == "text" else Qt.AlignmentFlag.AlignRight
             return int(horizontal | Qt.AlignmentFlag.AlignVCenter)

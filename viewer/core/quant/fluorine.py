@@ -64,11 +64,19 @@ def clusters_touching(above: np.ndarray, seeds: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class NoiseEstimate:
-    """σ of the ¹⁹F magnitude noise (signal units), where it came from, and any caveat."""
+    """σ of the ¹⁹F magnitude noise (signal units), where it came from, any caveat, and the
+    relative standard error of σ from the number of noise voxels it used."""
 
     sigma: float | None
     source: str
     notes: tuple[str, ...] = ()
+    relative_sd: float = 0.0
+
+
+#: Relative standard error × √n of σ from n Rayleigh samples: by their mean √(4/π − 1), by
+#: their median 1 / (2 ln 2) (asymptotic variance of a sample median).
+RAYLEIGH_MEAN_RSE = math.sqrt(4 / math.pi - 1)
+RAYLEIGH_MEDIAN_RSE = 1 / (2 * math.log(2))
 
 
 def without_padding(values: np.ndarray) -> tuple[np.ndarray, int]:
@@ -113,7 +121,8 @@ def estimate_noise(data: np.ndarray, finite: np.ndarray, background: np.ndarray 
         sample, zeros = without_padding(data[background & finite])
         sigma = rayleigh_sigma_from_mean(sample)
         if sigma > 0:
-            return NoiseEstimate(sigma, "background region (Rayleigh mean)", _padding_note("the 'background' region", zeros))
+            return NoiseEstimate(sigma, "background region (Rayleigh mean)", _padding_note("the 'background' region", zeros),
+                                 RAYLEIGH_MEAN_RSE / math.sqrt(sample.size))
         notes.append("¹⁹F noise: the 'background' region is all 0 on the ¹⁹F image (zero-padded?): σ estimated "
                      "from the image instead")
     else:
@@ -124,7 +133,7 @@ def estimate_noise(data: np.ndarray, finite: np.ndarray, background: np.ndarray 
     sigma = rayleigh_sigma_from_median(sample)
     if sigma > 0:
         return NoiseEstimate(sigma, f"median of {where} (Rayleigh), no usable background region",
-                             (*notes, *_padding_note(where, zeros)))
+                             (*notes, *_padding_note(where, zeros)), RAYLEIGH_MEDIAN_RSE / math.sqrt(sample.size))
     notes.append("¹⁹F cell counts not computed: the noise σ cannot be estimated (the 'background' region and "
                  f"{where} hold no non-zero voxel); detection and the detection limit need σ > 0")
     return NoiseEstimate(None, "no estimate (no non-zero noise voxels)", tuple(notes))
@@ -145,6 +154,10 @@ class FluorineMeasures:
     below_detection: bool | None
     nan_voxels: int = 0
     voxels: int = 0
+    #: 95 % interval of the true cell count (:mod:`viewer.core.quant.fluorine_interval`)
+    cells_ci95: tuple[float, float] | None = None
+    #: the count corrected for the signal lost under the threshold (the interval's centre)
+    corrected_cells: float | None = None
 
 
 @dataclass
@@ -179,16 +192,23 @@ class FluorineQuantifier:
         background_mask = np.isin(mapped, background) if mapped is not None and background else None
         noise = estimate_noise(data, finite, background_mask, (mapped == 0) if mapped is not None else None)
         self.sigma: float | None = noise.sigma
+        self.sigma_relative_sd = noise.relative_sd
         self.sigma_source = noise.source
         self.notes.extend(noise.notes)
         sigma = self.sigma or 0.0
         self.corrected = np.sqrt(np.maximum(data.astype(np.float64) ** 2 - sigma**2, 0.0)).astype(np.float32)
+        self.magnitude = data
         self.detected = self._detect(self.corrected) if self.sigma is not None else np.zeros(data.shape, bool)
 
         self.reference_signal: float | None = None
         reference_mask = np.isin(mapped, reference) if mapped is not None and reference else None
+        self.reference_relative_sd = 0.0
         if reference_mask is not None and (reference_mask & finite).any():
-            self.reference_signal = float(self.corrected[reference_mask & finite].mean())
+            reference_values = self.corrected[reference_mask & finite].astype(np.float64)
+            self.reference_signal = float(reference_values.mean())
+            if reference_values.size > 1 and self.reference_signal > 0:  # standard error of the mean
+                self.reference_relative_sd = float(reference_values.std(ddof=1) / math.sqrt(reference_values.size)
+                                                   / self.reference_signal)
             missing = int(np.count_nonzero(reference_mask & ~finite))
             if missing:
                 self.notes.append(f"¹⁹F reference: {missing} NaN/inf voxels of the 'reference' region left out of "
@@ -275,7 +295,25 @@ class FluorineQuantifier:
             return FluorineMeasures(0.0, 0, None, None, nan_voxels, voxels)
         per_signal = self.cells_per_signal
         cells = signal * per_signal if per_signal is not None else None
-        return FluorineMeasures(signal, int(detected.sum()), cells, not bool(detected.any()), nan_voxels, voxels)
+        interval, central = None, None
+        if per_signal is not None:
+            low, central, high = self.interval.region(box, mask, voxels - nan_voxels, per_signal)
+            interval = (low, high)
+        return FluorineMeasures(signal, int(detected.sum()), cells, not bool(detected.any()), nan_voxels, voxels,
+                                interval, central)
+
+    @property
+    def interval(self):
+        """The count intervals' per-cluster state, made on first use (detection must exist)."""
+        made = self.__dict__.get("_interval")
+        if made is None:
+            from viewer.core.quant.fluorine_interval import CountInterval
+
+            made = self.__dict__["_interval"] = CountInterval.of(self)
+            if made.fits_failed:
+                self.notes.append(f"¹⁹F intervals: the graft model did not fit {made.fits_failed} detected cluster(s); "
+                                  "they keep their detected signal, ± 50 % in the interval")
+        return made
 
     @property
     def counted(self) -> np.ndarray:

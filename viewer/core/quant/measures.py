@@ -8,6 +8,7 @@ column titles. The keys are exactly the output schema of PRODUCT.md §3.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,8 @@ class Measure:
         name: short column title for tables and reports.
         units: units shown after the name ("" when dimensionless or not a number).
         description: one line saying what it is and how it is obtained.
-        kind: "int", "float", "bool", "text" or "object".
+        kind: "int", "float", "bool", "text", "object", or "interval" (a display column joining
+            the keys ``KEY_low`` and ``KEY_high``: :func:`display_value`).
         digits: significant digits shown in tables (floats only).
     """
 
@@ -43,6 +45,9 @@ class Measure:
         """Human text for a table cell; "—" for a value that could not be computed."""
         if value is None:
             return "—"
+        if self.kind == "interval":
+            low, high = value
+            return f"{format_number(float(low), self.digits)}–{format_number(float(high), self.digits)}"
         if self.kind == "bool":
             return "yes" if value else "no"
         if self.kind == "int":
@@ -100,6 +105,17 @@ REGION_MEASURES: tuple[Measure, ...] = (
         "All labelled cells (live and dead) from ¹⁹F: noise-bias-corrected signal of detected voxels "
         "(SNR threshold, cluster size) calibrated against the reference tube.", "float", 3,
     ),
+    Measure(
+        "fluorine_cells_ci95_low", "¹⁹F cells, 95 % low", "cells",
+        "Lower end of the 95 % interval of the true ¹⁹F cell count: the signal lost under the detection "
+        "threshold restored by a fitted graft model, with the noise of the voxels, the reference and σ "
+        "(docs/fluorine_intervals.md).", "float", 3,
+    ),
+    Measure(
+        "fluorine_cells_ci95_high", "¹⁹F cells, 95 % high", "cells",
+        "Upper end of the 95 % interval of the true ¹⁹F cell count (a region with nothing detected: an "
+        "upper bound on what could hide there, however spread).", "float", 3,
+    ),
     Measure("cells_per_mm3", "Cell density", "cells/mm³", "¹⁹F cells divided by the region volume."),
     Measure("below_detection", "Below detection", "", "No ¹⁹F voxel of the region passed the detection threshold.", "bool"),
     Measure(
@@ -123,6 +139,36 @@ REGION_MEASURES: tuple[Measure, ...] = (
 )
 
 REGION_KEYS: tuple[str, ...] = tuple(m.key for m in REGION_MEASURES)
+
+#: The ¹⁹F interval as tables show it: one "low–high" column instead of the schema's two.
+FLUORINE_INTERVAL = Measure(
+    "fluorine_cells_ci95", "¹⁹F cells, 95 % interval", "cells",
+    "95 % interval of the true ¹⁹F cell count: the signal lost under the detection threshold restored by a "
+    "fitted graft model, with the noise of the voxels, the reference and σ (docs/fluorine_intervals.md); "
+    "a region with nothing detected: 0 to an upper bound on what could hide there, however spread.",
+    "interval", 3,
+)
+
+
+def table_measures(measures: Sequence[Measure]) -> tuple[Measure, ...]:
+    """``measures`` as tables show them: the interval's two keys as one FLUORINE_INTERVAL column
+    where the low one stood."""
+    out: list[Measure] = []
+    for measure in measures:
+        if measure.key == "fluorine_cells_ci95_low":
+            out.append(FLUORINE_INTERVAL)
+        elif measure.key != "fluorine_cells_ci95_high":
+            out.append(measure)
+    return tuple(out)
+
+
+def display_value(values: Mapping[str, Any], measure: Measure) -> Any:
+    """A region's value for a table column: (low, high) for an interval column (None when
+    either end is missing), else the plain value."""
+    if measure.kind == "interval":
+        low, high = plain_value(values.get(f"{measure.key}_low")), plain_value(values.get(f"{measure.key}_high"))
+        return None if low is None or high is None else (low, high)
+    return plain_value(values.get(measure.key))
 TIMEPOINT_KEYS: tuple[str, ...] = tuple(m.key for m in TIMEPOINT_MEASURES)
 
 _BY_KEY = {m.key: m for m in REGION_MEASURES} | {f"timepoint.{m.key}": m for m in TIMEPOINT_MEASURES}

@@ -168,6 +168,8 @@ class TimepointQuantifier:
         self.pet = PetQuantifier(pet, self.settings) if pet is not None else None
         self._total_cells = self.fluorine.total_cells() if self.fluorine is not None else None
         if self.fluorine is not None:
+            if self.fluorine.cells_per_signal is not None:
+                _ = self.fluorine.interval  # the count intervals' fits, once, so their notes are in
             self.notes.extend(self.fluorine.notes)
             missing = self.fluorine.missing_calibration
             if missing and self.fluorine.reference_signal is not None:
@@ -301,6 +303,10 @@ class TimepointQuantifier:
                 values["below_detection"] = measures.below_detection
                 if measures.cells is not None:
                     total_cells = values["fluorine_cells"] = measures.cells
+                    if measures.cells_ci95 is not None:
+                        values["fluorine_cells_ci95_low"], values["fluorine_cells_ci95_high"] = measures.cells_ci95
+                        details["fluorine_cells_corrected"] = measures.corrected_cells
+                        _note_lost_signal(notes, name, measures.cells, measures.corrected_cells)
                     values["cells_per_mm3"] = measures.cells / (volume_ml * 1000.0)
                     if self._total_cells:
                         values["homing_fraction"] = measures.cells / self._total_cells
@@ -438,6 +444,19 @@ class TimepointQuantifier:
                 shares[region.name] += region.values["fluorine_cells"] / self._total_cells
         shares["elsewhere"] = max(0.0, 1.0 - shares["penumbra"] - shares["core"])
         return shares
+
+
+#: A region whose count misses more than this share of its signal (under the threshold) says so.
+LOST_SIGNAL_NOTE = 0.05
+
+
+def _note_lost_signal(notes: list[str], name: str, cells: float, corrected: float | None) -> None:
+    """Say when the §3 count (detected voxels only) is well below the count with the lost signal."""
+    if corrected is None or corrected <= 0 or cells >= corrected * (1 - LOST_SIGNAL_NOTE):
+        return
+    notes.append(f"region '{name}': about {100 * (1 - cells / corrected):.0f} % of its ¹⁹F signal lies under the "
+                 f"detection threshold (faint graft edges): the count sums detected voxels only (PRODUCT.md §3), the "
+                 f"95 % interval includes the lost signal (≈ {corrected:,.0f} cells)")
 
 
 def _nonfinite_count(volume: Volume, box: tuple[slice, slice, slice], mask: np.ndarray) -> tuple[int, int]:

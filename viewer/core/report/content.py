@@ -44,9 +44,10 @@ from viewer.core.predict import feature_title
 from viewer.core.quant.measures import (
     REGION_MEASURES,
     Measure,
+    display_value,
     format_number,
-    plain_value,
     region_measure,
+    table_measures,
     timepoint_measure,
 )
 from viewer.core.quant.perfusion import MismatchSummary
@@ -71,7 +72,8 @@ from viewer.core.volume import ROLE_QUANTITY, ROLE_UNITS
 REGIONS_PER_TABLE = 6
 #: Measures shown as rows of the region table (label and name head the columns; predictions
 #: have their own table).
-TABLE_MEASURES: tuple[Measure, ...] = tuple(m for m in REGION_MEASURES if m.key not in ("label", "name", "prediction"))
+TABLE_MEASURES: tuple[Measure, ...] = table_measures([m for m in REGION_MEASURES
+                                                      if m.key not in ("label", "name", "prediction")])
 
 #: Notes of the numbers that the report shows in the timepoint summary or beside the
 #: predictions instead (mismatch sentence, homing, ¹⁹F noise, demonstration-model notice).
@@ -597,7 +599,7 @@ def _region_tables(build: _Builder, stats: TimepointStats) -> tuple[Table, ...]:
         rows = []
         alert_cells = set()
         for row_index, measure in enumerate(TABLE_MEASURES):
-            rows.append((measure.title,) + tuple(measure.format(plain_value(r.values.get(measure.key))) for r in chunk))
+            rows.append((measure.title,) + tuple(measure.format(display_value(r.values, measure)) for r in chunk))
             if measure.key in ("dead_fraction", "rejection_alert"):
                 alert_cells |= {(row_index, 1 + i) for i, r in enumerate(chunk) if r.values.get("rejection_alert")}
         alert_columns = frozenset(1 + i for i, r in enumerate(chunk) if r.values.get("rejection_alert"))

@@ -1,0 +1,121 @@
+"""95 % intervals of ¹⁹F cell counts (PRODUCT.md §3 "Uncertainty and honest limits", issue 17;
+the method and its measured coverage: docs/fluorine_intervals.md).
+
+The §3 count is the calibrated sum of the detected voxels' corrected signal. Its interval is of
+the *true* count, so it accounts for:
+
+1. the signal lost under the threshold and at cluster edges, with the voxels' own noise: each
+   detected cluster's whole signal and its standard error come from a fitted graft model
+   (:mod:`viewer.core.quant.fluorine_graft_fit`); a region holding part of a cluster takes
+   that part's share (by detected signal). Clusters are independent: their errors add in
+   quadrature. The fit's delta-method error is widened by SE_INFLATION, measured by
+   simulation (the delta method ignores the fit's non-linearity and covered 80–97 % instead
+   of 95 %);
+2. the reference mean S̄_ref: its standard error from the reference voxels' spread;
+3. σ itself: its standard error from the number of noise voxels it was estimated from, times
+   SIGMA_SENSITIVITY, the largest |d log count / d log σ| measured on the coverage phantom
+   (0.003–0.27: σ moves the threshold, the Rician correction and S̄_ref, which partly cancel);
+
+2 and 3 scale every count of the image alike and add to 1 in quadrature as relative errors.
+A region with nothing detected gets [0, high], high a 95 % upper bound on its signal that holds
+however the cells are spread: Σ M² − 2nσ² estimates Σ A² without bias over the region's n
+voxels (E[M²] = A² + 2σ² for a Rician magnitude), its upper 95 % bound follows from
+Var(M²) = 4σ²A² + 4σ⁴, and Σ A ≤ √(n Σ A²) (Cauchy–Schwarz, tight for signal spread evenly);
+never more than every voxel at the threshold. A region with detected clusters may also hold
+cells spread thinly below the threshold away from them: they are not in its interval (the
+notes say so).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from viewer.core.quant.fluorine_graft_fit import NEIGHBOURHOOD_VOXELS, fit_graft
+
+Z95 = 1.959963984540054
+#: Factor on the fit's delta-method standard error (calibrated by simulation, module notes).
+SE_INFLATION = 1.3
+#: |d log count / d log σ| assumed for the σ term (module notes, point 3).
+SIGMA_SENSITIVITY = 0.3
+#: A fit whose graft holds less than this share of the detected signal, or more than its
+#: inverse (2×), is not believed: the cluster keeps its detected signal, ± FALLBACK_RSD.
+FIT_PLAUSIBLE = 0.5
+FALLBACK_RSD = 0.5
+#: Room around a cluster for its fit, voxels (the neighbourhood plus a graft larger than seen).
+FIT_MARGIN_VOXELS = NEIGHBOURHOOD_VOXELS + 3
+
+
+@dataclass(frozen=True)
+class CountInterval:
+    """Per detected cluster of one ¹⁹F image: its label map and correction quantiles."""
+
+    labels: np.ndarray  # counted clusters 1..n on the ¹⁹F grid, 0 elsewhere
+    corrected: np.ndarray  # the noise-corrected signal on the ¹⁹F grid (the quantifier's array)
+    factors: np.ndarray  # (n + 1, 2): row k = cluster k's (whole / detected signal, standard error / detected)
+    calibration_rsd: float  # relative standard error shared by every count (S̄_ref, σ)
+    magnitude: np.ndarray  # the ¹⁹F magnitudes (non-finite set to 0)
+    sigma: float
+    threshold_signal: float  # detection_snr · σ
+
+    fits_failed: int = 0  # clusters whose fit was not believed (they keep their detected signal)
+
+    @classmethod
+    def of(cls, quantifier: Any) -> CountInterval:
+        """The state of a prepared :class:`~viewer.core.quant.fluorine.FluorineQuantifier`."""
+        sigma = float(quantifier.sigma)
+        calibration = quantifier.calibration
+        labels, count = ndimage.label(quantifier.counted, structure=ndimage.generate_binary_structure(3, 1))
+        corrected = quantifier.corrected
+        factors = np.ones((count + 1, 2))
+        spacing = tuple(float(v) for v in np.linalg.norm(quantifier.fluorine.voxel_to_world[:3, :3], axis=0))
+        failed = 0
+        for index, where in enumerate(ndimage.find_objects(labels), start=1):
+            if where is None:
+                continue
+            box = tuple(slice(max(s.start - FIT_MARGIN_VOXELS, 0), s.stop + FIT_MARGIN_VOXELS) for s in where)
+            cluster = labels[box] == index
+            snr = corrected[box] / sigma
+            detected = float(snr[cluster].sum())
+            others = (labels[box] > 0) & ~cluster  # a neighbouring cluster is not this graft's edge
+            fit = fit_graft(snr, cluster, spacing, others)  # type: ignore[arg-type]
+            ratio = fit.signal / detected if detected > 0 else 0.0
+            if fit.converged and FIT_PLAUSIBLE <= ratio <= 1 / FIT_PLAUSIBLE:
+                factors[index] = (ratio, SE_INFLATION * fit.standard_error / detected)
+            else:
+                failed += 1
+                factors[index] = (1.0, FALLBACK_RSD)
+        rsd = math.hypot(quantifier.reference_relative_sd, SIGMA_SENSITIVITY * quantifier.sigma_relative_sd)
+        return cls(labels, corrected, factors, rsd, quantifier.magnitude, sigma, float(calibration.detection_snr) * sigma,
+                   failed)
+
+    def _undetected_bound(self, box, mask: np.ndarray, finite_voxels: int) -> float:
+        """95 % upper bound on the signal of a region with nothing detected (module notes)."""
+        n = max(finite_voxels, 0)
+        if n == 0:
+            return 0.0
+        squared = self.magnitude[box][mask].astype(np.float64) ** 2
+        excess = squared - 2.0 * self.sigma**2
+        variance = float(np.sum(4.0 * self.sigma**4 + 4.0 * self.sigma**2 * np.maximum(excess, 0.0)))
+        upper_squares = max(float(excess.sum()) + Z95 * math.sqrt(variance), 0.0)
+        return min(math.sqrt(n * upper_squares), n * self.threshold_signal)
+
+    def region(self, box: tuple[slice, slice, slice], mask: np.ndarray, finite_voxels: int,
+               cells_per_signal: float) -> tuple[float, float, float]:
+        """(low, central, high) cells of the region voxels ``mask`` within ``box``; central is
+        the count corrected for the lost signal (the median of the corrections)."""
+        labels = self.labels[box][mask]
+        inside = labels > 0
+        if not inside.any():
+            return 0.0, 0.0, self._undetected_bound(box, mask, finite_voxels) * cells_per_signal
+        clusters, where = np.unique(labels[inside], return_inverse=True)
+        share = np.bincount(where, weights=self.corrected[box][mask][inside].astype(np.float64))
+        central = float(np.sum(share * self.factors[clusters, 0]))
+        spread = float(np.sqrt(np.sum((share * self.factors[clusters, 1]) ** 2)))
+        half = Z95 * math.hypot(spread, self.calibration_rsd * central)
+        lower, upper = max(central - half, 0.0), central + half
+        return lower * cells_per_signal, central * cells_per_signal, upper * cells_per_signal
