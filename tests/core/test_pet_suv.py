@@ -106,13 +106,12 @@ def test_qiba_provenance_in_meta():
     assert len(conversion.factors) == 2
 
 
-def test_qiba_reference_through_files(tmp_path):
-    """The DRO numbers survive the whole reader (files → per-slice rescale → SUV)."""
-    folder = tmp_path / "pet"
+def _write_series(folder: Path, **overrides) -> None:
+    """Two 1×2 slices of the DRO's stored values as PET files."""
     folder.mkdir()
     series_uid = generate_uid()
     for k, stored in enumerate(([32767, -877], [0, 100])):
-        ds = pet_dataset()
+        ds = pet_dataset(**overrides)
         ds.SOPClassUID = PositronEmissionTomographyImageStorage
         ds.SOPInstanceUID = generate_uid()
         ds.SeriesInstanceUID = series_uid
@@ -128,6 +127,12 @@ def test_qiba_reference_through_files(tmp_path):
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds.save_as(folder / f"slice{k}.dcm", enforce_file_format=True)
+
+
+def test_qiba_reference_through_files(tmp_path):
+    """The DRO numbers survive the whole reader (files → per-slice rescale → SUV)."""
+    folder = tmp_path / "pet"
+    _write_series(folder)
     volume = load_dicom_series(folder, role="pet")
     assert volume.role == "pet" and volume.units == "SUV"
     assert volume.data[0, 0, 0] == pytest.approx(4.11, abs=0.001)
@@ -171,6 +176,25 @@ def test_injection_before_midnight_with_time_only():
     conversion = suv_conversion([ds], WHERE)
     assert conversion.meta["delta_t_s"] == pytest.approx(3600.0)
     assert conversion.meta["injection_assumed_previous_day"] is True
+
+
+def test_a_guessed_injection_day_is_told_to_the_reader(tmp_path):
+    """Scanned at 00:30, injected at "23:30" with no date: the day before is assumed, and the
+    numbers' notes say so (not only the volume's metadata)."""
+    from viewer.core.io.study import Calibration, Study, Timepoint
+    from viewer.core.quant.stats import TimepointQuantifier
+
+    _write_series(tmp_path / "pet", SeriesDate="20260102", AcquisitionDate="20260102", SeriesTime="003000",
+                  AcquisitionTime="003000", radio_RadiopharmaceuticalStartTime="233000")
+    volume = load_dicom_series(tmp_path / "pet", role="pet")
+    timepoint = Timepoint("night", 1.0, {})
+    study = Study("night-001", None, {}, Calibration(), (timepoint,))
+    notes = TimepointQuantifier(study, timepoint, {"pet": volume}).compute().notes
+    (note,) = [n for n in notes if "injection" in n]
+    assert "day before" in note and "2026-01-01 23:30:00" in note and "1.0 h before" in note
+    _write_series(tmp_path / "day")
+    plain = TimepointQuantifier(study, timepoint, {"pet": load_dicom_series(tmp_path / "day", role="pet")}).compute()
+    assert not [n for n in plain.notes if "injection" in n]
 
 
 def test_injection_after_scan_is_refused():

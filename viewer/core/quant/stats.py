@@ -186,6 +186,10 @@ class TimepointQuantifier:
             self.notes.append("no Gd ΔR1 map: dead and live cells are not computed")
         if "pet" not in self.volumes:
             self.notes.append("no PET: SUV measures are not computed")
+        else:
+            note = _previous_day_note(self.volumes["pet"].meta)
+            if note:
+                self.notes.append(note)
         if "sodium" not in self.volumes:
             self.notes.append("no sodium map: TSC is not computed")
 
@@ -444,6 +448,17 @@ class TimepointQuantifier:
                 shares[region.name] += region.values["fluorine_cells"] / self._total_cells
         shares["elsewhere"] = max(0.0, 1.0 - shares["penumbra"] - shares["core"])
         return shares
+
+
+def _previous_day_note(meta: Mapping[str, Any]) -> str | None:
+    """The reader must see a guessed injection date: an SUV decayed over a wrong day is off by 2^(24 h / T½)."""
+    if not meta.get("injection_assumed_previous_day"):
+        return None
+    injection, scan = str(meta.get("injection_time", "?")), str(meta.get("scan_time", "?"))
+    hours = float(meta.get("delta_t_s", 0.0)) / 3600.0
+    return (f"PET SUV: the injection time has no date and is later in the day than the scan, so the injection was "
+            f"taken as the day before ({injection.replace('T', ' ')}, {hours:.1f} h before the scan at "
+            f"{scan.replace('T', ' ')}); if the tracer was not injected before midnight, the SUVs are wrong")
 
 
 #: A region whose count misses more than this share of its signal (under the threshold) says so.
