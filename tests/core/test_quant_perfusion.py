@@ -292,6 +292,8 @@ def demo(demo_manifest):
         "adc_tmax": propose_core_penumbra(regions, adc=images["adc"], tmax=images["tmax"], sodium=None,
                                           settings=settings),
         "sodium": propose_core_penumbra(regions, adc=None, tmax=None, sodium=images["sodium"], settings=settings),
+        "sodium_anatomy": propose_core_penumbra(regions, adc=None, tmax=None, sodium=images["sodium"],
+                                                settings=settings, anatomy=images["anatomical"]),
     }
 
 
@@ -319,11 +321,54 @@ def test_demo_sodium_finds_the_core(demo):
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "known limit of the sodium-only rule: the demo's 4 mm TSC map blurs every CSF space (140 mM) "
-    "into the surrounding tissue, so a 3-4 mm band at each ventricle and sulcus reads 50-100 mM; "
-    "growing the >= 100 mM CSF by 3 mm leaves 33 mL core + 251 mL penumbra vs 35.6 mL drawn "
-    "(8 mm: 15 + 176 mL). Needs a CSF mask from anatomy, or penumbra restricted to tissue "
-    "connected to the core"))
-def test_demo_sodium_does_not_mark_large_areas_elsewhere(demo):
+    "known limit of the sodium-only rule WITHOUT an anatomy: the demo's 4 mm TSC map blurs every "
+    "CSF space (140 mM) into the surrounding tissue, so a 3-4 mm band at each ventricle and sulcus "
+    "reads 50-100 mM; growing the >= 100 mM CSF by 3 mm leaves 33 mL core + 251 mL penumbra vs "
+    "35.6 mL drawn. With the anatomy's CSF class it holds (next test)"))
+def test_demo_sodium_without_anatomy_marks_large_areas_elsewhere(demo):
     proposed = demo["sodium"].labels > 0
     assert proposed.sum() <= 2 * demo["lesion"].sum()
+
+
+def test_demo_sodium_with_the_anatomy_marks_the_lesion_and_little_else(demo):
+    """Measured: CSF = the T1's darkest Otsu class grown by 2 mm, penumbra connected to the core:
+    25.8 mL penumbra vs 33.8 mL drawn (−24 %), 2.5 mL of the 27 mL proposed outside the drawn
+    lesion (251 mL of penumbra without the anatomy)."""
+    p = demo["sodium_anatomy"]
+    proposed = p.labels > 0
+    drawn_penumbra_ml = (demo["lesion"] & ~demo["core"]).sum() * 0.001
+    assert p.penumbra_ml == pytest.approx(drawn_penumbra_ml, rel=0.30)
+    assert (proposed & ~demo["lesion"]).sum() <= 0.15 * proposed.sum()
+    assert any("darkest tissue class" in note for note in p.notes)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "issue 17, open: the demo's sodium core (82 mM in an 8 mm blob, blurred 4 mm FWHM on a 4 mm grid) "
+    "reads >= 70 mM over only 63 % of the drawn core, 1.2 of 1.9 mL; the demo's sodium design is "
+    "revised with its realistic noise"))
+def test_demo_sodium_core_within_20_percent_of_the_drawn_core(demo):
+    assert demo["sodium_anatomy"].core_ml == pytest.approx(demo["core"].sum() * 0.001, rel=0.20)
+
+
+@pytest.mark.parametrize("contrast", ["T1", "T2"])
+def test_the_anatomys_csf_class_is_where_sodium_is_highest_whatever_its_contrast(contrast):
+    """A ventricle (TSC 140 mM) in grey/white tissue: dark on T1, bright on T2; the class with
+    the higher TSC is taken as CSF either way, and nothing else."""
+    from viewer.core.quant.perfusion import _anatomy_csf
+
+    shape = (40, 40, 40)
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1)
+    ventricle = np.linalg.norm(ijk - 20, axis=-1) < 6
+    white = ijk[..., 0] < 20
+    grey = ~white & ~ventricle
+    t1 = np.where(ventricle, 30.0, np.where(white, 200.0, 120.0)).astype(np.float32)
+    image = t1 if contrast == "T1" else (260.0 - t1).astype(np.float32)
+    affine = np.eye(4)
+    anatomy = Volume.from_array(image, affine, role="anatomical")
+    target = Volume.from_array(np.zeros(shape, np.int16), affine, role="regions")
+    tsc = np.where(ventricle, 140.0, 40.0).astype(np.float32)
+    notes: list[str] = []
+    csf = _anatomy_csf(anatomy, target, tsc, notes)
+    assert csf is not None and np.array_equal(csf, ventricle), contrast
+    assert ("darkest" if contrast == "T1" else "brightest") in notes[-1]
+    assert not (csf & grey).any()

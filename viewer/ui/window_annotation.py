@@ -75,7 +75,8 @@ class AnnotationActions:
         volumes = scene.volumes
         self.statusBar().showMessage("proposing core and penumbra…")
         self.jobs.submit("propose", lambda: propose_core_penumbra(
-            target, adc=volumes.get("adc"), tmax=volumes.get("tmax"), sodium=volumes.get("sodium")))
+            target, adc=volumes.get("adc"), tmax=volumes.get("tmax"), sodium=volumes.get("sodium"),
+            anatomy=volumes.get("anatomical")))
 
     def _apply_proposal(self, proposal) -> None:
         from viewer.core.edit_tools import apply_proposal

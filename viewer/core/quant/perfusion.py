@@ -146,14 +146,19 @@ def sodium_mean(sodium: Volume, box: Box, mask: np.ndarray) -> float | None:
 # -- the proposal -----------------------------------------------------------------------------
 
 def propose_core_penumbra(target: Volume, *, adc: Volume | None, tmax: Volume | None, sodium: Volume | None,
-                          settings: QuantSettings | None = None, brain_mask: np.ndarray | None = None) -> Proposal:
+                          settings: QuantSettings | None = None, brain_mask: np.ndarray | None = None,
+                          anatomy: Volume | None = None) -> Proposal:
     """Propose core (label 1) and penumbra (label 2) on ``target``'s grid.
 
     With ADC and Tmax (preferred): core = ADC < ``adc_core_threshold`` inside the ADC field of
     view and brain (ADC > 0), hypoperfused = Tmax > ``tmax_threshold_s``, penumbra =
     hypoperfused − core. With sodium only: core = TSC ≥ ``sodium_core_mM``, penumbra = TSC in
     [``sodium_penumbra_mM``, ``sodium_core_mM``), both outside CSF (TSC ≥ ``csf_sodium_mM``)
-    grown by ``csf_margin_mm``. Then both are restricted to ``brain_mask`` (a bool array of the
+    grown by ``csf_margin_mm``; with ``anatomy`` also outside its CSF class grown by
+    ``csf_anatomy_margin_mm`` (a 4 mm TSC map blurs 140 mM CSF into a 50–100 mM band around
+    every ventricle and sulcus that thresholds cannot tell from penumbra; the anatomy's finer
+    grid can), and the penumbra is the raised tissue connected to the core (26-neighbours).
+    Then both are restricted to ``brain_mask`` (a bool array of the
     target's shape) when given, and 26-connected components smaller than ``min_component_ml``
     are dropped. Without usable maps the proposal is empty, ``method`` None, and a note says
     which maps are needed.
@@ -170,7 +175,7 @@ def propose_core_penumbra(target: Volume, *, adc: Volume | None, tmax: Volume | 
     elif sodium is not None:
         if adc is not None or tmax is not None:
             notes.append(f"{'ADC' if adc is not None else 'Tmax'} alone is not used: ADC and Tmax are needed together")
-        core, hypo = _sodium_masks(target, sodium, settings, notes)
+        core, hypo = _sodium_masks(target, sodium, settings, notes, anatomy)
         method = METHOD_SODIUM
     else:
         have = "only ADC" if adc is not None else "only Tmax" if tmax is not None else "no ADC, Tmax or sodium map"
@@ -212,8 +217,8 @@ def _adc_tmax_masks(target: Volume, adc: Volume, tmax: Volume, settings: QuantSe
     return core, hypo
 
 
-def _sodium_masks(target: Volume, sodium: Volume, settings: QuantSettings,
-                  notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def _sodium_masks(target: Volume, sodium: Volume, settings: QuantSettings, notes: list[str],
+                  anatomy: Volume | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(core, core ∪ penumbra) on the target grid from TSC, CSF and its margin excluded."""
     tsc = _resample_masked_map(sodium, target)
     with np.errstate(invalid="ignore"):
@@ -227,8 +232,53 @@ def _sodium_masks(target: Volume, sodium: Volume, settings: QuantSettings,
     notes.append(f"core: TSC ≥ {settings.sodium_core_mM:g} mM; penumbra: TSC in [{settings.sodium_penumbra_mM:g}, "
                  f"{settings.sodium_core_mM:g}) mM; CSF (TSC ≥ {settings.csf_sodium_mM:g} mM) grown by "
                  f"{settings.csf_margin_mm:g} mm excluded ({excluded_ml:.1f} mL)")
+    if anatomy is not None:
+        anatomy_csf = _anatomy_csf(anatomy, target, tsc, notes)
+        if anatomy_csf is not None:
+            near = _grow(anatomy_csf, target.spacing_mm, settings.csf_anatomy_margin_mm)
+            core &= ~near
+            raised &= ~near
+            notes.append(f"CSF of the anatomy grown by {settings.csf_anatomy_margin_mm:g} mm excluded "
+                         f"({np.count_nonzero(near) * target.voxel_volume_ml:.1f} mL)")
+        raised = _connected_to(raised | core, core)
+        notes.append("penumbra: the raised-TSC tissue connected to the core")
     notes.append("sodium only: the penumbra is the raised-TSC tissue around the core, not a perfusion deficit")
     return core, raised
+
+
+def _anatomy_csf(anatomy: Volume, target: Volume, tsc: np.ndarray, notes: list[str]) -> np.ndarray | None:
+    """The anatomy's CSF on the target grid: of three Otsu classes of its non-zero voxels, the
+    darkest (T1) or the brightest (T2), whichever holds the higher mean TSC — CSF is where
+    sodium is highest, whatever the anatomy's contrast. None when it cannot be told."""
+    from skimage.filters import threshold_multiotsu
+
+    values = np.asarray(anatomy.data, dtype=np.float32)
+    inside = np.isfinite(values) & (values != 0)
+    sample = values[inside][:: max(1, int(np.count_nonzero(inside) // 500_000))]
+    if sample.size < 1000 or np.unique(sample).size < 3:
+        notes.append("the anatomy has too few distinct values for a CSF class: not used")
+        return None
+    low, high = threshold_multiotsu(sample, classes=3)
+    dark = resample_to_grid(Volume.from_array((inside & (values < low)).astype(np.float32), anatomy.voxel_to_world,
+                                              role="anatomical"), target, "linear") >= 0.5
+    bright = resample_to_grid(Volume.from_array((inside & (values >= high)).astype(np.float32), anatomy.voxel_to_world,
+                                                role="anatomical"), target, "linear") >= 0.5
+    with np.errstate(invalid="ignore"):
+        dark_tsc = float(np.nanmean(tsc[dark])) if dark.any() else -np.inf
+        bright_tsc = float(np.nanmean(tsc[bright])) if bright.any() else -np.inf
+    if not np.isfinite(max(dark_tsc, bright_tsc)):
+        notes.append("the anatomy's tissue classes lie outside the TSC map: no CSF class used")
+        return None
+    which, mask = ("darkest", dark) if dark_tsc >= bright_tsc else ("brightest", bright)
+    notes.append(f"CSF: the anatomy's {which} tissue class (mean TSC {max(dark_tsc, bright_tsc):.0f} mM there)")
+    return mask
+
+
+def _connected_to(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """The 26-connected components of ``mask`` that hold a seed voxel."""
+    components, _count = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    kept = np.unique(components[seeds & (components > 0)])
+    return np.isin(components, kept[kept > 0])
 
 
 def _resample_masked_map(volume: Volume, target: Volume) -> np.ndarray:

@@ -20,7 +20,10 @@ class QuantSettings:
     Tmax > 6 s, penumbra = hypoperfused − core (DEFUSE 3). With sodium only: core = TSC ≥ 70
     mM, penumbra = TSC in [50, 70) mM (healthy tissue < 45 mM, infarct ≈ 70 mM); CSF (TSC ≥
     ``csf_sodium_mM``, about 140 mM in CSF, grown by ``csf_margin_mm`` to remove partial-volume
-    rims) is excluded. Components smaller than ``min_component_ml`` are dropped.
+    rims) is excluded; with an anatomy, so is its CSF class (the anatomy's darkest or brightest
+    of three Otsu classes, whichever holds the higher TSC) grown by ``csf_anatomy_margin_mm``,
+    and the penumbra is the raised tissue connected to the core. Components smaller than
+    ``min_component_ml`` are dropped.
 
     DEFUSE-3 style target-mismatch criteria: core < 70 mL, mismatch ratio ≥ 1.8, mismatch
     volume ≥ 15 mL.
@@ -34,6 +37,7 @@ class QuantSettings:
     sodium_penumbra_mM: float = 50.0
     csf_sodium_mM: float = 100.0
     csf_margin_mm: float = 3.0
+    csf_anatomy_margin_mm: float = 2.0
     min_component_ml: float = 0.1
     defuse_max_core_ml: float = 70.0
     defuse_min_ratio: float = 1.8
