@@ -182,3 +182,11 @@ def test_a_region_with_nothing_detected_bounds_cells_spread_thinly_below_the_thr
             covered += high >= hidden
     assert undetected >= 20
     assert covered >= 0.95 * undetected
+
+
+def test_live_cells_and_dead_fraction_follow_the_count_interval_in_the_notes():
+    from viewer.core.quant.stats import _viability_interval_note
+
+    note = _viability_interval_note("core", 2600.0, 8000.0, 9000.0)
+    assert "live cells 5,400–6,400" in note and "dead fraction 0.29–0.33" in note and "'core'" in note
+    assert "dead fraction 1.00–1.00" in _viability_interval_note("x", 9500.0, 8000.0, 9000.0)

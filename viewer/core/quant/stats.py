@@ -335,6 +335,9 @@ class TimepointQuantifier:
                 values.update(live_cells=split.live_cells, dead_fraction=split.dead_fraction, rejection_alert=split.rejection_alert)
                 if split.dead_exceeds_total:
                     notes.append(_dead_above_total_note(name, values["dead_cells"], total_cells, details))
+                elif (values["fluorine_cells_ci95_low"] or 0) > 0 and split.live_cells is not None:
+                    notes.append(_viability_interval_note(name, values["dead_cells"], values["fluorine_cells_ci95_low"],
+                                                          values["fluorine_cells_ci95_high"]))
 
         if self.pet is not None:
             mapped = self._mapped("pet", label, name, volume_ml, notes)
@@ -448,6 +451,15 @@ class TimepointQuantifier:
                 shares[region.name] += region.values["fluorine_cells"] / self._total_cells
         shares["elsewhere"] = max(0.0, 1.0 - shares["penumbra"] - shares["core"])
         return shares
+
+
+def _viability_interval_note(name: str, dead: float, low: float, high: float) -> str:
+    """Live cells and dead fraction over the ¹⁹F count's interval (PRODUCT.md §3: the numbers
+    built on the count carry its uncertainty, at least in the notes); ``low`` > 0."""
+    live_low, live_high = max(low - dead, 0.0), max(high - dead, 0.0)
+    fraction = f"{min(max(dead, 0.0) / high, 1.0):.2f}–{min(max(dead, 0.0) / low, 1.0):.2f}"
+    return (f"region '{name}': over the ¹⁹F count's 95 % interval, live cells {live_low:,.0f}–{live_high:,.0f} and dead "
+            f"fraction {fraction} (the ΔR1 noise of the dead count is not included)")
 
 
 def _previous_day_note(meta: Mapping[str, Any]) -> str | None:
