@@ -265,7 +265,7 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 
 def test_existing_folder_is_refused_and_left_untouched(tmp_path, monkeypatch):
     built = []
-    monkeypatch.setattr(demo, "_build", lambda root, seed: built.append(root))
+    monkeypatch.setattr(demo, "_build", lambda root, seed, profile: built.append(root))
     target = tmp_path / "study"
     target.mkdir()
     (target / "notes.txt").write_text("keep me")
@@ -285,7 +285,7 @@ def test_overwrite_replaces_only_after_a_complete_build(tmp_path, monkeypatch):
     target.mkdir()
     (target / "old.txt").write_text("old")
 
-    def failing(root: Path, seed: int) -> None:
+    def failing(root: Path, seed: int, profile) -> None:
         (root / "half.txt").write_text("half")
         raise RuntimeError("disk full")
 
@@ -295,7 +295,7 @@ def test_overwrite_replaces_only_after_a_complete_build(tmp_path, monkeypatch):
     assert _snapshot(target) == {"old.txt": b"old"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["study"]
 
-    def complete(root: Path, seed: int) -> None:
+    def complete(root: Path, seed: int, profile) -> None:
         (root / "study.toml").write_text(f"seed {seed}")
 
     monkeypatch.setattr(demo, "_build", complete)
@@ -306,3 +306,26 @@ def test_overwrite_replaces_only_after_a_complete_build(tmp_path, monkeypatch):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert write_demo_study(empty, registered=False) == empty / "study.toml"
+
+
+@slow
+def test_the_scanner_noise_profile_gives_a_scanners_snr(tmp_path):
+    """`noise="scanner"` (issue 17): reference SNR 25 and graft voxels of a few to tens of σ,
+    measured on the written ¹⁹F image with numpy (σ from the air box by the Rayleigh mean)."""
+    manifest = write_demo_study(tmp_path / "scanner", registered=False, noise="scanner")
+    truth = json.loads((manifest.parent / TRUTH_NAME).read_text(encoding="utf-8"))
+    assert truth["noise_profile"] == "scanner" and truth["calibration"]["fluorine_atoms_per_cell"] == 1.0e13
+    study = load_study(manifest)
+    assert study.calibration.fluorine_atoms_per_cell == 1.0e13 and study.calibration.gd_fmol_per_cell == 1.0
+    volumes = load_timepoint(study, study.timepoints[0])
+    f19, regions = volumes["fluorine"], volumes["regions"]
+    on_f19 = labels_on_grid(np.asarray(regions.data), regions.voxel_to_world, demo.Grid(f19.shape, f19.voxel_to_world))
+    signal = np.asarray(f19.data, dtype=np.float64)
+    sigma = signal[on_f19 == 5].mean() / math.sqrt(math.pi / 2)
+    assert sigma == pytest.approx(40.0, rel=0.03)
+    assert signal[on_f19 == 4].mean() / sigma == pytest.approx(25.0, rel=0.05)
+    injection = signal[on_f19 == 3]
+    assert 5.0 <= injection.max() / sigma <= 40.0  # the brightest graft voxel
+    with pytest.raises(ViewerError, match="unknown demo noise profile"):
+        write_demo_study(tmp_path / "other", noise="loud")
+    assert not (tmp_path / "other").exists()

@@ -136,9 +136,9 @@ MAX_BALL_RADIUS_MM = 3.5
 
 # -- signal and noise -------------------------------------------------------------------------
 F19_REFERENCE_SIGNAL = 1000.0  # a.u., signal of a voxel filled with the 20 mM reference
-F19_SIGMA = 0.05  # a.u., per channel (Rician magnitude)
+F19_SIGMA = 0.05  # a.u., per channel (Rician magnitude); the "ideal" profile's
 DR2STAR_SIGMA = 1.5  # 1/s
-DR1_SIGMA = 5.0e-6  # 1/s
+DR1_SIGMA = 5.0e-6  # 1/s; the "ideal" profile's
 PET_RELATIVE_SIGMA = 0.05
 TSC_SIGMA = 2.5  # mM
 ADC_SIGMA = 20.0  # 1e-6 mm²/s
@@ -215,10 +215,39 @@ TIMEPOINTS: tuple[TimepointDesign, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class NoiseProfile:
+    """How noisy the demo's ¹⁹F and Gd maps are, and the calibration that goes with it.
+
+    ``ideal`` (the default): reference SNR 20,000 and ΔR1 noise 5e-6 1/s, so the §3 estimators
+    recover the truth within 1-2 % — what the demo's numeric tests were built on. ``scanner``
+    (issue 17): reference SNR 25 and 10¹³ ¹⁹F atoms per cell (the contract's range is 3·10¹¹–
+    1.7·10¹³), so the cell balls' fully filled voxels read about 10 σ (3 σ for the smallest);
+    1 fmol Gd per cell with ΔR1 noise of 3e-5 1/s, a tenth of a dead-cell cluster's ΔR1.
+    """
+
+    name: str
+    f19_sigma: float  # a.u., per channel
+    fluorine_atoms_per_cell: float
+    dr1_sigma: float  # 1/s
+    gd_fmol_per_cell: float
+
+    def calibration(self) -> dict[str, float | int]:
+        return {**CALIBRATION, "fluorine_atoms_per_cell": self.fluorine_atoms_per_cell,
+                "gd_fmol_per_cell": self.gd_fmol_per_cell}
+
+
+NOISE_PROFILES: dict[str, NoiseProfile] = {
+    "ideal": NoiseProfile("ideal", F19_SIGMA, float(CALIBRATION["fluorine_atoms_per_cell"]), DR1_SIGMA,
+                          float(CALIBRATION["gd_fmol_per_cell"])),
+    "scanner": NoiseProfile("scanner", F19_REFERENCE_SIGNAL / 25.0, 1.0e13, 3.0e-5, 1.0),
+}
+
+
 # -- public API -------------------------------------------------------------------------------
 
 def write_demo_study(out_dir: str | Path, *, seed: int = DEFAULT_SEED, overwrite: bool = False,
-                     dicom_exam: bool = False, registered: bool = True,
+                     dicom_exam: bool = False, registered: bool = True, noise: str = "ideal",
                      progress: Callable[[str, int, int], None] = lambda stage, done, total: None) -> Path:
     """Write the demonstration study into ``out_dir`` and return its manifest path.
 
@@ -235,15 +264,24 @@ def write_demo_study(out_dir: str | Path, *, seed: int = DEFAULT_SEED, overwrite
     not the truth — every later timepoint to day 1 and every PET to its day's MR, so its
     numbers are right; ``registered=False`` leaves the transforms out (``viewer demo
     --unregistered``), and the later timepoints then measure day 1's regions in the wrong
-    tissue. ``progress(stage, done, total)`` follows the registrations.
+    tissue. ``progress(stage, done, total)`` follows the registrations. ``noise`` names a
+    :data:`NOISE_PROFILES` entry ("ideal" or "scanner").
+
+    Raises:
+        ViewerError: an unknown ``noise`` profile (before anything is written).
 
     Raises:
         ViewerError: ``out_dir`` exists and is not empty (without ``overwrite``), or is a file.
     """
     out_dir = Path(out_dir).absolute()
+    if noise not in NOISE_PROFILES:
+        from viewer.core.errors import ViewerError
+
+        raise ViewerError(f"unknown demo noise profile {noise!r}; choose {' or '.join(NOISE_PROFILES)}")
+    profile = NOISE_PROFILES[noise]
 
     def build(tmp: Path) -> None:
-        _build(tmp, seed)
+        _build(tmp, seed, profile)
         if registered:
             register_demo(tmp / MANIFEST_NAME, progress)
         if dicom_exam:
@@ -656,7 +694,7 @@ def _noisy(rng: np.random.Generator, clean: np.ndarray, sigma: float, scale: np.
     return quantize(clean + sigma * scale * rng.standard_normal(clean.shape), sigma)
 
 
-def _build(root: Path, seed: int) -> None:
+def _build(root: Path, seed: int, profile: NoiseProfile = NOISE_PROFILES["ideal"]) -> None:
     """Write the whole study into the (empty, temporary) folder ``root``."""
     rng = np.random.default_rng(seed)
     anatomy = load_anatomy()
@@ -696,7 +734,8 @@ def _build(root: Path, seed: int) -> None:
     core = labels == CORE
     pen = labels == PENUMBRA
     f19_grid = grids["fluorine"]
-    f_vox_atoms = CALIBRATION["reference_fluorine_mM"] * 1e-3 * AVOGADRO * f19_grid.voxel_volume_l
+    calibration = profile.calibration()
+    f_vox_atoms = calibration["reference_fluorine_mM"] * 1e-3 * AVOGADRO * f19_grid.voxel_volume_l
     tube_index, tube_fraction = partial_volume(
         f19_grid,
         lambda p: (np.hypot(p[..., 0] - TUBE_AXIS_XY_MM[0], p[..., 1] - TUBE_AXIS_XY_MM[1]) <= TUBE_RADIUS_MM)
@@ -745,8 +784,8 @@ def _build(root: Path, seed: int) -> None:
     save_nifti(t1_stored, root / "anat" / "t1.nii", anat_affine)
     del t1
 
-    fe_mol_per_cell = CALIBRATION["fe_pg_per_cell"] * 1e-12 / FE_G_PER_MOL
-    gd_mol_per_cell = CALIBRATION["gd_fmol_per_cell"] * 1e-15
+    fe_mol_per_cell = calibration["fe_pg_per_cell"] * 1e-12 / FE_G_PER_MOL
+    gd_mol_per_cell = calibration["gd_fmol_per_cell"] * 1e-15
     spio_sigma_vox = SPIO_SMOOTH_SIGMA_MM / np.linalg.norm(grids["spio"].affine[:3, :3], axis=0)
 
     timepoint_truth: list[dict[str, Any]] = []
@@ -754,7 +793,7 @@ def _build(root: Path, seed: int) -> None:
     volumes_ml = {label: float(np.count_nonzero(labels == label)) * abs(np.linalg.det(anat_affine[:3, :3])) / 1000.0
                   for label in REGION_NAMES}
     sodium_means = _region_means(tsc_clean, labels_on["sodium"])
-    noise_sd = _count_noise_sd(labels_on, noise_scale, grids)
+    noise_sd = _count_noise_sd(labels_on, noise_scale, grids, profile)
     for design in TIMEPOINTS:
         folder = root / design.folder
         folder.mkdir()
@@ -771,24 +810,25 @@ def _build(root: Path, seed: int) -> None:
 
         # 19F: fluorine atoms per voxel relative to a full reference voxel, Rician magnitude.
         cells_f19 = ball_content(f19_grid, balls, lambda b: float(b.cells))
-        clean = F19_REFERENCE_SIGNAL * (tube + cells_f19 * CALIBRATION["fluorine_atoms_per_cell"] / f_vox_atoms)
-        real = clean + F19_SIGMA * rng.standard_normal(clean.shape)
-        imag = F19_SIGMA * rng.standard_normal(clean.shape)
-        save_nifti(quantize(np.hypot(real, imag), F19_SIGMA), folder / "f19.nii.gz", to_session @ f19_grid.affine)
+        clean = F19_REFERENCE_SIGNAL * (tube + cells_f19 * calibration["fluorine_atoms_per_cell"] / f_vox_atoms)
+        real = clean + profile.f19_sigma * rng.standard_normal(clean.shape)
+        imag = profile.f19_sigma * rng.standard_normal(clean.shape)
+        save_nifti(quantize(np.hypot(real, imag), profile.f19_sigma), folder / "f19.nii.gz",
+                   to_session @ f19_grid.affine)
         del real, imag, clean
 
         # SPIO ΔR2* from the iron of all cells, slightly smoothed.
         g = grids["spio"]
         fe_mM = ball_content(g, balls, lambda b: b.cells * fe_mol_per_cell) / g.voxel_volume_l * 1e3
-        dr2 = ndimage.gaussian_filter(CALIBRATION["spio_r2star_per_mM_s"] * fe_mM, spio_sigma_vox, mode="constant")
+        dr2 = ndimage.gaussian_filter(calibration["spio_r2star_per_mM_s"] * fe_mM, spio_sigma_vox, mode="constant")
         save_nifti(_noisy(rng, dr2, DR2STAR_SIGMA, noise_scale["spio"]), folder / "dr2star.nii.gz", to_session @ g.affine)
         del fe_mM, dr2
 
         # Gd ΔR1 from the gadolinium released by dead cells.
         g = grids["gd"]
         gd_mM = ball_content(g, balls, lambda b: b.dead * gd_mol_per_cell) / g.voxel_volume_l * 1e3
-        dr1 = CALIBRATION["gd_r1_per_mM_s"] * gd_mM
-        save_nifti(_noisy(rng, dr1, DR1_SIGMA, noise_scale["gd"]), folder / "dr1.nii.gz", to_session @ g.affine)
+        dr1 = calibration["gd_r1_per_mM_s"] * gd_mM
+        save_nifti(_noisy(rng, dr1, profile.dr1_sigma, noise_scale["gd"]), folder / "dr1.nii.gz", to_session @ g.affine)
         del gd_mM, dr1
 
         # PET SUV: FDG-like grey/white contrast, hypometabolic core, inflamed rim.
@@ -834,21 +874,22 @@ def _build(root: Path, seed: int) -> None:
             "tmax": f"{design.folder}/tmax.nii.gz",
             **regions_entry,
         })
-        timepoint_truth.append(_timepoint_truth(design, balls, volumes_ml, sodium_means, suv_means,
+        timepoint_truth.append(_timepoint_truth(design, balls, volumes_ml, sodium_means, suv_means, profile,
                                                 noise_sd, f_vox_atoms, f19_grid))
 
     truth = {
         "study": STUDY_INFO["id"],
         "generator": {"seed": int(seed), "version": DEMO_VERSION, "module": __name__, "viewer": viewer_version},
-        "assumptions": _assumptions(grids),
-        "calibration": dict(CALIBRATION),
+        "noise_profile": profile.name,
+        "assumptions": _assumptions(grids, profile),
+        "calibration": dict(calibration),
         "geometry": _geometry_truth(grids),
         "timepoints": timepoint_truth,
         "homing": [_homing(t) for t in timepoint_truth],
     }
     write_text_atomic(root / TRUTH_NAME, json.dumps(truth, indent=2, sort_keys=False) + "\n")
     models = _copy_demo_models(root)
-    write_manifest({"study": dict(STUDY_INFO), "calibration": dict(CALIBRATION), "model": models,
+    write_manifest({"study": dict(STUDY_INFO), "calibration": dict(calibration), "model": models,
                     "timepoint": manifest_timepoints}, root / MANIFEST_NAME)
 
 
@@ -895,17 +936,17 @@ def _pet_tags(day: date) -> PetTags:
 
 
 def _count_noise_sd(labels_on: dict[str, np.ndarray], noise_scale: dict[str, np.ndarray],
-                    grids: dict[str, Grid]) -> dict[int, dict[str, float]]:
+                    grids: dict[str, Grid], profile: NoiseProfile) -> dict[int, dict[str, float]]:
     """Standard deviation, caused by map noise, of the SPIO cell count and the Gd dead count."""
     fe_g_per_cell = CALIBRATION["fe_pg_per_cell"] * 1e-12
-    gd_mol_per_cell = CALIBRATION["gd_fmol_per_cell"] * 1e-15
+    gd_mol_per_cell = profile.gd_fmol_per_cell * 1e-15
     out: dict[int, dict[str, float]] = {}
     for label in REGION_NAMES:
         spio = noise_scale["spio"][labels_on["spio"] == label].astype(np.float64)
         gd = noise_scale["gd"][labels_on["gd"] == label].astype(np.float64)
         spio_mol = DR2STAR_SIGMA * math.sqrt(float(np.sum(spio ** 2))) / CALIBRATION["spio_r2star_per_mM_s"] \
             * 1e-3 * grids["spio"].voxel_volume_l
-        gd_mol = DR1_SIGMA * math.sqrt(float(np.sum(gd ** 2))) / CALIBRATION["gd_r1_per_mM_s"] \
+        gd_mol = profile.dr1_sigma * math.sqrt(float(np.sum(gd ** 2))) / CALIBRATION["gd_r1_per_mM_s"] \
             * 1e-3 * grids["gd"].voxel_volume_l
         out[label] = {"spio_cells_noise_sd": spio_mol * FE_G_PER_MOL / fe_g_per_cell,
                       "dead_cells_noise_sd": gd_mol / gd_mol_per_cell}
@@ -913,7 +954,7 @@ def _count_noise_sd(labels_on: dict[str, np.ndarray], noise_scale: dict[str, np.
 
 
 def _timepoint_truth(design: TimepointDesign, balls: list[Ball], volumes_ml: dict[int, float],
-                     sodium_means: dict[int, float | None], suv_means: dict[int, float | None],
+                     sodium_means: dict[int, float | None], suv_means: dict[int, float | None], profile: NoiseProfile,
                      noise_sd: dict[int, dict[str, float]], f_vox_atoms: float, f19_grid: Grid) -> dict[str, Any]:
     regions = []
     for label, name in REGION_NAMES.items():
@@ -927,15 +968,15 @@ def _timepoint_truth(design: TimepointDesign, balls: list[Ball], volumes_ml: dic
             "dead_cells": int(dead),
             "live_cells": int(total - dead),
             "dead_fraction": (dead / total) if total else None,
-            "released_gd_mol": dead * CALIBRATION["gd_fmol_per_cell"] * 1e-15,
+            "released_gd_mol": dead * profile.gd_fmol_per_cell * 1e-15,
             "sodium_mean_mM": sodium_means[label],
             "suv_mean": suv_means[label],
             **noise_sd[label],
         })
     noise = {
-        "f19_sigma": F19_SIGMA,
+        "f19_sigma": profile.f19_sigma,
         "dr2star_sigma": DR2STAR_SIGMA,
-        "dr1_sigma": DR1_SIGMA,
+        "dr1_sigma": profile.dr1_sigma,
         "pet_relative_sigma": PET_RELATIVE_SIGMA,
         "tsc_sigma": TSC_SIGMA,
         "adc_sigma": ADC_SIGMA,
@@ -943,8 +984,8 @@ def _timepoint_truth(design: TimepointDesign, balls: list[Ball], volumes_ml: dic
         "storage_step": "values stored rounded to a power-of-two step <= sigma/64",
         "air": "every map but 19F and PET is exactly 0 in air (noise fades out over ~3 mm outside the brain)",
     }
-    detection_limit = (CALIBRATION["detection_snr"] * F19_SIGMA / F19_REFERENCE_SIGNAL * f_vox_atoms
-                       / CALIBRATION["fluorine_atoms_per_cell"] / f19_grid.voxel_volume_mm3)
+    detection_limit = (CALIBRATION["detection_snr"] * profile.f19_sigma / F19_REFERENCE_SIGNAL * f_vox_atoms
+                       / profile.fluorine_atoms_per_cell / f19_grid.voxel_volume_mm3)
     return {
         "label": design.label,
         "day": design.day,
@@ -952,7 +993,7 @@ def _timepoint_truth(design: TimepointDesign, balls: list[Ball], volumes_ml: dic
         "image_transforms": {"pet": as_list(np.round(design.pet_transform(), 12))},
         "noise": noise,
         "reference_signal": F19_REFERENCE_SIGNAL,
-        "reference_cell_equivalents_per_voxel": f_vox_atoms / CALIBRATION["fluorine_atoms_per_cell"],
+        "reference_cell_equivalents_per_voxel": f_vox_atoms / profile.fluorine_atoms_per_cell,
         "detection_limit_cells_per_mm3": detection_limit,
         "pet_rim_suv": design.pet_rim_suv,
         "regions": regions,
@@ -985,7 +1026,7 @@ def _geometry_truth(grids: dict[str, Grid]) -> dict[str, Any]:
     }
 
 
-def _assumptions(grids: dict[str, Grid]) -> list[str]:
+def _assumptions(grids: dict[str, Grid], profile: NoiseProfile) -> list[str]:
     f19 = grids["fluorine"]
     return [
         "Everything except the anatomy is simulated; the patient is fictitious.",
@@ -1018,15 +1059,23 @@ def _assumptions(grids: dict[str, Grid]) -> list[str]:
         "renormalised, so every image holds exactly the designed amount of fluorine, iron and gadolinium.",
         f"19F: grid {f19.shape} of 2 mm voxels rotated 12 deg about z and 8 deg about x. Voxel signal = "
         f"{F19_REFERENCE_SIGNAL:g} x (fluorine atoms in voxel) / (20 mM x N_A x V); Rician magnitude noise with "
-        f"sigma = {F19_SIGMA:g} per channel (reference SNR {F19_REFERENCE_SIGNAL / F19_SIGMA:g}: far above a real "
-        "scanner's, chosen so the PRODUCT.md §3 estimator recovers 1,500-58,000 cells within 1-2 %).",
+        f"sigma = {profile.f19_sigma:g} per channel (reference SNR {F19_REFERENCE_SIGNAL / profile.f19_sigma:g}; "
+        f"noise profile '{profile.name}': "
+        + ("far above a real scanner's, chosen so the PRODUCT.md §3 estimator recovers 1,500-58,000 cells within "
+           "1-2 %)." if profile.name == "ideal" else
+           f"a scanner's; {profile.fluorine_atoms_per_cell:g} 19F atoms per cell, so the cell balls' fully filled "
+           "voxels read about 10 sigma and the smallest balls' brightest voxels about 3 sigma; the counts' 95 % "
+           "intervals are what to compare with the truth)."),
         "SPIO: dR2* = 100 /mM/s x iron (15 pg Fe/cell, 55.845 g/mol) of all cells, Gaussian-smoothed "
         f"(sigma {SPIO_SMOOTH_SIGMA_MM} mm), 1x1x2 mm grid, Gaussian noise sigma {DR2STAR_SIGMA} 1/s in the head.",
         "Gd: dR1 = 4 /mM/s x gadolinium released by dead cells only, spread like that region's cells; "
-        f"1.5 mm grid rotated -10 deg about z and 6 deg about y. gd_fmol_per_cell = {CALIBRATION['gd_fmol_per_cell']:g} "
-        f"is a demo choice (dR1 of a dead-cell cluster ~0.01-0.1 1/s), and the noise sigma = {DR1_SIGMA:g} 1/s is "
-        "orders of magnitude below a scanner's: needed so the dead fraction of a 3,000-cell, 30 mL penumbra is "
-        "measurable within 0.01 by summing dR1 over the region.",
+        f"1.5 mm grid rotated -10 deg about z and 6 deg about y. gd_fmol_per_cell = {profile.gd_fmol_per_cell:g}, "
+        f"noise sigma = {profile.dr1_sigma:g} 1/s: "
+        + ("a demo choice (dR1 of a dead-cell cluster ~0.01-0.1 1/s) with noise orders of magnitude below a "
+           "scanner's, so the dead fraction of a 3,000-cell, 30 mL penumbra is measurable within 0.01 by summing "
+           "dR1 over the region." if profile.name == "ideal" else
+           "about a tenth of a dead-cell cluster's dR1 (~3e-4 1/s), as a scanner gives: summed over a 30 mL "
+           "region the noise is worth thousands of dead cells."),
         "PET: FDG-like SUV = 6 GM + 2.5 WM + 0.3 CSF, smoothed to 5 mm FWHM; core SUV 3 (hypometabolic), "
         "inflamed rim (4 mm around the core) SUV 8.0 / 8.8 / 7.5 at day 1 / 7 / 21 (3 mm FWHM); 5 % multiplicative "
         "noise; 2x2x3 mm grid. Day 7 is a DICOM series in Bq/mL (F-18, 250 MBq at 09:12, scan 10:05, 68 kg, "
