@@ -32,7 +32,8 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage
 
-FACES = ndimage.generate_binary_structure(3, 1)
+from viewer.core.quant.fluorine import CLUSTER_STRUCTURE
+
 #: Voxels around a cluster the fit reads (its faint edge lies within two voxels).
 NEIGHBOURHOOD_VOXELS = 2
 #: Highest amplitude (σ units) of the tabulated Rician mean; above it the mean is √(a² + …) ≈ a.
@@ -144,13 +145,10 @@ def levenberg_marquardt(residuals, start: np.ndarray, low: np.ndarray, high: np.
 
 @dataclass(frozen=True)
 class GraftFit:
-    """A cluster's fitted graft: its whole signal and standard error (σ units), and the model."""
+    """A cluster's fitted graft: its whole signal and standard error (σ units)."""
 
     signal: float
     standard_error: float
-    centre_mm: tuple[float, float, float]
-    radius_mm: float
-    amplitude_snr: float
     converged: bool
 
 
@@ -164,7 +162,7 @@ def fit_graft(snr: np.ndarray, cluster: np.ndarray, spacing_mm: tuple[float, flo
     """
     spacing = np.asarray(spacing_mm, dtype=np.float64)
     voxel = float(np.prod(spacing) ** (1 / 3))
-    around = ndimage.binary_dilation(cluster, FACES, iterations=NEIGHBOURHOOD_VOXELS)
+    around = ndimage.binary_dilation(cluster, CLUSTER_STRUCTURE, iterations=NEIGHBOURHOOD_VOXELS)
     if others is not None:
         around &= ~others
     points = np.argwhere(around) * spacing
@@ -203,5 +201,4 @@ def fit_graft(snr: np.ndarray, cluster: np.ndarray, spacing_mm: tuple[float, flo
     except np.linalg.LinAlgError:
         error = math.inf
     converged = bool(solution.success) and math.isfinite(error)
-    return GraftFit(signal, error, tuple(float(v) for v in theta[:3]), float(theta[3]),  # type: ignore[arg-type]
-                    float(theta[4]), converged)
+    return GraftFit(signal, error, converged)

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from viewer.core.quant.fluorine import CLUSTER_STRUCTURE
 from viewer.core.quant.fluorine_graft_fit import NEIGHBOURHOOD_VOXELS, fit_graft
 
 Z95 = 1.959963984540054
@@ -69,7 +70,7 @@ class CountInterval:
         """The state of a prepared :class:`~viewer.core.quant.fluorine.FluorineQuantifier`."""
         sigma = float(quantifier.sigma)
         calibration = quantifier.calibration
-        labels, count = ndimage.label(quantifier.counted, structure=ndimage.generate_binary_structure(3, 1))
+        labels, count = ndimage.label(quantifier.counted, structure=CLUSTER_STRUCTURE)
         corrected = quantifier.corrected
         factors = np.ones((count + 1, 2))
         spacing = tuple(float(v) for v in np.linalg.norm(quantifier.fluorine.voxel_to_world[:3, :3], axis=0))
