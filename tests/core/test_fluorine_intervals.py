@@ -190,3 +190,36 @@ def test_live_cells_and_dead_fraction_follow_the_count_interval_in_the_notes():
     note = _viability_interval_note("core", 2600.0, 8000.0, 9000.0)
     assert "live cells 5,400–6,400" in note and "dead fraction 0.29–0.33" in note and "'core'" in note
     assert "dead fraction 1.00–1.00" in _viability_interval_note("x", 9500.0, 8000.0, 9000.0)
+
+
+def test_a_small_graft_too_small_to_count_is_inside_its_regions_upper_end():
+    """A region holding a counted graft and a small one whose voxels above the threshold are
+    only two, too few to count (min_cluster_voxels 3): the count leaves the small graft out,
+    but the interval's upper end includes what it may hold, so the interval covers the true
+    count; without that term it would miss it in most seeds (the test can fail)."""
+    labels = np.zeros(SHAPE, np.int16)
+    signal = _ball_fractions((20.0, 14.0, 20.0), 3.5) * (12.0 / 25.0)
+    small = _ball_fractions((21.0, 34.0, 20.0), 1.7)  # on a voxel face: two voxels share most of it
+    signal += small * (13.0 / 25.0)
+    labels[2:20, 2:24, 4:17] = 1
+    signal[2:12, 30:38, 26:34] = 1.0  # the tube
+    labels[3:11, 31:37, 27:33] = 2  # its region, fully filled voxels
+    labels[40:62, 30:46, 28:35] = 3
+    names = {1: "lesion", 2: "reference", 3: "background"}
+    true = float(signal[labels == 1].sum()) * CELLS_PER_FULL_VOXEL
+    affine = np.diag([VOXEL_MM, VOXEL_MM, VOXEL_MM, 1.0])
+    region = labels == 1
+    flagged = covered = covered_without = 0
+    for seed in range(SEEDS):
+        rng = np.random.default_rng(300 + seed)
+        magnitude = np.hypot(signal * 25.0 + rng.standard_normal(SHAPE), rng.standard_normal(SHAPE)).astype(np.float32)
+        quantifier = FluorineQuantifier(Volume.from_array(magnitude, affine, role="fluorine"),
+                                        Volume.from_array(labels, affine, role="regions"), names, CAL)
+        measured = quantifier.measure(tuple(slice(0, n) for n in SHAPE), region)
+        low, high = measured.cells_ci95
+        flagged += measured.possible_grafts > 0
+        covered += low <= true <= high
+        covered_without += low <= true <= high - measured.possible_graft_cells
+    assert flagged >= SEEDS // 2, flagged
+    assert covered >= 0.9 * SEEDS, (covered, covered_without)
+    assert covered_without < 0.5 * SEEDS, (covered, covered_without)

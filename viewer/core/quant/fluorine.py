@@ -158,6 +158,10 @@ class FluorineMeasures:
     cells_ci95: tuple[float, float] | None = None
     #: the count corrected for the signal lost under the threshold (the interval's centre)
     corrected_cells: float | None = None
+    #: groups of above-threshold voxels too small to count, and the cells they may hold at
+    #: most (in the interval's upper end; :mod:`viewer.core.quant.fluorine_interval` point 4)
+    possible_grafts: int = 0
+    possible_graft_cells: float = 0.0
 
 
 @dataclass
@@ -295,12 +299,13 @@ class FluorineQuantifier:
             return FluorineMeasures(0.0, 0, None, None, nan_voxels, voxels)
         per_signal = self.cells_per_signal
         cells = signal * per_signal if per_signal is not None else None
-        interval, central = None, None
+        interval, central, possible, possible_signal = None, None, 0, 0.0
         if per_signal is not None:
             low, central, high = self.interval.region(box, mask, voxels - nan_voxels, per_signal)
             interval = (low, high)
+            possible, possible_signal = self.interval.candidates_in(box, mask)
         return FluorineMeasures(signal, int(detected.sum()), cells, not bool(detected.any()), nan_voxels, voxels,
-                                interval, central)
+                                interval, central, possible, possible_signal * (per_signal or 0.0))
 
     @property
     def interval(self):

@@ -21,9 +21,18 @@ A region with nothing detected gets [0, high], high a 95 % upper bound on its si
 however the cells are spread: Σ M² − 2nσ² estimates Σ A² without bias over the region's n
 voxels (E[M²] = A² + 2σ² for a Rician magnitude), its upper 95 % bound follows from
 Var(M²) = 4σ²A² + 4σ⁴, and Σ A ≤ √(n Σ A²) (Cauchy–Schwarz, tight for signal spread evenly);
-never more than every voxel at the threshold. A region with detected clusters may also hold
-cells spread thinly below the threshold away from them: they are not in its interval (the
-notes say so).
+never more than every voxel at the threshold.
+
+4. A graft too small to count: voxels above the threshold in a group smaller than
+   ``min_cluster_voxels`` are not counted (§3: lone noise voxels look like that), but a group
+   of two or more is rarely noise (two face-neighbours both above 3.5 σ: about one pair per
+   10⁵ noise voxels) and often a small graft whose faint voxels fell under the threshold. Such
+   a group is fitted like a cluster and its upper 95 % bound (or, when the fit is not
+   believed, the Cauchy–Schwarz bound over its neighbourhood) is added to the upper end of
+   its region's interval, never to the centre or the lower end.
+
+A region with detected clusters may still hold cells spread thinly below the threshold away
+from them, with no two neighbouring voxels above it: they are not in its interval.
 """
 
 from __future__ import annotations
@@ -49,6 +58,11 @@ FIT_PLAUSIBLE = 0.5
 FALLBACK_RSD = 0.5
 #: Room around a cluster for its fit, voxels (the neighbourhood plus a graft larger than seen).
 FIT_MARGIN_VOXELS = NEIGHBOURHOOD_VOXELS + 3
+#: Smallest group of above-threshold voxels, too small to count, taken as a possible graft (module notes, point 4).
+CANDIDATE_MIN_VOXELS = 2
+#: A candidate's fit is believed up to this multiple of its detected signal (a pair of voxels
+#: is most of a small graft's signal only when the graft sits on a voxel's centre).
+CANDIDATE_PLAUSIBLE_RATIO = 4.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +78,10 @@ class CountInterval:
     threshold_signal: float  # detection_snr · σ
 
     fits_failed: int = 0  # clusters whose fit was not believed (they keep their detected signal)
+    #: groups of above-threshold voxels too small to count, 1..m on the ¹⁹F grid (point 4)
+    candidates: np.ndarray | None = None
+    #: (m + 1,): candidate k's upper 95 % bound on its signal per unit of its corrected signal
+    candidate_upper: np.ndarray | None = None
 
     @classmethod
     def of(cls, quantifier: Any) -> CountInterval:
@@ -91,19 +109,26 @@ class CountInterval:
                 failed += 1
                 factors[index] = (1.0, FALLBACK_RSD)
         rsd = math.hypot(quantifier.reference_relative_sd, SIGMA_SENSITIVITY * quantifier.sigma_relative_sd)
-        return cls(labels, corrected, factors, rsd, quantifier.magnitude, sigma, float(calibration.detection_snr) * sigma,
-                   failed)
+        threshold = float(calibration.detection_snr) * sigma
+        candidates, upper = _candidate_grafts(quantifier, labels > 0, threshold, spacing)
+        return cls(labels, corrected, factors, rsd, quantifier.magnitude, sigma, threshold, failed, candidates, upper)
 
     def _undetected_bound(self, box, mask: np.ndarray, finite_voxels: int) -> float:
         """95 % upper bound on the signal of a region with nothing detected (module notes)."""
-        n = max(finite_voxels, 0)
-        if n == 0:
-            return 0.0
-        squared = self.magnitude[box][mask].astype(np.float64) ** 2
-        excess = squared - 2.0 * self.sigma**2
-        variance = float(np.sum(4.0 * self.sigma**4 + 4.0 * self.sigma**2 * np.maximum(excess, 0.0)))
-        upper_squares = max(float(excess.sum()) + Z95 * math.sqrt(variance), 0.0)
-        return min(math.sqrt(n * upper_squares), n * self.threshold_signal)
+        return spread_signal_bound(self.magnitude[box][mask], self.sigma, finite_voxels, self.threshold_signal)
+
+    def candidates_in(self, box: tuple[slice, slice, slice], mask: np.ndarray) -> tuple[int, float]:
+        """(how many, upper bound on their signal in a.u.) of the too-small groups in a region
+        (point 4); a group split between regions adds its share by voxel signal."""
+        if self.candidates is None or self.candidate_upper is None:
+            return 0, 0.0
+        labels = self.candidates[box][mask]
+        inside = labels > 0
+        if not inside.any():
+            return 0, 0.0
+        groups, where = np.unique(labels[inside], return_inverse=True)
+        share = np.bincount(where, weights=self.corrected[box][mask][inside].astype(np.float64))
+        return int(groups.size), float(np.sum(self.candidate_upper[groups] * share))
 
     def region(self, box: tuple[slice, slice, slice], mask: np.ndarray, finite_voxels: int,
                cells_per_signal: float) -> tuple[float, float, float]:
@@ -111,12 +136,65 @@ class CountInterval:
         the count corrected for the lost signal (the median of the corrections)."""
         labels = self.labels[box][mask]
         inside = labels > 0
+        _, possible = self.candidates_in(box, mask)
         if not inside.any():
-            return 0.0, 0.0, self._undetected_bound(box, mask, finite_voxels) * cells_per_signal
+            high = max(self._undetected_bound(box, mask, finite_voxels), possible)
+            return 0.0, 0.0, high * cells_per_signal
         clusters, where = np.unique(labels[inside], return_inverse=True)
         share = np.bincount(where, weights=self.corrected[box][mask][inside].astype(np.float64))
         central = float(np.sum(share * self.factors[clusters, 0]))
         spread = float(np.sqrt(np.sum((share * self.factors[clusters, 1]) ** 2)))
         half = Z95 * math.hypot(spread, self.calibration_rsd * central)
-        lower, upper = max(central - half, 0.0), central + half
+        lower, upper = max(central - half, 0.0), central + half + possible * (1.0 + Z95 * self.calibration_rsd)
         return lower * cells_per_signal, central * cells_per_signal, upper * cells_per_signal
+
+
+def spread_signal_bound(magnitudes: np.ndarray, sigma: float, finite_voxels: int, threshold_signal: float) -> float:
+    """95 % upper bound (a.u.) on the summed signal of voxels however it is spread over them
+    (module notes, a region with nothing detected): Σ M² − 2nσ² is unbiased for Σ A², Var(M²) = 4σ²A² + 4σ⁴, and
+    Σ A ≤ √(n Σ A²); never more than every voxel at the threshold. NaN voxels must be 0 in
+    ``magnitudes`` and not counted in ``finite_voxels``."""
+    n = max(finite_voxels, 0)
+    if n == 0:
+        return 0.0
+    excess = magnitudes.astype(np.float64) ** 2 - 2.0 * sigma**2
+    variance = float(np.sum(4.0 * sigma**4 + 4.0 * sigma**2 * np.maximum(excess, 0.0)))
+    upper_squares = max(float(excess.sum()) + Z95 * math.sqrt(variance), 0.0)
+    return min(math.sqrt(n * upper_squares), n * threshold_signal)
+
+
+def _candidate_grafts(quantifier: Any, counted: np.ndarray, threshold: float,
+                      spacing: tuple[float, float, float]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Groups of above-threshold voxels too small to count (module notes, point 4) and each
+    one's upper 95 % bound on its signal per unit of its corrected signal: the fit's upper
+    end, or the spread-signal bound over its neighbourhood when the fit is not believed."""
+    smallest = int(quantifier.calibration.min_cluster_voxels)
+    if smallest <= CANDIDATE_MIN_VOXELS:
+        return None, None
+    corrected, sigma = quantifier.corrected, float(quantifier.sigma)
+    above = (corrected > threshold) & ~quantifier.detected
+    groups, count = ndimage.label(above, structure=CLUSTER_STRUCTURE)
+    if count == 0:
+        return None, None
+    sizes = np.bincount(groups.ravel(), minlength=count + 1)
+    keep = sizes >= CANDIDATE_MIN_VOXELS
+    keep[0] = False
+    renumber = np.zeros(count + 1, dtype=np.int32)
+    renumber[keep] = np.arange(1, int(keep.sum()) + 1)
+    candidates = renumber[groups]
+    upper = np.zeros(int(keep.sum()) + 1)
+    for index, where in enumerate(ndimage.find_objects(candidates), start=1):
+        if where is None:
+            continue
+        box = tuple(slice(max(s.start - FIT_MARGIN_VOXELS, 0), s.stop + FIT_MARGIN_VOXELS) for s in where)
+        group = candidates[box] == index
+        snr = corrected[box] / sigma
+        detected = float(snr[group].sum())
+        fit = fit_graft(snr, group, spacing, counted[box])  # type: ignore[arg-type]
+        if fit.converged and FIT_PLAUSIBLE <= fit.signal / detected <= CANDIDATE_PLAUSIBLE_RATIO:
+            bound = fit.signal + Z95 * SE_INFLATION * fit.standard_error  # σ units
+        else:
+            around = ndimage.binary_dilation(group, CLUSTER_STRUCTURE, iterations=NEIGHBOURHOOD_VOXELS) & ~counted[box]
+            bound = spread_signal_bound(quantifier.magnitude[box][around], sigma, int(around.sum()), threshold) / sigma
+        upper[index] = bound / detected
+    return candidates, upper

@@ -311,6 +311,7 @@ class TimepointQuantifier:
                         values["fluorine_cells_ci95_low"], values["fluorine_cells_ci95_high"] = measures.cells_ci95
                         details["fluorine_cells_corrected"] = measures.corrected_cells
                         _note_lost_signal(notes, name, measures.cells, measures.corrected_cells)
+                        _note_possible_grafts(notes, name, measures, self.study.calibration.min_cluster_voxels)
                     values["cells_per_mm3"] = measures.cells / (volume_ml * 1000.0)
                     if self._total_cells:
                         values["homing_fraction"] = measures.cells / self._total_cells
@@ -484,6 +485,19 @@ def _note_lost_signal(notes: list[str], name: str, cells: float, corrected: floa
     notes.append(f"region '{name}': about {100 * (1 - cells / corrected):.0f} % of its ¹⁹F signal lies under the "
                  f"detection threshold (faint graft edges): the count sums detected voxels only (PRODUCT.md §3), the "
                  f"95 % interval includes the lost signal (≈ {corrected:,.0f} cells)")
+
+
+def _note_possible_grafts(notes: list[str], name: str, measures: Any, min_cluster_voxels: int) -> None:
+    """Say when voxels above the threshold, in groups too small to count, may be a small graft
+    the count leaves out (its interval's upper end includes them)."""
+    if not measures.possible_grafts:
+        return
+    one = measures.possible_grafts == 1
+    groups, them = ("1 group", "it") if one else (f"{measures.possible_grafts} groups", "them")
+    notes.append(f"region '{name}': {groups} of voxels above the ¹⁹F detection threshold, too small to count "
+                 f"(fewer than {min_cluster_voxels} voxels), may hold a small graft of up to "
+                 f"≈ {measures.possible_graft_cells:,.0f} cells in all; the count leaves {them} out, the 95 % "
+                 f"interval's upper end includes {them}")
 
 
 def _nonfinite_count(volume: Volume, box: tuple[slice, slice, slice], mask: np.ndarray) -> tuple[int, int]:
