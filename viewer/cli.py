@@ -54,9 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", required=True, type=Path, help="folder to create")
     demo.add_argument("--seed", type=int, default=7, help="random seed of the simulation (default 7)")
     demo.add_argument("--overwrite", action="store_true", help="replace an existing demo folder")
-    demo.add_argument("--noise", choices=("ideal", "scanner"), default="ideal",
-                      help="ideal: the 19F and Gd noise far below a scanner's (default; the numbers match truth.json "
-                           "within 1-2 %%); scanner: reference SNR 25, 1e13 19F atoms per cell, realistic dR1 noise")
+    demo.add_argument("--noise", choices=("scanner", "ideal"), default="scanner",
+                      help="scanner (default): reference SNR 25, 1e13 19F atoms per cell, realistic dR1 noise (compare "
+                           "the count intervals with truth.json); ideal: the 19F and Gd noise far below a scanner's "
+                           "(the counts match truth.json within 1-2 %%)")
     demo.add_argument("--unregistered", action="store_true",
                       help="leave the sessions unregistered (no transforms: the later timepoints' numbers are then "
                            "wrong until `viewer register`; truth.json holds the true transforms)")

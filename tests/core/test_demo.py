@@ -64,7 +64,7 @@ def test_manifest_loads_with_the_scenario(study, manifest):
     assert "SIMULATED" in study.info["description"]
     assert [(tp.label, tp.day) for tp in study.timepoints] == [("day 1", 1.0), ("day 7", 7.0), ("day 21", 21.0)]
     cal = study.calibration
-    assert cal.fluorine_atoms_per_cell == 1.0e12 and cal.reference_fluorine_mM == 20.0
+    assert cal.fluorine_atoms_per_cell == 1.0e13 and cal.reference_fluorine_mM == 20.0  # the scanner profile
     assert cal.gd_r1_per_mM_s == 4.0 and cal.gd_fmol_per_cell is not None
     assert cal.fe_pg_per_cell == 15.0 and cal.spio_r2star_per_mM_s == 100.0
     for tp in study.timepoints:
@@ -201,36 +201,68 @@ def test_truth_adds_up(truth, volumes):
     assert day1["core"]["sodium_mean_mM"] >= 70 and 50 <= day1["penumbra"]["sodium_mean_mM"] < 70
 
 
-@slow
-def test_section3_estimators_recover_the_truth(study, volumes, truth):
-    """¹⁹F counts within 3 % and dead fractions within 0.01, with the PRODUCT.md §3 recipe."""
+def _section3_recipe(study, vols: dict, regions_truth: dict) -> dict[str, tuple[float, float]]:
+    """(cells, dead fraction) per cell region by the PRODUCT.md §3 recipe, written here with
+    numpy and scipy independently of the quantification code."""
     cal = study.calibration
+    regions = vols["regions"]
+    label_data = np.asarray(regions.data)
+    f19 = vols["fluorine"]
+    on_f19 = labels_on_grid(label_data, regions.voxel_to_world, demo.Grid(f19.shape, f19.voxel_to_world))
+    signal = np.asarray(f19.data, dtype=np.float64)
+    sigma = signal[on_f19 == 5].mean() / math.sqrt(math.pi / 2)
+    corrected = np.sqrt(np.maximum(signal**2 - sigma**2, 0.0))
+    reference = corrected[on_f19 == 4].mean()
+    detected = corrected > cal.detection_snr * sigma
+    clusters, _ = ndimage.label(detected, np.ones((3, 3, 3)))
+    detected &= np.bincount(clusters.ravel())[clusters] >= cal.min_cluster_voxels
+    f_vox = cal.reference_fluorine_mM * 1e-3 * AVOGADRO * f19.voxel_volume_ml * 1e-3
+    gd = vols["gd"]
+    on_gd = labels_on_grid(label_data, regions.voxel_to_world, demo.Grid(gd.shape, gd.voxel_to_world))
+    dr1 = np.asarray(gd.data, dtype=np.float64)
+    out = {}
+    for r in regions_truth.values():
+        if not r["total_cells"]:
+            continue
+        mask = on_f19 == r["label"]
+        cells = corrected[mask & detected].sum() / reference * f_vox / cal.fluorine_atoms_per_cell
+        released = max(dr1[on_gd == r["label"]].sum(), 0.0) / cal.gd_r1_per_mM_s * 1e-3 * gd.voxel_volume_ml * 1e-3
+        out[r["name"]] = (cells, released / (cal.gd_fmol_per_cell * 1e-15) / cells if cells else math.nan)
+    return out
+
+
+@slow
+def test_section3_estimators_recover_the_truth_of_the_ideal_profile(tmp_path):
+    """At the ``ideal`` profile's noise (reference SNR 20,000) the §3 recipe recovers every cell
+    region of day 1 (the reference session, no registration needed) within 3 % and its dead
+    fraction within 0.01: the generator writes what its truth says."""
+    manifest = write_demo_study(tmp_path / "ideal", registered=False, noise="ideal")
+    truth = json.loads((manifest.parent / TRUTH_NAME).read_text(encoding="utf-8"))
+    assert truth["noise_profile"] == "ideal"
+    study = load_study(manifest)
+    day1 = study.timepoints[0]
+    regions_truth = _regions(truth, day1.label)
+    measured = _section3_recipe(study, load_timepoint(study, day1), regions_truth)
+    assert set(measured) == {"injection site", "penumbra", "core"}
+    for name, (cells, dead_fraction) in measured.items():
+        assert cells == pytest.approx(regions_truth[name]["total_cells"], rel=0.03), name
+        assert dead_fraction == pytest.approx(regions_truth[name]["dead_fraction"], abs=0.01), name
+
+
+@slow
+def test_at_a_scanners_noise_the_section3_count_misses_faint_graft_edges(study, volumes, truth):
+    """The default (scanner) demo is noisy enough that the §3 sum of detected voxels is low —
+    by 5–60 % wherever a graft is detected — which is why the counts carry intervals (their
+    coverage of this truth: test_stats.py)."""
+    assert truth["noise_profile"] == "scanner"
+    low = []
     for tp in study.timepoints:
-        vols = volumes[tp.label]
-        regions = vols["regions"]
-        label_data = np.asarray(regions.data)
-        f19 = vols["fluorine"]
-        on_f19 = labels_on_grid(label_data, regions.voxel_to_world, demo.Grid(f19.shape, f19.voxel_to_world))
-        signal = np.asarray(f19.data, dtype=np.float64)
-        sigma = signal[on_f19 == 5].mean() / math.sqrt(math.pi / 2)
-        corrected = np.sqrt(np.maximum(signal**2 - sigma**2, 0.0))
-        reference = corrected[on_f19 == 4].mean()
-        detected = corrected > cal.detection_snr * sigma
-        clusters, _ = ndimage.label(detected, np.ones((3, 3, 3)))
-        detected &= np.bincount(clusters.ravel())[clusters] >= cal.min_cluster_voxels
-        f_vox = cal.reference_fluorine_mM * 1e-3 * AVOGADRO * f19.voxel_volume_ml * 1e-3
-        gd = vols["gd"]
-        on_gd = labels_on_grid(label_data, regions.voxel_to_world, demo.Grid(gd.shape, gd.voxel_to_world))
-        dr1 = np.asarray(gd.data, dtype=np.float64)
-        for r in _regions(truth, tp.label).values():
-            if not r["total_cells"]:
-                continue
-            mask = on_f19 == r["label"]
-            cells = corrected[mask & detected].sum() / reference * f_vox / cal.fluorine_atoms_per_cell
-            assert cells == pytest.approx(r["total_cells"], rel=0.03), (tp.label, r["name"])
-            released = max(dr1[on_gd == r["label"]].sum(), 0.0) / cal.gd_r1_per_mM_s * 1e-3 * gd.voxel_volume_ml * 1e-3
-            dead = released / (cal.gd_fmol_per_cell * 1e-15)
-            assert dead / cells == pytest.approx(r["dead_fraction"], abs=0.01), (tp.label, r["name"])
+        regions_truth = _regions(truth, tp.label)
+        for name, (cells, _dead) in _section3_recipe(study, volumes[tp.label], regions_truth).items():
+            if cells > 0:
+                low.append(1.0 - cells / regions_truth[name]["total_cells"])
+    assert len(low) >= 5
+    assert all(0.0 < shortfall < 0.6 for shortfall in low), low
 
 
 @slow
@@ -309,23 +341,25 @@ def test_overwrite_replaces_only_after_a_complete_build(tmp_path, monkeypatch):
 
 
 @slow
-def test_the_scanner_noise_profile_gives_a_scanners_snr(tmp_path):
-    """`noise="scanner"` (issue 17): reference SNR 25 and graft voxels of a few to tens of σ,
-    measured on the written ¹⁹F image with numpy (σ from the air box by the Rayleigh mean)."""
-    manifest = write_demo_study(tmp_path / "scanner", registered=False, noise="scanner")
-    truth = json.loads((manifest.parent / TRUTH_NAME).read_text(encoding="utf-8"))
+def test_the_demo_has_a_scanners_snr(manifest, truth, volumes, tmp_path):
+    """The default ``scanner`` profile (issue 17): reference SNR 25 and graft voxels of a few
+    to about 12 σ, measured on the written ¹⁹F images with numpy (σ from the air box by the
+    Rayleigh mean)."""
     assert truth["noise_profile"] == "scanner" and truth["calibration"]["fluorine_atoms_per_cell"] == 1.0e13
     study = load_study(manifest)
     assert study.calibration.fluorine_atoms_per_cell == 1.0e13 and study.calibration.gd_fmol_per_cell == 1.0
-    volumes = load_timepoint(study, study.timepoints[0])
-    f19, regions = volumes["fluorine"], volumes["regions"]
-    on_f19 = labels_on_grid(np.asarray(regions.data), regions.voxel_to_world, demo.Grid(f19.shape, f19.voxel_to_world))
-    signal = np.asarray(f19.data, dtype=np.float64)
-    sigma = signal[on_f19 == 5].mean() / math.sqrt(math.pi / 2)
-    assert sigma == pytest.approx(40.0, rel=0.03)
-    assert signal[on_f19 == 4].mean() / sigma == pytest.approx(25.0, rel=0.05)
-    injection = signal[on_f19 == 3]
-    assert 5.0 <= injection.max() / sigma <= 40.0  # the brightest graft voxel
+    brightest = []
+    for tp in study.timepoints:
+        f19, regions = volumes[tp.label]["fluorine"], volumes[tp.label]["regions"]
+        on_f19 = labels_on_grid(np.asarray(regions.data), regions.voxel_to_world,
+                                demo.Grid(f19.shape, f19.voxel_to_world))
+        signal = np.asarray(f19.data, dtype=np.float64)
+        sigma = signal[on_f19 == 5].mean() / math.sqrt(math.pi / 2)
+        assert sigma == pytest.approx(40.0, rel=0.03)
+        assert signal[on_f19 == 4].mean() / sigma == pytest.approx(25.0, rel=0.05)
+        brightest += [signal[on_f19 == label].max() / sigma for label in (1, 2, 3)]
+    assert 8.0 <= max(brightest) <= 15.0  # the brightest graft voxel (the injection site's)
+    assert min(brightest) < 6.0  # a region whose graft (or noise) peaks at a few σ
     with pytest.raises(ViewerError, match="unknown demo noise profile"):
         write_demo_study(tmp_path / "other", noise="loud")
     assert not (tmp_path / "other").exists()

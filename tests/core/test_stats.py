@@ -28,24 +28,52 @@ def _cell_regions(truth_timepoint):
     return [r for r in truth_timepoint["regions"] if r["total_cells"]]
 
 
-def test_demo_counts_match_truth_in_every_timepoint(demo):
-    """Tolerances (issue #3): ¹⁹F counts within 3 %, dead fraction within 0.02 absolute,
-    live cells within 3 % + 0.02 of the total, volumes exact."""
+#: Gd-implied dead counts are compared within this many of the truth's noise standard deviations.
+DEAD_NOISE_SDS = 3.0
+
+
+def _dead_range(region_truth, dead):
+    """The true dead count's plausible range around a measured one: ± DEAD_NOISE_SDS × the
+    standard deviation the demo's ΔR1 noise gives summed over the region (truth.json)."""
+    sd = region_truth["dead_cells_noise_sd"]
+    return dead - DEAD_NOISE_SDS * sd, dead + DEAD_NOISE_SDS * sd
+
+
+def test_demo_counts_hold_the_truth_within_their_intervals_in_every_timepoint(demo):
+    """The demo is at a scanner's noise (reference SNR 25, issue 17): the ¹⁹F count of every
+    cell region has a 95 % interval holding the true count; the §3 count itself never exceeds
+    it (it sums detected voxels only); the Gd dead count is within 3 σ of its ΔR1 noise; the
+    dead fraction, live cells and the rejection alert are judged over those ranges; volumes
+    are exact."""
     stats, truth = demo
     assert [t.label for t in stats.timepoints] == [t["label"] for t in truth["timepoints"]]
+    checked = 0
     for computed, expected in zip(stats.timepoints, truth["timepoints"]):
         for region in expected["regions"]:
             row = computed.region(region["name"]).values
             assert row["volume_ml"] == pytest.approx(region["volume_ml"], rel=1e-9)
         for region in _cell_regions(expected):
             row = computed.region(region["name"]).values
-            where = f"{expected['label']} {region['name']}"
-            assert row["fluorine_cells"] == pytest.approx(region["total_cells"], rel=0.03), where
-            assert row["dead_fraction"] == pytest.approx(region["dead_fraction"], abs=0.02), where
-            assert row["live_cells"] == pytest.approx(region["live_cells"], abs=0.05 * region["total_cells"]), where
+            where = f"{expected['label']} {region['name']}: {row['fluorine_cells_ci95_low']:.0f}–" \
+                    f"{row['fluorine_cells_ci95_high']:.0f} vs {region['total_cells']}"
+            low, high = row["fluorine_cells_ci95_low"], row["fluorine_cells_ci95_high"]
+            assert low <= region["total_cells"] <= high, where
+            assert row["fluorine_cells"] <= 1.05 * region["total_cells"], where
+            assert row["below_detection"] == (row["fluorine_cells"] == 0), where
+            dead_low, dead_high = _dead_range(region, row["dead_cells"])
+            assert dead_low <= region["dead_cells"] <= dead_high, where
             assert row["cells_per_mm3"] == pytest.approx(row["fluorine_cells"] / (row["volume_ml"] * 1000), rel=1e-12)
-            if abs(region["dead_fraction"] - 0.2) > 0.02:
-                assert row["rejection_alert"] == (region["dead_fraction"] >= 0.2), where
+            if row["below_detection"]:
+                assert row["dead_fraction"] is None and row["live_cells"] == 0, where
+                continue
+            checked += 1
+            assert row["live_cells"] == pytest.approx(max(row["fluorine_cells"] - row["dead_cells"], 0.0), abs=1e-6)
+            assert max(low - dead_high, 0.0) <= region["live_cells"] <= high - max(dead_low, 0.0), where
+            fraction_low, fraction_high = max(dead_low, 0.0) / high, min(dead_high / low, 1.0)
+            assert fraction_low <= region["dead_fraction"] <= fraction_high, where
+            if fraction_low >= 0.2 or fraction_high < 0.2:  # the alert is decided by the data
+                assert row["rejection_alert"] == (fraction_low >= 0.2), where
+    assert checked >= 5
 
 
 def test_demo_detection_limit_sodium_and_pet_match_truth(demo):
@@ -62,11 +90,28 @@ def test_demo_detection_limit_sodium_and_pet_match_truth(demo):
                 assert row["suv_mean"] == pytest.approx(region["suv_mean"], rel=0.03), region["name"]
 
 
-def test_demo_homing_matches_truth(demo):
+def _share_range(rows, name):
+    """A region's share of the cells of all cell regions, over the count intervals: its low
+    against the others' highs, its high against their lows."""
+    lows = {r: rows[r]["fluorine_cells_ci95_low"] for r in rows}
+    highs = {r: rows[r]["fluorine_cells_ci95_high"] for r in rows}
+    others_low = sum(v for r, v in lows.items() if r != name)
+    others_high = sum(v for r, v in highs.items() if r != name)
+    return lows[name] / (lows[name] + others_high), highs[name] / (highs[name] + others_low)
+
+
+def test_demo_homing_holds_the_truth_over_the_count_intervals(demo):
+    """Homing shares come from the §3 counts (issue 17: at a scanner's noise they are low where
+    grafts are faint); every true share lies within the range the count intervals allow, and
+    the shares add up. All the demo's cells are in its three cell regions, so 'elsewhere' is
+    the injection site."""
     stats, truth = demo
     for computed, expected in zip(stats.timepoints, truth["homing"]):
-        for place in ("penumbra", "core", "elsewhere"):
-            assert computed.homing[place] == pytest.approx(expected[place], abs=0.02), (expected["label"], place)
+        rows = {name: computed.region(name).values for name in ("penumbra", "core", "injection site")}
+        assert sum(v for v in computed.homing.values() if v is not None) == pytest.approx(1.0, abs=1e-9)
+        for place, region in (("penumbra", "penumbra"), ("core", "core"), ("elsewhere", "injection site")):
+            low, high = _share_range(rows, region)
+            assert low - 1e-9 <= expected[place] <= high + 1e-9, (expected["label"], place, low, high)
         penumbra = computed.region("penumbra").values["homing_fraction"]
         assert penumbra == pytest.approx(computed.homing["penumbra"], abs=1e-12)
 
@@ -78,9 +123,9 @@ def test_demo_calibration_regions_hold_no_cells_and_time_course_matches_names(de
             assert timepoint.region(name).values["fluorine_cells"] is None
     course = time_course(stats, "live_cells")
     assert [day for day, _ in course["penumbra"]] == [1.0, 7.0, 21.0]
-    expected = [next(r for r in t["regions"] if r["name"] == "penumbra")["live_cells"] for t in truth["timepoints"]]
-    for (_, value), truth_value in zip(course["penumbra"], expected):
-        assert value == pytest.approx(truth_value, rel=0.05)
+    for (_, value), computed in zip(course["penumbra"], stats.timepoints):
+        assert value == computed.region("penumbra").values["live_cells"]
+    assert course["penumbra"][0][1] < course["penumbra"][2][1]  # cells arrive in the penumbra
 
 
 def test_json_schema_is_exactly_the_product_schema(demo):

@@ -116,13 +116,14 @@ def test_typing_levels_into_the_spinboxes(panel, qtbot, scene):
     panel.select_role("gd")
     editor = panel.editor
     assert editor.level_max.decimals() >= 5  # ΔR1 levels are ~0.003 1/s
-    high_before = scene.display["gd"].levels[1]
+    low_before, high_before = scene.display["gd"].levels
+    typed = round(low_before + 0.5 * (high_before - low_before), editor.level_min.decimals())
     editor.level_min.lineEdit().selectAll()
-    qtbot.keyClicks(editor.level_min.lineEdit(), "0.0005")
+    qtbot.keyClicks(editor.level_min.lineEdit(), f"{typed:.{editor.level_min.decimals()}f}")
     qtbot.keyClick(editor.level_min.lineEdit(), QtCore.Qt.Key.Key_Return)
-    assert scene.display["gd"].levels == (pytest.approx(0.0005), high_before)  # the other end kept exactly
-    editor.level_max.setValue(0.004)
-    assert scene.display["gd"].levels == (pytest.approx(0.0005), pytest.approx(0.004))
+    assert scene.display["gd"].levels == (pytest.approx(typed), high_before)  # the other end kept exactly
+    editor.level_max.setValue(round(2 * high_before, editor.level_max.decimals()))
+    assert scene.display["gd"].levels == (pytest.approx(typed), pytest.approx(2 * high_before, rel=1e-3))
 
 
 def test_empty_level_range_is_refused(panel, scene):

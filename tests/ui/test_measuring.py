@@ -138,7 +138,9 @@ def test_a_click_measures_nothing(qtbot, window):
 
 
 def test_a_sphere_around_the_demo_graft_counts_the_cells_the_demo_put_there(qtbot, window, demo_manifest):
-    """The demo's truth (truth.json, written by its generator) holds the cells of each ball."""
+    """The demo's truth (truth.json, written by its generator) holds the cells of each ball; at
+    the demo's scanner noise the §3 count is low by the graft's faint edge, and the 95 %
+    interval the panel shows beside it holds the truth."""
     import json
 
     truth = json.loads((demo_manifest.parent / "truth.json").read_text())
@@ -146,11 +148,12 @@ def test_a_sphere_around_the_demo_graft_counts_the_cells_the_demo_put_there(qtbo
     qtbot.waitUntil(lambda: window.scene.fluorine_cells_per_signal() is not None, timeout=20_000)
     window.scene.measurements.add(SphereROI(ball["centre_mm"], 8.0))
     rows = {stats.role: stats for stats in window.scene.measure(window.scene.measurements.get("M1"))}
-    assert rows["fluorine"].cells == pytest.approx(ball["cells"], rel=0.03)
+    low, high = rows["fluorine"].cells_ci95
+    assert low <= ball["cells"] <= high and rows["fluorine"].cells <= 1.05 * ball["cells"]
     assert rows["regions"].regions.get("injection site", 0) > 0
     panel = window.measurement_panel.tree.topLevelItem(0)
     fluorine = next(panel.child(i) for i in range(panel.childCount()) if panel.child(i).text(0).startswith("¹⁹F"))
-    assert fluorine.text(6) == format_number(rows["fluorine"].cells, 3)
+    assert fluorine.text(6) == f"{format_number(rows['fluorine'].cells, 3)} ({format_number(low, 3)}–{format_number(high, 3)})"
 
 
 def test_a_sphere_over_the_reference_tube_counts_no_cells(qtbot, window, demo_manifest):

@@ -11,7 +11,13 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 def _wait_predictions(qtbot, window):
-    qtbot.waitUntil(lambda: window.prediction_panel.table.rowCount() > 0, timeout=30_000)
+    """Show day 7 (at the demo's scanner noise day 1's penumbra cells are below detection, so
+    it has no prediction) and wait for its predictions."""
+    if window.scene.timepoint.label != "day 7":
+        window.scene.set_timepoint(1)
+    qtbot.waitUntil(lambda: window.prediction_panel.table.rowCount() > 0
+                    and window.prediction_panel.stats is not None
+                    and window.prediction_panel.stats.label == "day 7", timeout=30_000)
 
 
 def _texts(table, column):

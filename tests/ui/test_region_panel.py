@@ -91,7 +91,9 @@ def test_rejection_alert_is_highlighted_at_day_7(panel, demo_stats):
     assert calm.data(Qt.ItemDataRole.BackgroundRole) is None
     assert ALERT_SIGN not in panel.proxy.index(row_of(panel, "penumbra"), column("rejection_alert")).data()
     text = panel.alert_label.text()
-    assert "Rejection alert: injection site — dead fraction 0.25 ≥ 0.20" in text
+    fraction_value = demo_stats["day 7"].region("injection site").values["dead_fraction"]
+    assert fraction_value >= 0.2  # the demo's 25 % dead at day 7, measured at its noise
+    assert f"Rejection alert: injection site — dead fraction {fraction_value:.2f} ≥ 0.20" in text
     assert panel.alert_label.isVisibleTo(panel)
 
 

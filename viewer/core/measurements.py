@@ -279,15 +279,19 @@ class FluorineCalibration:
     sigma: float
     cells_per_signal: float
     detected: np.ndarray | None = None
+    #: the count intervals' per-cluster state (:class:`viewer.core.quant.fluorine_interval.CountInterval`),
+    #: so an ROI's cells carry the same 95 % interval a region drawn there would
+    interval: Any = None
 
     @classmethod
     def of(cls, fluorine: Any) -> FluorineCalibration | None:
         """The calibration a prepared ¹⁹F quantification holds (duck-typed: ``sigma``,
         ``cells_per_signal``, ``counted`` — detected voxels outside the reference tube and
-        background, as the regions' counts take them); None when it is not calibrated."""
+        background, as the regions' counts take them —, ``interval``); None when it is not
+        calibrated."""
         if fluorine is None or fluorine.sigma is None or fluorine.cells_per_signal is None:
             return None
-        return cls(fluorine.sigma, fluorine.cells_per_signal, fluorine.counted)
+        return cls(fluorine.sigma, fluorine.cells_per_signal, fluorine.counted, fluorine.interval)
 
 
 @dataclass(frozen=True)
@@ -303,6 +307,8 @@ class LayerStatistics:
             std is the population standard deviation.
         cells: ¹⁹F cells inside (Σ √(S² − σ²) · cells per signal over the detected voxels)
             when calibrated, else None.
+        cells_ci95: the 95 % interval of the true cells inside (docs/fluorine_intervals.md),
+            when calibrated on the ¹⁹F image's own grid.
         regions: for the label map, voxels of each region name inside (0 = no region left out).
     """
 
@@ -318,6 +324,7 @@ class LayerStatistics:
     maximum: float | None = None
     cells: float | None = None
     regions: Mapping[str, int] = field(default_factory=dict)
+    cells_ci95: tuple[float, float] | None = None
 
 
 def layer_statistics(volume: Volume, roi: ROI, fluorine: FluorineCalibration | None = None,
@@ -342,16 +349,21 @@ def layer_statistics(volume: Volume, roi: ROI, fluorine: FluorineCalibration | N
     nonfinite = count - int(finite.size)
     if finite.size == 0:
         return LayerStatistics(volume.role, quantity, volume.units, count, volume_mm3, nonfinite)
-    cells = None
+    cells, interval = None, None
     if volume.role == "fluorine" and fluorine is not None:
         signal = np.where(np.isfinite(values), values, 0.0)
         corrected = np.sqrt(np.maximum(signal * signal - fluorine.sigma**2, 0.0))
-        if fluorine.detected is not None and fluorine.detected.shape == volume.shape:
+        on_its_grid = fluorine.detected is not None and fluorine.detected.shape == volume.shape
+        if on_its_grid:
             corrected = corrected * fluorine.detected[box][inside]
         cells = float(corrected.sum() * fluorine.cells_per_signal)
+        if on_its_grid and fluorine.interval is not None:
+            low, _central, high = fluorine.interval.region(box, inside, int(finite.size), fluorine.cells_per_signal)
+            interval = (low, high)
     return LayerStatistics(volume.role, quantity, volume.units, count, volume_mm3, nonfinite,
                            mean=float(finite.mean()), std=float(finite.std()),
-                           minimum=float(finite.min()), maximum=float(finite.max()), cells=cells)
+                           minimum=float(finite.min()), maximum=float(finite.max()), cells=cells,
+                           cells_ci95=interval)
 
 
 def roi_statistics(roi: ROI, volumes: Sequence[Volume], fluorine: FluorineCalibration | None = None,

@@ -14,7 +14,7 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from viewer.core.measurements import LayerStatistics, Measurement, Ruler, SphereROI
-from viewer.core.quant.measures import format_number
+from viewer.core.quant.measures import FLUORINE_INTERVAL, format_number
 from viewer.core.scene import Scene
 from viewer.ui.colorbar import SceneLink
 
@@ -50,6 +50,8 @@ def layer_row(stats: LayerStatistics) -> list[str]:
     if stats.nonfinite:
         size += f" · {stats.nonfinite} NaN/inf left out"
     cells = "" if stats.cells is None else format_number(stats.cells, 3)
+    if stats.cells is not None and stats.cells_ci95 is not None:
+        cells += f" ({FLUORINE_INTERVAL.format(stats.cells_ci95)})"
     return [name, _number(stats.mean), _number(stats.std), _number(stats.minimum), _number(stats.maximum), size, cells]
 
 

@@ -42,6 +42,7 @@ from viewer.core.measurements import (
 )
 from viewer.core.predict import feature_title
 from viewer.core.quant.measures import (
+    FLUORINE_INTERVAL,
     REGION_MEASURES,
     Measure,
     display_value,
@@ -615,7 +616,7 @@ _LAYER_ORDER: tuple[str, ...] = tuple(ROLE_UNITS)
 #: Region names listed per measurement; more are counted (a cell taller than a page cannot be laid out).
 MEASUREMENT_REGIONS_LISTED = 12
 #: Column shares of the text width, with and without the ¹⁹F cells column.
-_MEASUREMENT_WIDTHS = (0.25, 0.15, 0.20, 0.10, 0.10, 0.09, 0.11)
+_MEASUREMENT_WIDTHS = (0.23, 0.14, 0.19, 0.09, 0.09, 0.08, 0.18)  # the cells column holds an interval
 _MEASUREMENT_WIDTHS_NO_CELLS = (0.27, 0.17, 0.22, 0.11, 0.11, 0.12)
 
 
@@ -668,7 +669,8 @@ def _measurement_table(build: _Builder, item: TimepointInput) -> Table | None:
                "units; the layers the shape misses are named in the first column.")
     if with_cells:
         caption += (" ¹⁹F cells: noise-bias-corrected signal of the detected ¹⁹F voxels inside, calibrated against the "
-                    "reference tube (the rule of the regions' ¹⁹F cells)." if item.fluorine is not None else
+                    "reference tube (the rule of the regions' ¹⁹F cells), and in brackets the 95 % interval of the true "
+                    "count (as the regions')." if item.fluorine is not None else
                     " ¹⁹F cells are not given: this timepoint's ¹⁹F calibration is incomplete (see the notes).")
     return Table(columns, tuple(rows), caption=caption, first_column_wide=False,
                  widths=_MEASUREMENT_WIDTHS if with_cells else _MEASUREMENT_WIDTHS_NO_CELLS, spans=tuple(spans))
@@ -715,6 +717,8 @@ def _layer_cells(layer: LayerStatistics, item: TimepointInput) -> tuple[str, ...
     if layer.role == "fluorine":
         cells = region_measure("fluorine_cells").format(layer.cells) if layer.cells is not None else (
             "not calibrated" if item.fluorine is None else "—")
+        if layer.cells is not None and layer.cells_ci95 is not None:
+            cells += f" ({FLUORINE_INTERVAL.format(layer.cells_ci95)})"
     return (_layer_title(layer), *values, voxels, cells)
 
 
