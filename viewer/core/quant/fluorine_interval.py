@@ -93,15 +93,8 @@ class CountInterval:
         factors = np.ones((count + 1, 2))
         spacing = tuple(float(v) for v in np.linalg.norm(quantifier.fluorine.voxel_to_world[:3, :3], axis=0))
         failed = 0
-        for index, where in enumerate(ndimage.find_objects(labels), start=1):
-            if where is None:
-                continue
-            box = tuple(slice(max(s.start - FIT_MARGIN_VOXELS, 0), s.stop + FIT_MARGIN_VOXELS) for s in where)
-            cluster = labels[box] == index
-            snr = corrected[box] / sigma
-            detected = float(snr[cluster].sum())
-            others = (labels[box] > 0) & ~cluster  # a neighbouring cluster is not this graft's edge
-            fit = fit_graft(snr, cluster, spacing, others)  # type: ignore[arg-type]
+        # a neighbouring cluster is not this graft's edge
+        for index, _box, _cluster, detected, fit in _fits(labels, corrected, sigma, spacing, labels > 0):
             ratio = fit.signal / detected if detected > 0 else 0.0
             if fit.converged and FIT_PLAUSIBLE <= ratio <= 1 / FIT_PLAUSIBLE:
                 factors[index] = (ratio, SE_INFLATION * fit.standard_error / detected)
@@ -163,6 +156,21 @@ def spread_signal_bound(magnitudes: np.ndarray, sigma: float, finite_voxels: int
     return min(math.sqrt(n * upper_squares), n * threshold_signal)
 
 
+def _fits(labels: np.ndarray, corrected: np.ndarray, sigma: float, spacing: tuple[float, float, float],
+          excluded: np.ndarray):
+    """Fit a graft to each labelled group: yields (label, box, the group's voxels in the box,
+    its detected signal in σ units, its :class:`GraftFit`). ``excluded`` voxels (other
+    clusters) are left out of every fit, except the group's own."""
+    for index, where in enumerate(ndimage.find_objects(labels), start=1):
+        if where is None:
+            continue
+        box = tuple(slice(max(s.start - FIT_MARGIN_VOXELS, 0), s.stop + FIT_MARGIN_VOXELS) for s in where)
+        group = labels[box] == index
+        snr = corrected[box] / sigma
+        others = excluded[box] & ~group
+        yield index, box, group, float(snr[group].sum()), fit_graft(snr, group, spacing, others)  # type: ignore[arg-type]
+
+
 def _candidate_grafts(quantifier: Any, counted: np.ndarray, threshold: float,
                       spacing: tuple[float, float, float]) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Groups of above-threshold voxels too small to count (module notes, point 4) and each
@@ -183,14 +191,7 @@ def _candidate_grafts(quantifier: Any, counted: np.ndarray, threshold: float,
     renumber[keep] = np.arange(1, int(keep.sum()) + 1)
     candidates = renumber[groups]
     upper = np.zeros(int(keep.sum()) + 1)
-    for index, where in enumerate(ndimage.find_objects(candidates), start=1):
-        if where is None:
-            continue
-        box = tuple(slice(max(s.start - FIT_MARGIN_VOXELS, 0), s.stop + FIT_MARGIN_VOXELS) for s in where)
-        group = candidates[box] == index
-        snr = corrected[box] / sigma
-        detected = float(snr[group].sum())
-        fit = fit_graft(snr, group, spacing, counted[box])  # type: ignore[arg-type]
+    for index, box, group, detected, fit in _fits(candidates, corrected, sigma, spacing, counted):
         if fit.converged and FIT_PLAUSIBLE <= fit.signal / detected <= CANDIDATE_PLAUSIBLE_RATIO:
             bound = fit.signal + Z95 * SE_INFLATION * fit.standard_error  # σ units
         else:
