@@ -79,6 +79,12 @@ def ball_fractions(points_mm: np.ndarray, centre_mm: np.ndarray, radius_mm: floa
     return np.clip(0.5 + (radius_mm - distance) * (SUBDIVISION / voxel_mm), 0.0, 1.0).mean(axis=1)
 
 
+#: Levenberg–Marquardt stops when a step moves no scaled parameter by more than this (1e-6 of a
+#: voxel for the centre and radius) or lowers the cost by less than this fraction of it.
+STEP_TOLERANCE = 1e-6
+COST_TOLERANCE = 1e-9
+
+
 @dataclass(frozen=True)
 class LeastSquares:
     """A least-squares solution: parameters, residuals and their Jacobian there."""
@@ -126,7 +132,10 @@ def levenberg_marquardt(residuals, start: np.ndarray, low: np.ndarray, high: np.
         predicted = float(-(trial - u) @ gradient * 2 - (trial - u) @ normal @ (trial - u))
         gain = (cost - trial_cost) / predicted if predicted > 0 else -1.0
         if trial_cost < cost:
-            converged = np.max(np.abs(trial - u)) < 1e-7 or (cost - trial_cost) < 1e-12 * cost
+            # converged when the step or the cost's fall is far below anything the data can
+            # tell (the cost's own noise is ~√(2/n) of it): a criterion near float round-off
+            # made the flag flip with the last bits of the data
+            converged = np.max(np.abs(trial - u)) < STEP_TOLERANCE or (cost - trial_cost) < COST_TOLERANCE * cost
             u, current, cost = trial, values, trial_cost
             J = jacobian(u)
             damping *= max(1 / 3, 1 - (2 * gain - 1) ** 3) if gain > 0 else 1.0
