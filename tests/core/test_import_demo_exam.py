@@ -61,7 +61,9 @@ the image measured, N = |M|, V that grid's voxel volume.
 - fluorine_cells_ci95_low/high, when the schema has them: their method is not fixed here, so
   this is a STATED, not derived, tolerance: the count's absolute bound plus |value| · (2 δσ/σ +
   relative width of S̄_ref) — the relative moves of the noise and calibration terms such an
-  interval is built from.
+  interval is built from — plus FIT_GAIN (1) × c⁺ · Σ (S_c⁺ − S_c⁻) over the voxels its graft
+  fits read (within two voxels, face-connected, of the region's voxels possibly above the
+  threshold, detected or not).
 - prediction is not compared: the imported study has no [[model]] (the demo's bundled model is
   not part of the exam), so it is null there; that null and its note are expected.
 A column not listed here fails the test instead of being compared with a made-up tolerance.
@@ -339,6 +341,8 @@ class RegionBounds:
     numbers: dict[str, Tolerance] = field(default_factory=dict)
     #: the value a boolean must have in both studies, or None when the bounds leave it undecided
     booleans: dict[str, bool | None] = field(default_factory=dict)
+    #: cells' worth of the rounding of the voxels the region's graft fits read (ci95 columns)
+    fit_reading: float = 0.0
 
 
 @dataclass
@@ -411,6 +415,19 @@ class FluorineIntervals:
         return (self.cells_per_signal[0] * float(self.corrected_low[self.sure & region].sum()),
                 self.cells_per_signal[1] * float(self.corrected_high[self.possible & region].sum()))
 
+    def fit_reading(self, label: int) -> float:
+        """Cells' worth of the rounding the interval's graft fits read: they fit every voxel
+        within NEIGHBOURHOOD_VOXELS of a cluster, detected or not (the module docstring's
+        ci95 rule), so a region's interval moves with the bounds e of all of them."""
+        from viewer.core.quant.fluorine_graft_fit import NEIGHBOURHOOD_VOXELS
+
+        region = self.pair.labels == label
+        above = (self.corrected_high > self.threshold[0]) & region
+        if not above.any():
+            return 0.0
+        read = ndimage.binary_dilation(above, FACES, iterations=NEIGHBOURHOOD_VOXELS)
+        return self.cells_per_signal[1] * float((self.corrected_high - self.corrected_low)[read].sum())
+
     def below_detection(self, label: int) -> bool | None:
         region = self.pair.labels == label
         if (self.sure & region).any():
@@ -461,6 +478,7 @@ def timepoint_bounds(timepoint: TimepointImages, names: dict[int, str], calibrat
         cells = None if calibration_region else fluorine.cells(label)
         if cells is not None:
             bounds.numbers["fluorine_cells"] = interval_tolerance(*cells)
+            bounds.fit_reading = fluorine.fit_reading(label)
             volume_mm3 = volumes_ml[label] * 1000.0
             bounds.numbers["cells_per_mm3"] = interval_tolerance(cells[0] / volume_mm3, cells[1] / volume_mm3)
             bounds.booleans["below_detection"] = fluorine.below_detection(label)
@@ -512,6 +530,8 @@ def bounds(images, demo_toml, stats) -> dict[str, TimepointBounds]:
 EXACT_COLUMNS = ("label", "name", "volume_ml")
 NOT_COMPARED = ("prediction",)  # the imported study has no [[model]]
 CI_COLUMNS = ("fluorine_cells_ci95_low", "fluorine_cells_ci95_high")
+#: How much a graft fit's total may move per unit of the rounding of the voxels it reads (stated)
+FIT_GAIN = 1.0
 
 
 @dataclass(frozen=True)
@@ -577,7 +597,8 @@ def column_differences(stats: dict[str, dict], bounds: dict[str, TimepointBounds
                 tolerance = region_bounds.numbers.get(column)
                 if tolerance is None and column in CI_COLUMNS and "fluorine_cells" in region_bounds.numbers:
                     count = region_bounds.numbers["fluorine_cells"]
-                    tolerance = Tolerance(count.bound + abs(a) * (2 * tp_bounds.relative_sigma + tp_bounds.relative_reference))
+                    tolerance = Tolerance(count.bound + abs(a) * (2 * tp_bounds.relative_sigma + tp_bounds.relative_reference)
+                                          + FIT_GAIN * region_bounds.fit_reading)
                 if tolerance is None:
                     problems.append(f"{label}: no tolerance is stated for this column (value {a!r})")
                     continue

@@ -166,7 +166,9 @@ def test_region_panel_receives_the_statistics(window, qtbot):
     qtbot.waitUntil(lambda: len(window.scene.results.ready()) == 3, timeout=30_000)
     assert {t.label for t in window.scene.results.ready()} == {"day 1", "day 7", "day 21"}
     day1 = window.scene.results.latest("day 1")
-    assert day1.region("injection site").values["fluorine_cells"] > 50_000
+    injection = day1.region("injection site").values  # the demo put 58,000 cells there
+    assert injection["fluorine_cells"] > 0
+    assert injection["fluorine_cells_ci95_low"] <= 58_000 <= injection["fluorine_cells_ci95_high"]
 
 
 def test_workspace_is_saved_beside_the_manifest_and_restored_on_reopening(qtbot, settings, tmp_path, demo_manifest):
