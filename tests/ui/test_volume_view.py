@@ -184,10 +184,6 @@ def child_main(manifest: str, out_dir: str) -> int:
     from viewer.core.scene import Scene
 
     scene = Scene(load_study(manifest))
-    # the cursor on the lesion, not on the injection graft: at the demo's scanner noise the
-    # graft's hotspot (voxels above 3.5 σ) is a few mm across and the crosshair would cover it
-    truth = json.loads((Path(manifest).parent / "truth.json").read_text())
-    scene.set_cursor(truth["geometry"]["lesion_centre_mm"])
     started = time.perf_counter()
     from viewer.ui.volume_view import VolumeView
 
