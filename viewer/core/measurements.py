@@ -358,8 +358,8 @@ def layer_statistics(volume: Volume, roi: ROI, fluorine: FluorineCalibration | N
             corrected = corrected * fluorine.detected[box][inside]
         cells = float(corrected.sum() * fluorine.cells_per_signal)
         if on_its_grid and fluorine.interval is not None:
-            low, _central, high = fluorine.interval.region(box, inside, int(finite.size), fluorine.cells_per_signal)
-            interval = (low, high)
+            found = fluorine.interval.region(box, inside, int(finite.size), fluorine.cells_per_signal)
+            interval = (found.low, found.high)
     return LayerStatistics(volume.role, quantity, volume.units, count, volume_mm3, nonfinite,
                            mean=float(finite.mean()), std=float(finite.std()),
                            minimum=float(finite.min()), maximum=float(finite.max()), cells=cells,

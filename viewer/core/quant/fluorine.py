@@ -299,13 +299,12 @@ class FluorineQuantifier:
             return FluorineMeasures(0.0, 0, None, None, nan_voxels, voxels)
         per_signal = self.cells_per_signal
         cells = signal * per_signal if per_signal is not None else None
-        interval, central, possible, possible_signal = None, None, 0, 0.0
-        if per_signal is not None:
-            low, central, high = self.interval.region(box, mask, voxels - nan_voxels, per_signal)
-            interval = (low, high)
-            possible, possible_signal = self.interval.candidates_in(box, mask)
+        if per_signal is None:
+            return FluorineMeasures(signal, int(detected.sum()), cells, not bool(detected.any()), nan_voxels, voxels)
+        found = self.interval.region(box, mask, voxels - nan_voxels, per_signal)
         return FluorineMeasures(signal, int(detected.sum()), cells, not bool(detected.any()), nan_voxels, voxels,
-                                interval, central, possible, possible_signal * (per_signal or 0.0))
+                                (found.low, found.high), found.central, found.possible_grafts,
+                                found.possible_graft_cells)
 
     @property
     def interval(self):

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import ndimage
@@ -124,22 +124,35 @@ class CountInterval:
         return int(groups.size), float(np.sum(self.candidate_upper[groups] * share))
 
     def region(self, box: tuple[slice, slice, slice], mask: np.ndarray, finite_voxels: int,
-               cells_per_signal: float) -> tuple[float, float, float]:
-        """(low, central, high) cells of the region voxels ``mask`` within ``box``; central is
-        the count corrected for the lost signal (the median of the corrections)."""
+               cells_per_signal: float) -> RegionInterval:
+        """The interval of the region voxels ``mask`` within ``box``, in cells (see
+        :class:`RegionInterval`)."""
         labels = self.labels[box][mask]
         inside = labels > 0
-        _, possible = self.candidates_in(box, mask)
+        groups, possible = self.candidates_in(box, mask)
         if not inside.any():
             high = max(self._undetected_bound(box, mask, finite_voxels), possible)
-            return 0.0, 0.0, high * cells_per_signal
+            return RegionInterval(0.0, 0.0, high * cells_per_signal, groups, possible * cells_per_signal)
         clusters, where = np.unique(labels[inside], return_inverse=True)
         share = np.bincount(where, weights=self.corrected[box][mask][inside].astype(np.float64))
         central = float(np.sum(share * self.factors[clusters, 0]))
         spread = float(np.sqrt(np.sum((share * self.factors[clusters, 1]) ** 2)))
         half = Z95 * math.hypot(spread, self.calibration_rsd * central)
         lower, upper = max(central - half, 0.0), central + half + possible * (1.0 + Z95 * self.calibration_rsd)
-        return lower * cells_per_signal, central * cells_per_signal, upper * cells_per_signal
+        return RegionInterval(lower * cells_per_signal, central * cells_per_signal, upper * cells_per_signal,
+                              groups, possible * cells_per_signal)
+
+
+class RegionInterval(NamedTuple):
+    """One region's 95 % interval, in cells: ``central`` is the count corrected for the lost
+    signal (the clusters' fitted wholes); ``possible_grafts`` groups too small to count (point
+    4) may hold up to ``possible_graft_cells``, which ``high`` includes."""
+
+    low: float
+    central: float
+    high: float
+    possible_grafts: int
+    possible_graft_cells: float
 
 
 def spread_signal_bound(magnitudes: np.ndarray, sigma: float, finite_voxels: int, threshold_signal: float) -> float:
