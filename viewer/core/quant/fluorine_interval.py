@@ -38,7 +38,7 @@ from them, with no two neighbouring voxels above it: they are not in its interva
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -80,8 +80,11 @@ class CountInterval:
     fits_failed: int = 0  # clusters whose fit was not believed (they keep their detected signal)
     #: groups of above-threshold voxels too small to count, 1..m on the ¹⁹F grid (point 4)
     candidates: np.ndarray | None = None
-    #: (m + 1,): candidate k's upper 95 % bound on its signal per unit of its corrected signal
-    candidate_upper: np.ndarray | None = None
+    candidate_boxes: tuple = ()  # candidate k's bounding box (slices) at k − 1
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)  # ¹⁹F voxel size per axis, mm
+    #: candidate k → its upper 95 % bound on its signal per unit of its corrected signal, fitted
+    #: when a region or ROI first holds it (most lie in air, where nothing asks)
+    _candidate_upper: dict[int, float] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, quantifier: Any) -> CountInterval:
@@ -103,8 +106,10 @@ class CountInterval:
                 factors[index] = (1.0, FALLBACK_RSD)
         rsd = math.hypot(quantifier.reference_relative_sd, SIGMA_SENSITIVITY * quantifier.sigma_relative_sd)
         threshold = float(calibration.detection_snr) * sigma
-        candidates, upper = _candidate_grafts(quantifier, labels > 0, threshold, spacing)
-        return cls(labels, corrected, factors, rsd, quantifier.magnitude, sigma, threshold, failed, candidates, upper)
+        candidates = _candidate_groups(quantifier, threshold)
+        boxes = tuple(ndimage.find_objects(candidates)) if candidates is not None else ()
+        return cls(labels, corrected, factors, rsd, quantifier.magnitude, sigma, threshold, failed, candidates,
+                   boxes, spacing)  # type: ignore[arg-type]
 
     def _undetected_bound(self, box, mask: np.ndarray, finite_voxels: int) -> float:
         """95 % upper bound on the signal of a region with nothing detected (module notes)."""
@@ -113,7 +118,7 @@ class CountInterval:
     def candidates_in(self, box: tuple[slice, slice, slice], mask: np.ndarray) -> tuple[int, float]:
         """(how many, upper bound on their signal in a.u.) of the too-small groups in a region
         (point 4); a group split between regions adds its share by voxel signal."""
-        if self.candidates is None or self.candidate_upper is None:
+        if self.candidates is None:
             return 0, 0.0
         labels = self.candidates[box][mask]
         inside = labels > 0
@@ -121,7 +126,28 @@ class CountInterval:
             return 0, 0.0
         groups, where = np.unique(labels[inside], return_inverse=True)
         share = np.bincount(where, weights=self.corrected[box][mask][inside].astype(np.float64))
-        return int(groups.size), float(np.sum(self.candidate_upper[groups] * share))
+        upper = np.array([self._candidate_bound(int(group)) for group in groups])
+        return int(groups.size), float(np.sum(upper * share))
+
+    def _candidate_bound(self, index: int) -> float:
+        """Candidate ``index``'s upper 95 % bound per unit of its corrected signal: the fit's
+        upper end, or the spread-signal bound over its neighbourhood when the fit is not
+        believed (module notes, point 4); fitted once."""
+        known = self._candidate_upper.get(index)
+        if known is not None:
+            return known
+        assert self.candidates is not None
+        box, group, detected, fit = _fit_group(self.candidates, index, self.candidate_boxes[index - 1], self.corrected,
+                                               self.sigma, self.spacing, self.labels > 0)
+        counted = self.labels[box] > 0
+        if fit.converged and FIT_PLAUSIBLE <= fit.signal / detected <= CANDIDATE_PLAUSIBLE_RATIO:
+            bound = fit.signal + Z95 * SE_INFLATION * fit.standard_error  # σ units
+        else:
+            around = ndimage.binary_dilation(group, CLUSTER_STRUCTURE, iterations=NEIGHBOURHOOD_VOXELS) & ~counted
+            bound = spread_signal_bound(self.magnitude[box][around], self.sigma, int(around.sum()),
+                                        self.threshold_signal) / self.sigma
+        self._candidate_upper[index] = bound / detected
+        return self._candidate_upper[index]
 
     def region(self, box: tuple[slice, slice, slice], mask: np.ndarray, finite_voxels: int,
                cells_per_signal: float) -> RegionInterval:
@@ -172,43 +198,38 @@ def spread_signal_bound(magnitudes: np.ndarray, sigma: float, finite_voxels: int
 def _fits(labels: np.ndarray, corrected: np.ndarray, sigma: float, spacing: tuple[float, float, float],
           excluded: np.ndarray):
     """Fit a graft to each labelled group: yields (label, box, the group's voxels in the box,
-    its detected signal in σ units, its :class:`GraftFit`). ``excluded`` voxels (other
-    clusters) are left out of every fit, except the group's own."""
+    its detected signal in σ units, its :class:`GraftFit`)."""
     for index, where in enumerate(ndimage.find_objects(labels), start=1):
-        if where is None:
-            continue
-        box = tuple(slice(max(s.start - FIT_MARGIN_VOXELS, 0), s.stop + FIT_MARGIN_VOXELS) for s in where)
-        group = labels[box] == index
-        snr = corrected[box] / sigma
-        others = excluded[box] & ~group
-        yield index, box, group, float(snr[group].sum()), fit_graft(snr, group, spacing, others)  # type: ignore[arg-type]
+        if where is not None:
+            yield (index, *_fit_group(labels, index, where, corrected, sigma, spacing, excluded))
 
 
-def _candidate_grafts(quantifier: Any, counted: np.ndarray, threshold: float,
-                      spacing: tuple[float, float, float]) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Groups of above-threshold voxels too small to count (module notes, point 4) and each
-    one's upper 95 % bound on its signal per unit of its corrected signal: the fit's upper
-    end, or the spread-signal bound over its neighbourhood when the fit is not believed."""
-    smallest = int(quantifier.calibration.min_cluster_voxels)
-    if smallest <= CANDIDATE_MIN_VOXELS:
-        return None, None
-    corrected, sigma = quantifier.corrected, float(quantifier.sigma)
-    above = (corrected > threshold) & ~quantifier.detected
+def _fit_group(labels: np.ndarray, index: int, where: tuple[slice, ...], corrected: np.ndarray, sigma: float,
+               spacing: tuple[float, float, float], excluded: np.ndarray):
+    """(box, the group's voxels in the box, its detected signal in σ units, its
+    :class:`GraftFit`) for label ``index`` whose bounding box is ``where``; ``excluded`` voxels
+    (other clusters) are left out of the fit, except the group's own."""
+    box = tuple(slice(max(s.start - FIT_MARGIN_VOXELS, 0), s.stop + FIT_MARGIN_VOXELS) for s in where)
+    group = labels[box] == index
+    snr = corrected[box] / sigma
+    others = excluded[box] & ~group
+    return box, group, float(snr[group].sum()), fit_graft(snr, group, spacing, others)  # type: ignore[arg-type]
+
+
+def _candidate_groups(quantifier: Any, threshold: float) -> np.ndarray | None:
+    """Groups of above-threshold voxels too small to count (module notes, point 4), labelled
+    1..m on the ¹⁹F grid; None when there are none or clusters of two already count."""
+    if int(quantifier.calibration.min_cluster_voxels) <= CANDIDATE_MIN_VOXELS:
+        return None
+    above = (quantifier.corrected > threshold) & ~quantifier.detected
     groups, count = ndimage.label(above, structure=CLUSTER_STRUCTURE)
     if count == 0:
-        return None, None
+        return None
     sizes = np.bincount(groups.ravel(), minlength=count + 1)
     keep = sizes >= CANDIDATE_MIN_VOXELS
     keep[0] = False
+    if not keep.any():
+        return None
     renumber = np.zeros(count + 1, dtype=np.int32)
     renumber[keep] = np.arange(1, int(keep.sum()) + 1)
-    candidates = renumber[groups]
-    upper = np.zeros(int(keep.sum()) + 1)
-    for index, box, group, detected, fit in _fits(candidates, corrected, sigma, spacing, counted):
-        if fit.converged and FIT_PLAUSIBLE <= fit.signal / detected <= CANDIDATE_PLAUSIBLE_RATIO:
-            bound = fit.signal + Z95 * SE_INFLATION * fit.standard_error  # σ units
-        else:
-            around = ndimage.binary_dilation(group, CLUSTER_STRUCTURE, iterations=NEIGHBOURHOOD_VOXELS) & ~counted[box]
-            bound = spread_signal_bound(quantifier.magnitude[box][around], sigma, int(around.sum()), threshold) / sigma
-        upper[index] = bound / detected
-    return candidates, upper
+    return renumber[groups]
