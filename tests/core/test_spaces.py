@@ -319,3 +319,31 @@ def test_compiled_and_numpy_label_lookups_agree():
     finally:
         sys.modules["numba"] = saved
     np.testing.assert_array_equal(compiled, numpy_result)
+
+
+@pytest.mark.parametrize("offset", [0, 3, 70_000])
+def test_label_boxes_are_the_tight_boxes_of_every_label(offset):
+    """The boxes after cropping to the labelled part equal each label's argwhere bounds (an
+    independent computation), for labels touching the map's faces, a single-voxel label, a
+    negative value (not a label) and label values above the dense limit (``offset``)."""
+    from viewer.core.spaces import label_boxes
+
+    rng = np.random.default_rng(5)
+    data = np.zeros((40, 37, 31), np.int32)
+    data[10:20, 5:9, 12:30] = 1 + offset
+    data[0, 0, 0] = 2 + offset  # a corner of the map
+    data[39, 36, 30] = 2 + offset  # the opposite corner: label 2's box is the whole map
+    data[25, 17, 3] = 7 + offset  # one voxel
+    data[rng.integers(0, 40, 50), rng.integers(0, 37, 50), rng.integers(0, 31, 50)] = 9 + offset
+    data[5, 30, 20] = -4  # not a label
+    affine = np.diag([1.5, 1.5, 2.0, 1.0])
+    boxes = label_boxes(Volume(data, affine, "regions"))
+    expected = {}
+    for value in np.unique(data[data > 0]):
+        where = np.argwhere(data == value)
+        expected[int(value)] = tuple(slice(int(a), int(b) + 1) for a, b in zip(where.min(0), where.max(0)))
+    assert boxes == expected
+    inner = np.zeros_like(data)
+    inner[12:14, 20:22, 7:9] = 3
+    assert label_boxes(Volume(inner, affine, "regions")) == {3: (slice(12, 14), slice(20, 22), slice(7, 9))}
+    assert label_boxes(Volume(np.zeros((4, 4, 4), np.int32), affine, "regions")) == {}
