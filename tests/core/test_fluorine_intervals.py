@@ -157,6 +157,36 @@ def test_levenberg_marquardt_finds_a_known_minimum_within_bounds():
     assert bounded.x[0] <= 2.0 + 1e-12  # the bound holds
 
 
+def test_the_fit_s_analytic_derivatives_equal_central_differences():
+    """The ball's partial-volume derivatives and the Rician mean's slope, which the fit's
+    Jacobian and the signal's standard error use, against central differences of the values
+    (random balls on an anisotropic grid; the table slope away from its knots)."""
+    from viewer.core.quant.fluorine_graft_fit import (
+        ball_fraction_derivatives,
+        ball_fractions,
+        corrected_mean,
+        corrected_mean_slope,
+    )
+
+    rng = np.random.default_rng(3)
+    points = np.argwhere(np.ones((9, 9, 9))) * np.array([1.2, 1.2, 1.5])
+    for _ in range(5):
+        centre, radius, voxel = np.array([5.0, 4.8, 6.0]) + rng.normal(0, 0.4, 3), 1.5 + 2 * rng.random(), 1.3
+        fractions, derivatives = ball_fraction_derivatives(points, centre, radius, voxel)
+        np.testing.assert_array_equal(fractions, ball_fractions(points, centre, radius, voxel))
+        h = 1e-6
+        for k in range(4):
+            step = np.eye(4)[k] * h
+            plus = ball_fractions(points, centre + step[:3], radius + step[3], voxel)
+            minus = ball_fractions(points, centre - step[:3], radius - step[3], voxel)
+            np.testing.assert_allclose(derivatives[:, k], (plus - minus) / (2 * h), atol=1e-6)
+        assert np.abs(derivatives[:, 3]).max() > 0.5  # the ball's edge lies on the grid
+    amplitudes = rng.uniform(0.01, 250.0, 500)
+    h = 1e-7
+    np.testing.assert_allclose(corrected_mean_slope(amplitudes),
+                               (corrected_mean(amplitudes + h) - corrected_mean(amplitudes - h)) / (2 * h), atol=1e-5)
+
+
 def test_a_region_with_nothing_detected_bounds_cells_spread_thinly_below_the_threshold():
     """Cells spread evenly at 1 σ per voxel over a region: when nothing is detected there, the
     interval's upper end is above them in ≥ 95 % of seeds, whatever their spread. (When a few

@@ -64,19 +64,50 @@ def corrected_mean(amplitude_snr: np.ndarray) -> np.ndarray:
     return np.where(a <= TABLE_MAX_SNR, np.interp(a, amplitudes, means), a)
 
 
+def corrected_mean_slope(amplitude_snr: np.ndarray) -> np.ndarray:
+    """d corrected_mean / d amplitude: the slope of the tabulated segment each amplitude lies
+    on (the table is interpolated linearly), 1 above the table."""
+    amplitudes, means = _mean_table()
+    a = np.asarray(amplitude_snr, dtype=np.float64)
+    slopes = np.diff(means) / np.diff(amplitudes)
+    segment = np.clip(np.searchsorted(amplitudes, a, side="right") - 1, 0, slopes.size - 1)
+    return np.where(a <= TABLE_MAX_SNR, slopes[segment], 1.0)
+
+
 #: Sub-voxel offsets (in voxels) of the SUBDIVISION³ sub-voxels whose ramps make a voxel's fraction.
 SUBDIVISION = 3
 _SUB = np.stack(np.meshgrid(*[(np.arange(SUBDIVISION) + 0.5) / SUBDIVISION - 0.5] * 3, indexing="ij"),
                 axis=-1).reshape(-1, 3)
 
 
+def _ramps(points_mm: np.ndarray, centre_mm: np.ndarray, radius_mm: float,
+           voxel_mm: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per voxel and sub-voxel: the offset from the centre (mm), its length (mm) and the
+    unclipped ramp ``0.5 + (radius − distance) / sub-voxel size``."""
+    offsets = points_mm[:, None, :] + (_SUB * voxel_mm)[None, :, :] - centre_mm
+    distance = np.sqrt(np.einsum("nsk,nsk->ns", offsets, offsets))
+    return offsets, distance, 0.5 + (radius_mm - distance) * (SUBDIVISION / voxel_mm)
+
+
 def ball_fractions(points_mm: np.ndarray, centre_mm: np.ndarray, radius_mm: float, voxel_mm: float) -> np.ndarray:
     """Partial volume of a ball in voxels centred at ``points_mm``: the mean over the voxel's
     3×3×3 sub-voxels of a ramp ``clip(0.5 + (radius − distance) / sub-voxel size, 0, 1)`` (a
     single ramp per voxel is 5 % off for balls of one voxel's radius)."""
-    offsets = _SUB * voxel_mm
-    distance = np.linalg.norm(points_mm[:, None, :] + offsets[None, :, :] - centre_mm, axis=-1)
-    return np.clip(0.5 + (radius_mm - distance) * (SUBDIVISION / voxel_mm), 0.0, 1.0).mean(axis=1)
+    return np.clip(_ramps(points_mm, centre_mm, radius_mm, voxel_mm)[2], 0.0, 1.0).mean(axis=1)
+
+
+def ball_fraction_derivatives(points_mm: np.ndarray, centre_mm: np.ndarray, radius_mm: float,
+                              voxel_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`ball_fractions` and its derivatives (n × 4: by the centre's three coordinates
+    and by the radius, per mm), analytically: a sub-voxel on its ramp moves by 1/sub-voxel size
+    per mm of radius and by that times the unit vector from the centre per mm of centre
+    shift. One evaluation instead of the ten of a central difference, which made the
+    Jacobians two thirds of the fits' time."""
+    offsets, distance, ramp = _ramps(points_mm, centre_mm, radius_mm, voxel_mm)
+    fractions = np.clip(ramp, 0.0, 1.0).mean(axis=1)
+    slope = np.where((ramp > 0.0) & (ramp < 1.0), SUBDIVISION / voxel_mm, 0.0)
+    by_centre = np.einsum("ns,nsk->nk", slope / np.maximum(distance, 1e-12), offsets) / distance.shape[1]
+    return fractions, np.column_stack([by_centre, slope.mean(axis=1)])
 
 
 #: Levenberg–Marquardt stops when a step moves no scaled parameter by more than this (1e-6 of a
@@ -96,10 +127,10 @@ class LeastSquares:
 
 
 def levenberg_marquardt(residuals, start: np.ndarray, low: np.ndarray, high: np.ndarray, scale: np.ndarray,
-                        iterations: int = 100) -> LeastSquares:
+                        iterations: int = 100, jacobian=None) -> LeastSquares:
     """Minimise Σ residuals(θ)² within [low, high]: Levenberg–Marquardt in parameters scaled
-    by ``scale``, central-difference Jacobian, Nielsen's damping update, steps clipped to the
-    bounds.
+    by ``scale``, Nielsen's damping update, steps clipped to the bounds. ``jacobian(θ)``
+    (residuals × parameters) when given, else central differences.
 
     Five parameters need nothing more; scipy.optimize.least_squares does the same but importing
     scipy.optimize costs 0.4 s, a quarter of `viewer stats`' whole budget.
@@ -110,14 +141,16 @@ def levenberg_marquardt(residuals, start: np.ndarray, low: np.ndarray, high: np.
     def at(u: np.ndarray) -> np.ndarray:
         return residuals(u * scale)
 
-    def jacobian(u: np.ndarray) -> np.ndarray:
+    def scaled_jacobian(u: np.ndarray) -> np.ndarray:
+        if jacobian is not None:
+            return np.asarray(jacobian(u * scale)) * scale[None, :]
         h = 1e-5
         return np.stack([(at(u + e) - at(u - e)) / (2 * h) for e in np.eye(u.size) * h], axis=1)
 
     u = np.asarray(start, dtype=np.float64) / scale
     current = at(u)
     cost = float(current @ current)
-    J = jacobian(u)
+    J = scaled_jacobian(u)
     damping, growth = 1e-3 * float(np.max(np.diag(J.T @ J))), 2.0
     success = False
     for _ in range(iterations):
@@ -137,7 +170,7 @@ def levenberg_marquardt(residuals, start: np.ndarray, low: np.ndarray, high: np.
             # made the flag flip with the last bits of the data
             converged = np.max(np.abs(trial - u)) < STEP_TOLERANCE or (cost - trial_cost) < COST_TOLERANCE * cost
             u, current, cost = trial, values, trial_cost
-            J = jacobian(u)
+            J = scaled_jacobian(u)
             damping *= max(1 / 3, 1 - (2 * gain - 1) ** 3) if gain > 0 else 1.0
             growth = 2.0
             if converged:
@@ -185,23 +218,25 @@ def fit_graft(snr: np.ndarray, cluster: np.ndarray, spacing_mm: tuple[float, flo
     def residuals(theta: np.ndarray) -> np.ndarray:
         return observed - corrected_mean(theta[4] * ball_fractions(points, theta[:3], theta[3], voxel))
 
+    def jacobian(theta: np.ndarray) -> np.ndarray:
+        fractions, derivatives = ball_fraction_derivatives(points, theta[:3], theta[3], voxel)
+        slope = corrected_mean_slope(theta[4] * fractions)
+        return -slope[:, None] * np.column_stack([theta[4] * derivatives, fractions])
+
     low = [*(points.min(axis=0) - voxel), 0.2 * voxel, 0.05]
     high = [*(points.max(axis=0) + voxel), np.ptp(points, axis=0).max() + voxel, 10.0 * peak + 10.0]
     start = np.clip(np.r_[centre, radius, peak], np.array(low) + 1e-6, np.array(high) - 1e-6)
     solution = levenberg_marquardt(residuals, start, np.array(low), np.array(high),
-                                   np.r_[voxel, voxel, voxel, voxel, max(peak / 5, 1.0)])
-
-    def total(theta: np.ndarray) -> float:
-        reach = theta[3] + voxel
-        lo = np.floor((theta[:3] - reach) / spacing).astype(int)
-        hi = np.ceil((theta[:3] + reach) / spacing).astype(int)
-        grid = np.stack(np.meshgrid(*[np.arange(a, b + 1) for a, b in zip(lo, hi)], indexing="ij"), -1)
-        return float(theta[4] * ball_fractions(grid.reshape(-1, 3) * spacing, theta[:3], theta[3], voxel).sum())
+                                   np.r_[voxel, voxel, voxel, voxel, max(peak / 5, 1.0)], jacobian=jacobian)
 
     theta = solution.x
-    signal = total(theta)
-    steps = np.maximum(np.abs(theta) * 1e-4, 1e-5)
-    gradient = np.array([(total(theta + e) - total(theta - e)) / (2 * e[k]) for k, e in enumerate(np.diag(steps))])
+    reach = theta[3] + voxel
+    lo = np.floor((theta[:3] - reach) / spacing).astype(int)
+    hi = np.ceil((theta[:3] + reach) / spacing).astype(int)
+    grid = np.stack(np.meshgrid(*[np.arange(a, b + 1) for a, b in zip(lo, hi)], indexing="ij"), -1)
+    fractions, derivatives = ball_fraction_derivatives(grid.reshape(-1, 3) * spacing, theta[:3], theta[3], voxel)
+    signal = float(theta[4] * fractions.sum())  # every voxel the ball reaches, σ units
+    gradient = np.r_[theta[4] * derivatives.sum(axis=0), fractions.sum()]
     dof = max(observed.size - theta.size, 1)
     variance = float(np.sum(solution.fun**2)) / dof
     try:
