@@ -27,7 +27,7 @@ import numpy as np
 from scipy import fft as sp_fft
 
 from viewer.core.quant.settings import QuantSettings
-from viewer.core.spaces import region_mask_on_grid
+from viewer.core.spaces import label_box, region_mask_on_grid
 from viewer.core.volume import Volume
 
 Box = tuple[slice, slice, slice]
@@ -183,15 +183,24 @@ class PetQuantifier:
     def measure(self, box: Box, mask: np.ndarray) -> PetMeasures:
         """PET measures of the region given by ``mask`` within ``box`` of the PET grid.
 
-        A region whose box, grown by the sphere, is under :data:`WHOLE_MAP_SHARE` of the grid
-        gets its SUVpeak from that grown box only (the demo's six regions: 14 ms instead of
-        41 ms for the whole map); a larger one reads the whole map, built once. Which path a
-        region takes depends on its box alone, so a region measured again gives the same numbers.
+        A region whose tight box, grown by the sphere, is under :data:`WHOLE_MAP_SHARE` of the
+        grid gets its SUVpeak from that grown box only (the demo's six regions: 14 ms instead
+        of 41 ms for the whole map); a larger one reads the whole map, built once. Which path a
+        region takes, and the box it reads, depend on its voxels alone (not on ``box``), so the
+        same region gives the same numbers to the last bit however it is reached.
         """
         values = self.values()
-        grown = grown_box(box, self.kernel, values.shape)
+        tight = label_box(mask)
+        if tight is None:  # nothing of the region here: the numbers of no voxel
+            return region_measures(values[box], values[box], mask, self.volume.voxel_volume_ml, self.settings,
+                                   self.sul_factor)
+        # the region's own box, not the one given: a caller's box may be loose (the window grows
+        # it while painting), and the sphere means must not depend on it, to the last bit
+        tight = tuple(slice(b.start + t.start, b.start + t.stop) for b, t in zip(box, tight))
+        grown = grown_box(tight, self.kernel, values.shape)
         if math.prod(s.stop - s.start for s in grown) < WHOLE_MAP_SHARE * values.size:
-            peak = sphere_mean_map(values[grown], self.kernel)[within(box, grown)]
+            peak = np.full(mask.shape, np.nan, dtype=np.float32)
+            peak[within(tight, box)] = sphere_mean_map(values[grown], self.kernel)[within(tight, grown)]
         else:
             peak = self.peak_map()[box]
         return region_measures(values[box], peak, mask, self.volume.voxel_volume_ml, self.settings, self.sul_factor)
