@@ -152,8 +152,10 @@ def test_a_sphere_around_the_demo_graft_counts_the_cells_the_demo_put_there(qtbo
     assert low <= ball["cells"] <= high and rows["fluorine"].cells <= 1.05 * ball["cells"]
     assert rows["regions"].regions.get("injection site", 0) > 0
     panel = window.measurement_panel.tree.topLevelItem(0)
-    fluorine = next(panel.child(i) for i in range(panel.childCount()) if panel.child(i).text(0).startswith("¹⁹F"))
-    assert fluorine.text(6) == f"{format_number(rows['fluorine'].cells, 3)} ({format_number(low, 3)}–{format_number(high, 3)})"
+    cells = next(panel.child(i) for i in range(panel.childCount()) if panel.child(i).text(0).startswith("¹⁹F cells"))
+    assert cells.isFirstColumnSpanned()
+    assert cells.text(0) == (f"¹⁹F cells: {format_number(rows['fluorine'].cells, 3)} · 95 % interval "
+                             f"{format_number(low, 3)}–{format_number(high, 3)}")
 
 
 def test_a_sphere_over_the_reference_tube_counts_no_cells(qtbot, window, demo_manifest):

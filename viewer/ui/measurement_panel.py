@@ -18,7 +18,7 @@ from viewer.core.quant.measures import FLUORINE_INTERVAL, format_number
 from viewer.core.scene import Scene
 from viewer.ui.colorbar import SceneLink
 
-COLUMNS: tuple[str, ...] = ("Measurement / layer", "Mean", "SD", "Min", "Max", "Size", "¹⁹F cells")
+COLUMNS: tuple[str, ...] = ("Measurement / layer", "Mean", "SD", "Min", "Max", "Size")
 DIGITS = 4
 #: Pause (ms) after the last edit or new numbers before the measurements are measured again.
 REMEASURE_DELAY_MS = 150
@@ -42,17 +42,30 @@ def layer_row(stats: LayerStatistics) -> list[str]:
     """One layer's cells of the table (the layer's units in its name)."""
     name = f"{stats.quantity} ({stats.units})" if stats.units else stats.quantity
     if stats.voxels == 0:
-        return [name, "outside this image", "", "", "", "", ""]
-    size = f"{stats.voxels} vox · {stats.volume_mm3 / 1000:.3g} mL"
+        return [name, "outside this image", "", "", "", ""]
+    # the voxels of this layer's grid inside the shape; the shape's own volume is on its row
+    size = f"{stats.voxels} vox"
     if stats.role == "regions":  # one line across the table (the panel spans it)
         inside = ", ".join(f"{region} {count} vox" for region, count in stats.regions.items()) or "no region"
-        return [f"{name}: {inside}", "", "", "", "", "", ""]
+        return [f"{name}: {inside}", "", "", "", "", ""]
     if stats.nonfinite:
         size += f" · {stats.nonfinite} NaN/inf left out"
-    cells = "" if stats.cells is None else format_number(stats.cells, 3)
-    if stats.cells is not None and stats.cells_ci95 is not None:
-        cells += f" ({FLUORINE_INTERVAL.format(stats.cells_ci95)})"
-    return [name, _number(stats.mean), _number(stats.std), _number(stats.minimum), _number(stats.maximum), size, cells]
+    return [name, _number(stats.mean), _number(stats.std), _number(stats.minimum), _number(stats.maximum), size]
+
+
+def cells_text(stats: LayerStatistics) -> str | None:
+    """The ¹⁹F layer's cell count and its 95 % interval as one line, or None for other layers.
+
+    It is a row of its own spanning the table, under the ¹⁹F layer's row, rather than a
+    seventh column: in the side panel a last column lay beyond its right edge at 1600 px, and
+    the count is the number the reader came for.
+    """
+    if stats.cells is None:
+        return None
+    text = f"¹⁹F cells: {format_number(stats.cells, 3)}"
+    if stats.cells_ci95 is not None:
+        text += f" · 95 % interval {FLUORINE_INTERVAL.format(stats.cells_ci95)}"
+    return text
 
 
 class MeasurementPanel(QtWidgets.QWidget):
@@ -111,16 +124,16 @@ class MeasurementPanel(QtWidgets.QWidget):
         self.tree.clear()
         for measurement in self.scene.measurements:
             top = QtWidgets.QTreeWidgetItem([f"{measurement.name} {measurement.summary()}", "", "", "", "",
-                                             size_text(measurement), ""])
+                                             size_text(measurement)])
             top.setData(0, QtCore.Qt.ItemDataRole.UserRole, measurement.name)
             self.tree.addTopLevelItem(top)
             if isinstance(measurement, Ruler):
                 continue
             for stats in self.scene.measure(measurement):
-                child = QtWidgets.QTreeWidgetItem(layer_row(stats))
-                child.setData(0, QtCore.Qt.ItemDataRole.UserRole, measurement.name)
-                top.addChild(child)
-                child.setFirstColumnSpanned(stats.role == "regions")
+                self._add_row(top, layer_row(stats), measurement.name, spanned=stats.role == "regions")
+                cells = cells_text(stats)
+                if cells is not None:
+                    self._add_row(top, [cells], measurement.name, spanned=True, bold=True)
             top.setExpanded(measurement.name in expanded or not expanded or measurement is self._newest())
         for column in range(len(COLUMNS)):
             self.tree.resizeColumnToContents(column)
@@ -128,6 +141,18 @@ class MeasurementPanel(QtWidgets.QWidget):
         has_any = len(self.scene.measurements) > 0
         self.delete_button.setEnabled(has_any)
         self.clear_button.setEnabled(has_any)
+
+    @staticmethod
+    def _add_row(top: QtWidgets.QTreeWidgetItem, texts: list[str], name: str, spanned: bool,
+                 bold: bool = False) -> None:
+        child = QtWidgets.QTreeWidgetItem(texts)
+        child.setData(0, QtCore.Qt.ItemDataRole.UserRole, name)
+        if bold:
+            font = child.font(0)
+            font.setBold(True)
+            child.setFont(0, font)
+        top.addChild(child)
+        child.setFirstColumnSpanned(spanned)
 
     def _newest(self) -> Measurement | None:
         items = list(self.scene.measurements)
