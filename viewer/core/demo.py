@@ -61,7 +61,7 @@ from viewer.core.transforms import as_list, rigid
 from viewer.core.volume import Volume
 
 #: Version of the generator's scenario; bump when the written numbers change.
-DEMO_VERSION = "1.1"
+DEMO_VERSION = "1.2"
 DEFAULT_SEED = 7
 TRUTH_NAME = "truth.json"
 
@@ -179,6 +179,10 @@ class TimepointDesign:
     penumbra_split: tuple[float, ...]
     pet_rim_suv: float
     pet_dicom: bool
+    #: Packing of the injection site's cells (cells/mm³): the bolus is densest the day after
+    #: it is injected and loosens as cells leave, so its brightest ¹⁹F voxels read up to ~40 σ
+    #: on day 1 while migrated cells (BALL_DENSITY_CELLS_MM3) read 3–12 σ.
+    bolus_density_cells_mm3: float
     #: How the patient lay in this session's MR: rotations about x, y, z (degrees) about
     #: HEAD_CENTRE_MM, then a translation (mm); the timepoint's world → reference world.
     session: tuple[tuple[float, float, float], tuple[float, float, float]]
@@ -201,17 +205,17 @@ TIMEPOINTS: tuple[TimepointDesign, ...] = (
     TimepointDesign("day 1", 1, "day1",
                     {INJECTION: 58000, PENUMBRA: 3000, CORE: 1500},
                     {INJECTION: 1740, PENUMBRA: 60, CORE: 75},
-                    (1.0,), 8.0, False,
+                    (1.0,), 8.0, False, 2000.0,
                     ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0)), ((2.0, -3.0, 4.0), (3.0, -12.0, 9.0))),
     TimepointDesign("day 7", 7, "day7",
                     {INJECTION: 30000, PENUMBRA: 24000, CORE: 8500},
                     {INJECTION: 7500, PENUMBRA: 2400, CORE: 2600},
-                    (0.6, 0.4), 8.8, True,
+                    (0.6, 0.4), 8.8, True, 1000.0,
                     ((4.0, -3.0, 7.0), (6.0, -9.0, 5.0)), ((-3.0, 2.0, -5.0), (-4.0, 10.0, -14.0))),
     TimepointDesign("day 21", 21, "day21",
                     {INJECTION: 12000, PENUMBRA: 40000, CORE: 10500},
                     {INJECTION: 4200, PENUMBRA: 4800, CORE: 7350},
-                    (0.4, 0.35, 0.25), 7.5, False,
+                    (0.4, 0.35, 0.25), 7.5, False, 500.0,
                     ((-6.0, 5.0, -9.0), (-8.0, 7.0, -11.0)), ((3.0, 4.0, 2.0), (5.0, 8.0, 12.0))),
 )
 
@@ -222,7 +226,7 @@ class NoiseProfile:
 
     ``scanner`` (the default, issue 17): reference SNR 25 and 10¹³ ¹⁹F atoms per cell (the
     contract's range is 3·10¹¹–1.7·10¹³), so the migrated cells' fully filled voxels read
-    about 10 σ (3 σ for the smallest balls' brightest); 1 fmol
+    about 10 σ (3 σ for the smallest balls' brightest, 34 σ for the day-1 bolus's); 1 fmol
     Gd per cell with ΔR1 noise of 3e-5 1/s, a tenth of a dead-cell cluster's ΔR1. The numbers
     to compare with the truth are then the counts' 95 % intervals. ``ideal``: reference SNR
     20,000 and ΔR1 noise 5e-6 1/s, so the §3 estimators recover the truth within 1-2 % (a check
@@ -626,7 +630,8 @@ def balls_for(design: TimepointDesign, sites: dict[int, list[tuple[np.ndarray, f
         cells = _split(design.cells[region], weights)
         dead = _split(design.dead[region], [float(c) for c in cells])
         for (centre, room), n, d in zip(region_sites, cells, dead):
-            wanted = (3.0 * n / (4.0 * math.pi * BALL_DENSITY_CELLS_MM3)) ** (1.0 / 3.0)
+            density = design.bolus_density_cells_mm3 if region == INJECTION else BALL_DENSITY_CELLS_MM3
+            wanted = (3.0 * n / (4.0 * math.pi * density)) ** (1.0 / 3.0)
             radius = float(np.clip(wanted, MIN_BALL_RADIUS_MM, min(room, MAX_BALL_RADIUS_MM)))
             balls.append(Ball(region, np.asarray(centre, dtype=np.float64), radius, n, d))
     return balls
@@ -1054,7 +1059,9 @@ def _assumptions(grids: dict[str, Grid], profile: NoiseProfile) -> list[str]:
         "is fully inside the tube (checked when generating); the tube itself is rendered with partial volume.",
         "Background region: an air box left-anterior of the head inside the 19F field of view.",
         "Cells: every labelled cell is in one of injection site, penumbra, core; each region's cells form "
-        f"uniform balls of ~{BALL_DENSITY_CELLS_MM3:g} cells/mm3 (radius limited by the room), centred at least "
+        f"uniform balls of ~{BALL_DENSITY_CELLS_MM3:g} cells/mm3 (the injection bolus "
+        + ", ".join(f"{d.bolus_density_cells_mm3:g} on {d.label}" for d in TIMEPOINTS)
+        + "; radius limited by the room), centred at least "
         "radius + 4 mm (two 19F voxels) inside the region, so each ball maps entirely to its region on every grid.",
         "Cell numbers follow the scenario of PRODUCT.md §1: 62,500 UC-MSC injected; about 20 % (12,500) dead by "
         "day 7; 19F counts all cells (live and dead) since the perfluorocarbon persists. Dead cells are spread "
@@ -1068,7 +1075,8 @@ def _assumptions(grids: dict[str, Grid], profile: NoiseProfile) -> list[str]:
         + ("far above a real scanner's, chosen so the PRODUCT.md §3 estimator recovers 1,500-58,000 cells within "
            "1-2 %)." if profile.name == "ideal" else
            f"a scanner's; {profile.fluorine_atoms_per_cell:g} 19F atoms per cell, so the migrated cells' fully filled "
-           "voxels read about 10 sigma and the smallest balls' brightest voxels about 3 sigma; the counts' 95 % "
+           "voxels read about 10 sigma, the day-1 bolus's brightest about 34 sigma and the smallest balls' brightest "
+           "voxels about 3 sigma; the counts' 95 % "
            "intervals are what to compare with the truth)."),
         "SPIO: dR2* = 100 /mM/s x iron (15 pg Fe/cell, 55.845 g/mol) of all cells, Gaussian-smoothed "
         f"(sigma {SPIO_SMOOTH_SIGMA_MM} mm), 1x1x2 mm grid, Gaussian noise sigma {DR2STAR_SIGMA} 1/s in the head.",
