@@ -81,17 +81,26 @@ def main() -> int:
 
 def _with_baseline(command: list[str], baseline: Path, runs: int) -> None:
     """This checkout and the baseline's, interleaved run by run (the same machine load)."""
-    module = [sys.executable, "-m", "viewer", *command[1:]]
-    env = dict(os.environ, PYTHONPATH=str(baseline.resolve()))
-    subprocess.run(module, check=True, capture_output=True, env=env)
+    module = [sys.executable, "-m", "viewer", *command[1:2], str(Path(command[2]).resolve())]
+    baseline = baseline.resolve()
+    env = dict(os.environ, PYTHONPATH=str(baseline))
+    # `python -m` puts the working folder first on sys.path: each side runs from its own checkout
+    # (from this one, the baseline would silently import this checkout's code)
+    sides = ((Path(__file__).resolve().parents[1], None), (baseline, env))
+    for folder, environment in sides:
+        where = subprocess.run([sys.executable, "-c", "import viewer; print(viewer.__file__)"], cwd=folder,
+                               env=environment, check=True, capture_output=True, text=True).stdout.strip()
+        if not Path(where).resolve().is_relative_to(folder):
+            raise SystemExit(f"the run from {folder} imports {where}, not its own checkout")
+        subprocess.run(module, check=True, capture_output=True, env=environment, cwd=folder)
     now, before = [], []
     for _ in range(runs):
-        for times, environment in ((now, None), (before, env)):
+        for times, (folder, environment) in zip((now, before), sides):
             start = time.perf_counter()
-            subprocess.run(module, check=True, capture_output=True, env=environment)
+            subprocess.run(module, check=True, capture_output=True, env=environment, cwd=folder)
             times.append((time.perf_counter() - start) * 1000)
     a, b = statistics.median(now), statistics.median(before)
-    print(f"viewer stats whole process, median of {runs}: with intervals {a:7.0f} ms, without (baseline) {b:7.0f} ms, "
+    print(f"viewer stats whole process, median of {runs}: this checkout {a:7.0f} ms, baseline {baseline.name} {b:7.0f} ms, "
           f"ratio {a / b:.2f}x")
 
 
