@@ -365,3 +365,18 @@ def test_the_demo_has_a_scanners_snr(manifest, truth, volumes, tmp_path):
     with pytest.raises(ViewerError, match="unknown demo noise profile"):
         write_demo_study(tmp_path / "other", noise="loud")
     assert not (tmp_path / "other").exists()
+
+
+@pytest.mark.parametrize("seed", [4, 19])
+def test_every_seed_leaves_the_core_room_for_cells(seed):
+    """`viewer demo --seed 4` stopped with "demo design error: no room for cells in region
+    core": the random outline pinched the core thinner than a cell ball and its margin. The
+    regions of such a seed now hold a site for a ball in every cell region (the room measured
+    here with scipy's distance transform, independently of the generator's helper)."""
+    anatomy = demo.load_anatomy()
+    regions = demo.build_regions(anatomy, np.random.default_rng(seed))
+    for region in demo.CELL_REGIONS:
+        room = ndimage.distance_transform_edt(regions.labels[regions.box] == region) - math.sqrt(3) / 2
+        assert room.max() >= demo.BALL_MARGIN_MM + demo.MIN_BALL_RADIUS_MM, REGION_NAMES[region]
+    sites = demo.ball_sites(anatomy, regions)
+    assert set(sites) == set(demo.CELL_REGIONS)

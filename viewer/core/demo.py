@@ -114,6 +114,7 @@ CELL_REGIONS = (INJECTION, PENUMBRA, CORE)
 # -- geometry (world mm, RAS: +x = patient's right) -------------------------------------------
 LESION_CENTER_MM = np.array([28.0, -10.0, 22.0])  # right periventricular / corona radiata WM
 CORE_RADIUS_MM = 8.0
+CORE_MIN_RADIUS_MM = 7.0
 PENUMBRA_RADIUS_MM = 21.0  # thick enough to hold cell balls 4 mm inside both its surfaces
 INJECTION_CENTER_MM = np.array([38.0, 9.0, 33.0])  # 24 mm from the lesion centre, right frontal WM
 INJECTION_RADIUS_MM = 8.0
@@ -511,8 +512,13 @@ def build_regions(anatomy: Anatomy, rng: np.random.Generator) -> Regions:
     d_lesion = np.linalg.norm(world - LESION_CENTER_MM, axis=-1)
     d_inj = np.linalg.norm(world - INJECTION_CENTER_MM, axis=-1)
 
-    core = tissue_ok & (d_lesion < CORE_RADIUS_MM * (1.0 + 0.18 * wobble_core))
-    core = ndimage.binary_fill_holes(_largest_component(core)) & tissue_ok
+    outline = CORE_RADIUS_MM * (1.0 + 0.18 * wobble_core)
+    core = ndimage.binary_fill_holes(_largest_component(tissue_ok & (d_lesion < outline))) & tissue_ok
+    if not (ball_room(core) >= MIN_BALL_RADIUS_MM).any():
+        # the wobble pinched the core too thin for a cell ball (seeds 4 and 19 of 0-40): its
+        # outline is kept CORE_MIN_RADIUS_MM from the centre (other seeds' cores are unchanged)
+        outline = np.maximum(outline, CORE_MIN_RADIUS_MM)
+        core = ndimage.binary_fill_holes(_largest_component(tissue_ok & (d_lesion < outline))) & tissue_ok
     injection = tissue_ok & (d_inj <= INJECTION_RADIUS_MM) & ~core
     penumbra = tissue_ok & (d_lesion < PENUMBRA_RADIUS_MM * (1.0 + 0.12 * wobble_pen)) & ~core & ~injection
     penumbra = _largest_component(penumbra)
@@ -577,21 +583,25 @@ class Ball:
     dead: int
 
 
+def ball_room(mask: np.ndarray) -> np.ndarray:
+    """The largest cell-ball radius (mm, 1 mm anatomy voxels) centred at each voxel of a region
+    that keeps BALL_MARGIN_MM from its boundary, measured conservatively (Euclidean distance
+    transform between voxel centres minus half a voxel diagonal)."""
+    return ndimage.distance_transform_edt(mask) - math.sqrt(3) / 2 - BALL_MARGIN_MM
+
+
 def ball_sites(anatomy: Anatomy, regions: Regions) -> dict[int, list[tuple[np.ndarray, float]]]:
     """Where cell balls may sit in each cell region, and how large they may be there.
 
-    A site's room is its distance to the region boundary minus the margin (4 mm), measured
-    conservatively (Euclidean distance transform between voxel centres minus half a voxel
-    diagonal). Injection site and core get one site (the roomiest voxel); the penumbra gets
-    three, the first nearest to the injection site (cells arrive from there), the others as far
-    from the previous ones as possible.
+    A site's room is :func:`ball_room`. Injection site and core get one site (the roomiest
+    voxel); the penumbra gets three, the first nearest to the injection site (cells arrive from
+    there), the others as far from the previous ones as possible.
     """
     box = regions.box
     world = _box_world(anatomy, box)
     sites: dict[int, list[tuple[np.ndarray, float]]] = {}
     for region in CELL_REGIONS:
-        mask = regions.labels[box] == region
-        room = ndimage.distance_transform_edt(mask) - math.sqrt(3) / 2 - BALL_MARGIN_MM
+        room = ball_room(regions.labels[box] == region)
         candidates = room >= MIN_BALL_RADIUS_MM
         if not candidates.any():
             raise RuntimeError(f"demo design error: no room for cells in region {REGION_NAMES[region]}")
