@@ -1,0 +1,67 @@
+"""Which heavy libraries the number and picture commands load (issue 19): imports are paid only
+by the commands that need them. Each command runs in a fresh interpreter on the demo study, and
+the modules it left in ``sys.modules`` are checked.
+
+`viewer stats` needs numpy, nibabel (which loads pydicom), scipy.ndimage and scipy.fft (cluster
+labels, the SUVpeak sphere means), scipy.special (the Rician table) and onnxruntime (the demo's
+model); `viewer render` also needs matplotlib (its text and colour bars) and numba (the plane
+sampling kernels). Neither may load the window's toolkits, the PDF or DICOM-writing libraries,
+or scipy's slow-to-import optimisers.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+NEVER = ("PySide6", "vtkmodules", "vtk", "reportlab", "highdicom", "pynetdicom", "SimpleITK", "skimage",
+         "scipy.optimize", "scipy.interpolate", "scipy.stats", "pandas", "torch")
+ONLY_FOR_PICTURES = ("matplotlib", "numba")
+
+CHILD = """
+import contextlib, io, runpy, sys
+sys.argv = ["viewer", *sys.argv[1:]]
+with contextlib.redirect_stdout(io.StringIO()):
+    try:
+        runpy.run_module("viewer", run_name="__main__")
+    except SystemExit as exit:
+        code = exit.code
+print(code)
+print(" ".join(sorted(sys.modules)))
+"""
+
+
+def _modules_of(*arguments: str) -> set[str]:
+    result = subprocess.run([sys.executable, "-c", CHILD, *arguments], capture_output=True, text=True, cwd=ROOT,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    code, modules = result.stdout.strip().splitlines()[-2:]
+    assert code in ("0", "None"), (code, result.stderr)
+    return set(modules.split())
+
+
+def _loaded(modules: set[str], names: tuple[str, ...]) -> list[str]:
+    return [name for name in names if name in modules]
+
+
+def test_stats_loads_only_what_the_numbers_need(demo_manifest):
+    modules = _modules_of("stats", str(demo_manifest.parent))
+    assert {"numpy", "nibabel", "scipy.ndimage", "onnxruntime"} <= modules  # the check itself sees the run
+    assert _loaded(modules, NEVER + ONLY_FOR_PICTURES) == []
+
+
+def test_render_loads_no_window_report_or_model_library(demo_manifest, tmp_path):
+    modules = _modules_of("render", str(demo_manifest.parent), "-o", str(tmp_path / "axial.png"))
+    assert (tmp_path / "axial.png").is_file()
+    assert {"matplotlib", "numba"} <= modules
+    assert _loaded(modules, NEVER + ("onnxruntime",)) == []
+
+
+@pytest.mark.parametrize("command", [("--version",), ("stats", "--help")])
+def test_the_command_line_itself_loads_no_science_library(command):
+    modules = _modules_of(*command)
+    assert _loaded(modules, ("numpy", "nibabel", "scipy", "pydicom") + NEVER + ONLY_FOR_PICTURES) == []
