@@ -297,8 +297,10 @@ def test_resample_to_grid_reproduces_linear_field():
     np.testing.assert_allclose(values, linear_function(world_grid(target_shape, target_affine)), atol=5e-3)
 
 
-def test_compiled_and_numpy_label_lookups_agree():
-    """The window's compiled lookup and the command line's numpy lookup give identical labels."""
+@pytest.mark.parametrize("chunk", [1 << 20, 35 * 47 * 4 + 1])
+def test_compiled_and_numpy_label_lookups_agree(chunk, monkeypatch):
+    """The window's compiled lookup and the command line's numpy lookup give identical labels,
+    whether the numpy lookup does the box in one pass or in passes of a few slices."""
     from viewer.core import spaces
     from viewer.core.plane_kernels import lookup_labels
 
@@ -313,6 +315,7 @@ def test_compiled_and_numpy_label_lookups_agree():
     compiled = lookup_labels(labels, to_labels, (5, 3, 0), (35, 47, 33))
     import sys
 
+    monkeypatch.setattr(spaces, "LOOKUP_CHUNK_VOXELS", chunk)
     saved = sys.modules.pop("numba")
     try:
         numpy_result = spaces._lookup_labels(label_volume, target, box)

@@ -374,21 +374,29 @@ def _lookup_labels(labels: Volume, target: Volume, box: tuple[slice, slice, slic
         return lookup_labels(np.asarray(labels.data), to_labels, start, shape)
     data = np.asarray(labels.data)
     limits = np.array(data.shape)
-    i = np.arange(box[0].start, box[0].stop, dtype=np.float32)[:, None]
-    j = np.arange(box[1].start, box[1].stop, dtype=np.float32)[None, :]
-    result = np.empty((len(i), j.shape[1], box[2].stop - box[2].start), dtype=np.int32)
+    i = np.arange(box[0].start, box[0].stop, dtype=np.float32)[:, None, None]
+    j = np.arange(box[1].start, box[1].stop, dtype=np.float32)[None, :, None]
+    depth = box[2].stop - box[2].start
+    result = np.empty((i.shape[0], j.shape[1], depth), dtype=np.int32)
     m = to_labels.astype(np.float32)
-    for out_k, k in enumerate(range(box[2].start, box[2].stop)):
-        valid = np.ones((len(i), j.shape[1]), dtype=bool)
+    # several target slices at once (a region's box is often a few dozen voxels a side, where
+    # one slice at a time was mostly Python overhead), at most LOOKUP_CHUNK_VOXELS per pass
+    step = max(1, LOOKUP_CHUNK_VOXELS // max(i.shape[0] * j.shape[1], 1))
+    for first in range(0, depth, step):
+        k = np.arange(box[2].start + first, box[2].start + min(first + step, depth), dtype=np.float32)[None, None, :]
+        valid = np.ones((i.shape[0], j.shape[1], k.shape[2]), dtype=bool)
         index = []
         for axis in range(3):
             rounded = np.rint(m[axis, 0] * i + (m[axis, 1] * j + (m[axis, 2] * k + m[axis, 3]))).astype(np.int32)
             valid &= (rounded >= 0) & (rounded < limits[axis])
             np.clip(rounded, 0, limits[axis] - 1, out=rounded)
             index.append(rounded)
-        slab = data[index[0], index[1], index[2]]
-        result[:, :, out_k] = np.where(valid, slab, 0)
+        result[:, :, first:first + k.shape[2]] = np.where(valid, data[index[0], index[1], index[2]], 0)
     return result
+
+
+#: Target voxels looked up per pass of the numpy label lookup (bounds its temporaries: ~20 B each).
+LOOKUP_CHUNK_VOXELS = 1 << 20
 
 
 #: Largest label value for which tables indexed by the label itself (``ndimage.find_objects``,
