@@ -120,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="hard-link the files instead of copying (copies where linking is impossible)")
     import_.add_argument("--overwrite", action="store_true", help="replace STUDY_DIR if it exists and is not empty")
     import_.add_argument("--id", dest="study_id", metavar="ID", help="study id (default: the STUDY_DIR name)")
+
+    from viewer.pacs_cli import add_pacs_commands
+
+    add_pacs_commands(commands, _Parser)
     return parser
 
 
@@ -156,6 +160,10 @@ def _run(argv: Sequence[str] | None) -> int:
         args = build_parser().parse_args(argv)
         if args.command is None:
             return _cmd_gui(args)
+        if args.command == "pacs":
+            from viewer.pacs_cli import run_pacs
+
+            return run_pacs(args)
         handler = {"demo": _cmd_demo, "render": _cmd_render, "stats": _cmd_stats, "report": _cmd_report,
                    "open": _cmd_gui, "import": _cmd_import, "register": _cmd_register}[args.command]
         return handler(args)

@@ -1,0 +1,67 @@
+"""``viewer pacs echo|find NODE …`` (PRODUCT.md §8): the command line over
+:mod:`viewer.core.pacs`. Kept apart from :mod:`viewer.cli` so the other commands neither
+parse nor import any of it beyond the argument definitions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+PACS_HELP = "query a PACS and check it answers (nodes in pacs.toml: PRODUCT.md §8)"
+
+
+def add_pacs_commands(commands, parser_class) -> None:
+    """The ``pacs`` command and its sub-commands on the main parser's ``commands``."""
+    pacs = commands.add_parser("pacs", help=PACS_HELP)
+    actions = pacs.add_subparsers(dest="pacs_command", parser_class=parser_class, required=True)
+
+    def with_node(name: str, help_text: str) -> argparse.ArgumentParser:
+        action = actions.add_parser(name, help=help_text)
+        action.add_argument("node", help="the node's name in pacs.toml ([node.NAME])")
+        action.add_argument("--config", type=Path, metavar="FILE",
+                            help="the nodes' file (default: $XDG_CONFIG_HOME/cell-therapy-viewer/pacs.toml)")
+        action.add_argument("--via", choices=("dicomweb", "dimse"),
+                            help="the protocol (default: DICOMweb when the node has it)")
+        return action
+
+    with_node("echo", "check that the node answers (C-ECHO and/or a DICOMweb study search)")
+    find = with_node("find", "list the studies that match")
+    find.add_argument("--patient-id", metavar="ID")
+    find.add_argument("--patient-name", metavar="NAME", help="DICOM wildcards * and ? allowed")
+    find.add_argument("--date", metavar="YYYYMMDD[-YYYYMMDD]", help="a study date or a range (either end open)")
+    find.add_argument("--modality", metavar="M", help="a modality of the study's series (MR, PT, CT…)")
+    find.add_argument("--format", choices=("table", "json"), default="table")
+
+
+def run_pacs(args: argparse.Namespace) -> int:
+    from viewer.core.pacs import operations
+    from viewer.core.pacs.nodes import find_node, load_nodes
+    from viewer.core.pacs.query import StudyQuery
+
+    nodes = load_nodes(args.config)
+    node = find_node(nodes, args.node, args.config)
+    if args.pacs_command == "echo":
+        for line in operations.echo(node, args.via):
+            print(line)
+        return 0
+    query = StudyQuery(args.patient_id, args.patient_name, args.date, args.modality.upper() if args.modality else None)
+    matches = operations.find(node, query, args.via)
+    if args.format == "json":
+        json.dump([m.as_json() for m in matches], sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        _print_table(matches)
+    return 0
+
+
+def _print_table(matches) -> None:
+    header = ("study date", "patient ID", "patient name", "modalities", "series", "description", "study UID")
+    rows = [(m.study_date, m.patient_id, m.patient_name, ",".join(m.modalities),
+             "" if m.series_count is None else str(m.series_count), m.description, m.study_uid) for m in matches]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    print(f"{len(matches)} stud{'y' if len(matches) == 1 else 'ies'}")
