@@ -33,6 +33,11 @@ def add_pacs_commands(commands, parser_class) -> None:
     find.add_argument("--date", metavar="YYYYMMDD[-YYYYMMDD]", help="a study date or a range (either end open)")
     find.add_argument("--modality", metavar="M", help="a modality of the study's series (MR, PT, CT…)")
     find.add_argument("--format", choices=("table", "json"), default="table")
+    get = with_node("get", "retrieve a study (or one series) into a new folder, ready for `viewer import`")
+    get.add_argument("--study", required=True, metavar="UID", help="the StudyInstanceUID (from `viewer pacs find`)")
+    get.add_argument("--series", metavar="UID", help="only this SeriesInstanceUID")
+    get.add_argument("-o", "--output", required=True, type=Path, metavar="DIR",
+                     help="folder to create (it must not exist or be empty; it appears only when complete)")
 
 
 def run_pacs(args: argparse.Namespace) -> int:
@@ -46,6 +51,8 @@ def run_pacs(args: argparse.Namespace) -> int:
         for line in operations.echo(node, args.via):
             print(line)
         return 0
+    if args.pacs_command == "get":
+        return _get(node, args)
     query = StudyQuery(args.patient_id, args.patient_name, args.date, args.modality.upper() if args.modality else None)
     matches = operations.find(node, query, args.via)
     if args.format == "json":
@@ -65,3 +72,18 @@ def _print_table(matches) -> None:
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
     print(f"{len(matches)} stud{'y' if len(matches) == 1 else 'ies'}")
+
+
+def _get(node, args: argparse.Namespace) -> int:
+    from viewer.cli import _TerminalProgress
+    from viewer.core.pacs import operations
+    from viewer.core.pacs.retrieve import get
+
+    progress = _TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
+    try:
+        count = get(node, args.study, args.output, args.series, operations.choose_protocol(node, args.via), progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    print(f"{count} instance{'s' if count != 1 else ''} retrieved into {args.output}")
+    return 0

@@ -152,17 +152,25 @@ def write_study(folder: Path, index: int, patient_id: str, name: str, date: str,
     return paths
 
 
+class StoredStudies(list):
+    """The stored studies' Study Instance UIDs, in STUDIES order; ``files[i]`` are study i's files."""
+
+    files: list[list[Path]]
+
+
 @pytest.fixture(scope="session")
-def stored_studies(pacs, tmp_path_factory):
-    """The four test studies, stored in the PACS through its REST API; their Study Instance UIDs."""
+def stored_studies(pacs, tmp_path_factory) -> StoredStudies:
+    """The four test studies, stored in the PACS through its REST API."""
     from pydicom import dcmread
 
     folder = tmp_path_factory.mktemp("pacs-studies")
-    uids = []
+    uids = StoredStudies()
+    uids.files = []
     for index, study in enumerate(STUDIES):
         paths = write_study(folder, index, *study)
         for path in paths:
             answer = requests.post(f"{pacs.http}/instances", data=path.read_bytes(), auth=pacs.auth, timeout=30)
             assert answer.ok, answer.text
         uids.append(str(dcmread(paths[0]).StudyInstanceUID))
+        uids.files.append(paths)
     return uids

@@ -31,8 +31,9 @@ def _where(node: Node) -> str:
 
 
 @contextmanager
-def association(node: Node, contexts: list) -> Iterator:
-    """An association with ``node`` for the presentation ``contexts``, released after."""
+def association(node: Node, contexts: list, roles: list | None = None, handlers: list | None = None) -> Iterator:
+    """An association with ``node`` for the presentation ``contexts`` (with SCP/SCU ``roles``
+    negotiated and event ``handlers`` bound, as a C-GET needs), released after."""
     from pynetdicom import AE
 
     if not node.has_dimse:
@@ -43,7 +44,8 @@ def association(node: Node, contexts: list) -> Iterator:
     ae.connection_timeout = min(node.timeout_s, 10.0)
     for context in contexts:
         ae.add_requested_context(context)
-    assoc = ae.associate(node.host, node.port, ae_title=node.called_aet)
+    assoc = ae.associate(node.host, node.port, ae_title=node.called_aet, ext_neg=roles or None,
+                         evt_handlers=handlers or None)
     if not assoc.is_established:
         raise ViewerError(_why_not(node, assoc))
     try:
@@ -84,7 +86,7 @@ def echo(node: Node) -> None:
 
     with association(node, [Verification]) as assoc:
         status = assoc.send_c_echo()
-    _check_status(node, "C-ECHO", status)
+    check_status(node, "C-ECHO", status)
 
 
 def find_studies(node: Node, query: StudyQuery) -> list[StudyMatch]:
@@ -100,14 +102,14 @@ def find_studies(node: Node, query: StudyQuery) -> list[StudyMatch]:
     matches: dict[str, StudyMatch] = {}
     with association(node, [StudyRootQueryRetrieveInformationModelFind]) as assoc:
         for status, answer in assoc.send_c_find(identifier, StudyRootQueryRetrieveInformationModelFind):
-            code = _check_status(node, "C-FIND", status, pending_ok=True)
+            code = check_status(node, "C-FIND", status, pending_ok=True)
             if code in (0xFF00, 0xFF01) and answer is not None:
                 match = match_from_values({keyword: answer.get(keyword) for keyword in RETURN_KEYS})
                 matches[match.study_uid] = match
     return sorted(matches.values(), key=lambda m: (m.study_date, m.study_uid))
 
 
-def _check_status(node: Node, operation: str, status, pending_ok: bool = False) -> int:
+def check_status(node: Node, operation: str, status, pending_ok: bool = False) -> int:
     """The status code; a failure, or no status at all (the association broke), is an error."""
     if status is None or "Status" not in status:
         raise ViewerError(f"{_where(node)} gave no {operation} response (the association broke or timed out)")

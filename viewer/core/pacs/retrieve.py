@@ -1,0 +1,181 @@
+"""Retrieving a study (or one series) from a PACS node into a folder (PRODUCT.md §8):
+WADO-RS through dicomweb-client, or C-GET through pynetdicom.
+
+The folder is built in a temporary sibling and renamed into place only when every instance
+has arrived (:func:`viewer.core.io.atomic.write_folder_atomically`), so a retrieval that is
+interrupted, refused or cut off halfway leaves nothing that looks like a complete series.
+Files are named ``SeriesInstanceUID/SOPInstanceUID.dcm``; a UID that is not a DICOM UID (a
+hostile server's ``../``) is refused, never used as a path.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable
+
+from viewer.core.errors import ViewerError
+from viewer.core.io.atomic import write_folder_atomically
+from viewer.core.pacs.nodes import Node
+
+Progress = Callable[[str, int, int], None]
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+def check_uid(value: str, what: str) -> str:
+    """``value`` when it is a DICOM UID (digits and dots, at most 64 characters)."""
+    text = str(value).strip()
+    if not text or len(text) > 64 or not _UID.match(text):
+        raise ViewerError(f"{what} {text[:80]!r} is not a DICOM UID (digits and dots, at most 64 characters)")
+    return text
+
+
+def _check_target(folder: Path) -> None:
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise ViewerError(f"{folder}: exists and is not an empty folder; choose a new folder for the retrieved study")
+
+
+def get(node: Node, study_uid: str, out_dir: str | Path, series_uid: str | None = None, via: str = "dicomweb",
+        progress: Progress | None = None) -> int:
+    """Retrieve the study (or the series) into ``out_dir``; returns the number of instances.
+
+    Raises:
+        ViewerError: the node refused or failed, the study has no instance there, or
+            ``out_dir`` exists and is not empty; nothing is left at ``out_dir`` then.
+    """
+    study_uid = check_uid(study_uid, "--study")
+    if series_uid is not None:
+        series_uid = check_uid(series_uid, "--series")
+    report = progress or (lambda stage, done, total: None)
+    counted: list[int] = []
+
+    def write(folder: Path) -> None:
+        retrieve = _get_dicomweb if via == "dicomweb" else _get_dimse
+        counted.append(retrieve(node, study_uid, series_uid, folder, report))
+        if counted[-1] == 0:
+            what = f"series {series_uid} of study {study_uid}" if series_uid else f"study {study_uid}"
+            raise ViewerError(f"PACS node '{node.name}' has no instance of {what}")
+
+    write_folder_atomically(Path(out_dir), write, _check_target)
+    return counted[-1]
+
+
+def _path_for(folder: Path, dataset) -> Path:
+    """``SeriesInstanceUID/SOPInstanceUID.dcm`` in ``folder`` for a retrieved instance."""
+    series = check_uid(dataset.SeriesInstanceUID, "a retrieved SeriesInstanceUID")
+    instance = check_uid(dataset.SOPInstanceUID, "a retrieved SOPInstanceUID")
+    path = folder / series / f"{instance}.dcm"
+    path.parent.mkdir(exist_ok=True)
+    return path
+
+
+def _store(folder: Path, dataset) -> Path:
+    """Write one instance WADO-RS sent (a Part 10 file, parsed) back as a Part 10 file."""
+    path = _path_for(folder, dataset)
+    dataset.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _get_dicomweb(node: Node, study_uid: str, series_uid: str | None, folder: Path, report: Progress) -> int:
+    from viewer.core.pacs.dicomweb import client, talking_to
+
+    import requests
+
+    web = client(node)
+    with talking_to(node, "a retrieval"):
+        filters = {"SeriesInstanceUID": series_uid} if series_uid else None
+        try:
+            expected = len(web.search_for_instances(study_instance_uid=study_uid, search_filters=filters,
+                                                    fields=["SOPInstanceUID"], get_remaining=False, limit=100_000))
+        except requests.exceptions.HTTPError as exc:
+            if exc.response is None or exc.response.status_code != 404:
+                raise
+            return 0  # the server knows no such study
+        if expected == 0:
+            return 0
+        report("retrieve", 0, expected)
+        instances = (web.iter_series(study_uid, series_uid) if series_uid else web.iter_study(study_uid))
+        done = 0
+        for dataset in instances:
+            _store(folder, dataset)
+            done += 1
+            report("retrieve", done, max(expected, done))
+    if expected and done < expected:
+        raise ViewerError(f"PACS node '{node.name}' sent {done} of the study's {expected} instances; nothing was kept")
+    return done
+
+
+def _get_dimse(node: Node, study_uid: str, series_uid: str | None, folder: Path, report: Progress) -> int:
+    from pydicom.dataset import Dataset
+    from pynetdicom import build_role, evt
+    from pynetdicom.presentation import StoragePresentationContexts
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet
+
+    from viewer.core.pacs.dimse import association, check_status
+
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "SERIES" if series_uid else "STUDY"
+    identifier.StudyInstanceUID = study_uid
+    if series_uid:
+        identifier.SeriesInstanceUID = series_uid
+    # one context for the C-GET itself and, of the 128 an association may offer, 127 storage
+    # classes this side accepts in the SCP role (the images, SEG, SR and encapsulated PDF)
+    contexts = [StudyRootQueryRetrieveInformationModelGet, *[c.abstract_syntax for c in StoragePresentationContexts][:127]]
+    roles = [build_role(uid, scp_role=True) for uid in contexts[1:]]
+    stored: list[Path] = []
+    problems: list[str] = []
+
+    def on_store(event) -> int:
+        try:
+            path = _path_for(folder, event.dataset)
+            path.write_bytes(event.encoded_dataset())  # preamble, file meta and the bytes as received
+            stored.append(path)
+            return 0x0000
+        except ViewerError as exc:
+            problems.append(str(exc))
+            return 0xC211  # refused: the instance is not kept
+        except OSError as exc:
+            problems.append(f"{folder}: {exc.strerror or type(exc).__name__}")
+            return 0xA700  # out of resources
+
+    expected = _count_instances(node, study_uid, series_uid)
+    if expected == 0:
+        return 0
+    report("retrieve", 0, expected)
+    with association(node, contexts, roles=roles, handlers=[(evt.EVT_C_STORE, on_store)]) as assoc:
+        for status, _ in assoc.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet):
+            code = check_status(node, "C-GET", status, pending_ok=True)
+            if code in (0xFF00, 0xFF01):
+                remaining = int(getattr(status, "NumberOfRemainingSuboperations", 0) or 0)
+                report("retrieve", len(stored), len(stored) + remaining)
+            failed = int(getattr(status, "NumberOfFailedSuboperations", 0) or 0)
+            if failed or problems:
+                raise ViewerError(problems[0] if problems else
+                                  f"PACS node '{node.name}': {failed} instances failed to arrive by C-GET; nothing was kept")
+    report("retrieve", len(stored), len(stored))
+    return len(stored)
+
+
+def _count_instances(node: Node, study_uid: str, series_uid: str | None) -> int:
+    """How many instances the node holds of the study (or series), by C-FIND: 0 when it knows
+    none (a C-GET of an unknown study is answered with a bare failure status)."""
+    from pydicom.dataset import Dataset
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
+
+    from viewer.core.pacs.dimse import association, check_status
+
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "SERIES" if series_uid else "STUDY"
+    identifier.StudyInstanceUID = study_uid
+    if series_uid:
+        identifier.SeriesInstanceUID = series_uid
+        identifier.NumberOfSeriesRelatedInstances = ""
+    else:
+        identifier.NumberOfStudyRelatedInstances = ""
+    total = 0
+    with association(node, [StudyRootQueryRetrieveInformationModelFind]) as assoc:
+        for status, answer in assoc.send_c_find(identifier, StudyRootQueryRetrieveInformationModelFind):
+            if check_status(node, "C-FIND", status, pending_ok=True) in (0xFF00, 0xFF01) and answer is not None:
+                count = answer.get("NumberOfSeriesRelatedInstances" if series_uid else "NumberOfStudyRelatedInstances")
+                total += int(count) if count not in (None, "") else 1
+    return total
