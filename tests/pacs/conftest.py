@@ -17,8 +17,10 @@ import shutil
 import socket
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -62,12 +64,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def pacs(tmp_path_factory):
+@contextmanager
+def running_orthanc(folder: Path) -> Iterator[Pacs]:
+    """An Orthanc of its own in ``folder`` (configuration, storage, log), stopped on exit."""
     if shutil.which(ORTHANC) is None or not Path(DICOMWEB_PLUGIN).is_file():
         pytest.fail("Orthanc and its DICOMweb plugin are missing: run `make system-packages` (Debian orthanc, "
                     "orthanc-dicomweb)")
-    folder = tmp_path_factory.mktemp("orthanc")
     http_port, dicom_port = free_port(), free_port()
     config = {
         "Name": "viewer-tests", "StorageDirectory": str(folder / "db"), "IndexDirectory": str(folder / "db"),
@@ -79,30 +81,37 @@ def pacs(tmp_path_factory):
         "SaveJobs": False, "StableAge": 1,
     }
     (folder / "orthanc.json").write_text(json.dumps(config), encoding="utf-8")
-    log = open(folder / "orthanc.log", "w")
-    server = subprocess.Popen([ORTHANC, str(folder / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
     http = f"http://127.0.0.1:{http_port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"Orthanc exited with code {server.returncode}: {(folder / 'orthanc.log').read_text()[-800:]}")
-            try:
-                if requests.get(f"{http}/system", auth=(USER, PASSWORD), timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("Orthanc did not answer within 30 s")
-            time.sleep(0.1)
-        yield Pacs(http, dicom_port, AET, (USER, PASSWORD), folder)
-    finally:
-        server.terminate()
+    with open(folder / "orthanc.log", "w") as log:
+        server = subprocess.Popen([ORTHANC, str(folder / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
         try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+            deadline = time.monotonic() + 30
+            while True:
+                if server.poll() is not None:
+                    pytest.fail(f"Orthanc exited with code {server.returncode}: "
+                                f"{(folder / 'orthanc.log').read_text()[-800:]}")
+                try:
+                    if requests.get(f"{http}/system", auth=(USER, PASSWORD), timeout=1).ok:
+                        break
+                except requests.ConnectionError:
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail("Orthanc did not answer within 30 s")
+                time.sleep(0.1)
+            yield Pacs(http, dicom_port, AET, (USER, PASSWORD), folder)
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+@pytest.fixture(scope="session")
+def pacs(tmp_path_factory):
+    """The PACS holding the small test studies (:func:`stored_studies`) and nothing else."""
+    with running_orthanc(tmp_path_factory.mktemp("orthanc")) as server:
+        yield server
 
 
 # -- studies written by the tests ---------------------------------------------------------------
