@@ -1,4 +1,4 @@
-"""``viewer pacs echo|find NODE …`` (PRODUCT.md §8): the command line over
+"""``viewer pacs echo|find|get|send NODE …`` (PRODUCT.md §8): the command line over
 :mod:`viewer.core.pacs`. Kept apart from :mod:`viewer.cli` so the other commands neither
 parse nor import any of it beyond the argument definitions."""
 
@@ -38,6 +38,8 @@ def add_pacs_commands(commands, parser_class) -> None:
     get.add_argument("--series", metavar="UID", help="only this SeriesInstanceUID")
     get.add_argument("-o", "--output", required=True, type=Path, metavar="DIR",
                      help="folder to create (it must not exist or be empty; it appears only when complete)")
+    send = with_node("send", "store DICOM files (or every DICOM file under folders) on the node")
+    send.add_argument("paths", nargs="+", type=Path, metavar="PATH")
 
 
 def run_pacs(args: argparse.Namespace) -> int:
@@ -53,6 +55,8 @@ def run_pacs(args: argparse.Namespace) -> int:
         return 0
     if args.pacs_command == "get":
         return _get(node, args)
+    if args.pacs_command == "send":
+        return _send(node, args)
     query = StudyQuery(args.patient_id, args.patient_name, args.date, args.modality.upper() if args.modality else None)
     matches = operations.find(node, query, args.via)
     if args.format == "json":
@@ -86,4 +90,19 @@ def _get(node, args: argparse.Namespace) -> int:
         if progress is not None:
             progress.close()
     print(f"{count} instance{'s' if count != 1 else ''} retrieved into {args.output}")
+    return 0
+
+
+def _send(node, args: argparse.Namespace) -> int:
+    from viewer.cli import _TerminalProgress
+    from viewer.core.pacs import operations
+    from viewer.core.pacs.send import send
+
+    progress = _TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
+    try:
+        count = send(node, args.paths, operations.choose_protocol(node, args.via), progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    print(f"{count} instance{'s' if count != 1 else ''} sent to {node.name}")
     return 0

@@ -42,8 +42,11 @@ def association(node: Node, contexts: list, roles: list | None = None, handlers:
     ae = AE(ae_title=node.calling_aet)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = node.timeout_s
     ae.connection_timeout = min(node.timeout_s, 10.0)
-    for context in contexts:
-        ae.add_requested_context(context)
+    for context in contexts:  # an abstract syntax, or (abstract syntax, transfer syntaxes)
+        if isinstance(context, tuple):
+            ae.add_requested_context(context[0], list(context[1]))
+        else:
+            ae.add_requested_context(context)
     assoc = ae.associate(node.host, node.port, ae_title=node.called_aet, ext_neg=roles or None,
                          evt_handlers=handlers or None)
     if not assoc.is_established:
