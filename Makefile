@@ -39,6 +39,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	@# compile the numba sampling kernels into their on-disk cache now, so that the first
+	@# `viewer render` or window of a fresh checkout does not (issue 19: 4.1 s first, 1.9 s after)
+	$(PY) -c "from viewer.core.plane_kernels import precompile; precompile()"
 	touch $@
 
 venv: $(VENV)/.installed
