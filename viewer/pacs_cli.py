@@ -78,31 +78,37 @@ def _print_table(matches) -> None:
     print(f"{len(matches)} stud{'y' if len(matches) == 1 else 'ies'}")
 
 
-def _get(node, args: argparse.Namespace) -> int:
+def _with_progress(work):
+    """``work(progress)`` with a terminal progress bar on stderr when it is a terminal."""
     from viewer.cli import _TerminalProgress
-    from viewer.core.pacs import operations
-    from viewer.core.pacs.retrieve import get
 
     progress = _TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
     try:
-        count = get(node, args.study, args.output, args.series, operations.choose_protocol(node, args.via), progress)
+        return work(progress)
     finally:
         if progress is not None:
             progress.close()
-    print(f"{count} instance{'s' if count != 1 else ''} retrieved into {args.output}")
+
+
+def _instances(count: int) -> str:
+    return f"{count} instance{'s' if count != 1 else ''}"
+
+
+def _get(node, args: argparse.Namespace) -> int:
+    from viewer.core.pacs import operations
+    from viewer.core.pacs.retrieve import get
+
+    via = operations.choose_protocol(node, args.via)
+    count = _with_progress(lambda progress: get(node, args.study, args.output, args.series, via, progress))
+    print(f"{_instances(count)} retrieved into {args.output}")
     return 0
 
 
 def _send(node, args: argparse.Namespace) -> int:
-    from viewer.cli import _TerminalProgress
     from viewer.core.pacs import operations
     from viewer.core.pacs.send import send
 
-    progress = _TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
-    try:
-        count = send(node, args.paths, operations.choose_protocol(node, args.via), progress)
-    finally:
-        if progress is not None:
-            progress.close()
-    print(f"{count} instance{'s' if count != 1 else ''} sent to {node.name}")
+    via = operations.choose_protocol(node, args.via)
+    count = _with_progress(lambda progress: send(node, args.paths, via, progress))
+    print(f"{_instances(count)} sent to {node.name}")
     return 0

@@ -26,6 +26,8 @@ import numpy as np
 import pytest
 import requests
 
+from tests.processes import stop
+
 ORTHANC = "/usr/sbin/Orthanc"
 DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 AET = "TESTPACS"
@@ -100,11 +102,7 @@ def running_orthanc(folder: Path) -> Iterator[Pacs]:
                 time.sleep(0.1)
             yield Pacs(http, dicom_port, AET, (USER, PASSWORD), folder)
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop(server, timeout=15)
 
 
 @pytest.fixture(scope="session")

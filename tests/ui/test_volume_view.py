@@ -523,6 +523,8 @@ def _wait_for_x(number: int, server: subprocess.Popen, timeout: float = 10.0) ->
 def test_volume_view_renders_demo(demo_manifest, tmp_path):
     if shutil.which("Xvfb") is None:
         pytest.skip("Xvfb is not on PATH: the VTK 3D view needs a real X server (apt install xvfb)")
+    from tests.processes import stop
+
     number = _free_display()
     server = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -534,11 +536,7 @@ def test_volume_view_renders_demo(demo_manifest, tmp_path):
                                env=env, capture_output=True, text=True, timeout=240, check=False)
         assert child.returncode == 0, f"child failed:\n{child.stdout}\n{child.stderr}"
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server)
     report = json.loads((tmp_path / "report.json").read_text())
     print(f"\n3D view screenshot: {report['png']}")
     print(json.dumps(report, indent=2))

@@ -5,7 +5,7 @@ folder holding a file that is not DICOM is refused whole instead of half sent.""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 from viewer.core.errors import ViewerError, file_error
 from viewer.core.pacs.nodes import Node
@@ -17,14 +17,23 @@ STOW_BATCH = 32
 STORE_WARNINGS = (0xB000, 0xB006, 0xB007)
 
 
-def dicom_files(paths: Iterable[str | Path]) -> list[Path]:
+class Outgoing(NamedTuple):
+    """A file to send, with what a C-STORE association must offer for it."""
+
+    path: Path
+    sop_class: str
+    transfer_syntax: str
+
+
+def dicom_files(paths: Iterable[str | Path]) -> list[Outgoing]:
     """Every file under ``paths`` (folders searched recursively), each checked to be a DICOM
     Part 10 file with a SOP instance; text files beside them (README.txt) are left out."""
     from pydicom import dcmread
     from pydicom.errors import InvalidDicomError
 
-    found: list[Path] = []
-    for path in map(Path, paths):
+    paths = [Path(p) for p in paths]
+    found: list[Outgoing] = []
+    for path in paths:
         if not path.exists():
             raise file_error(path, "not found")
         candidates = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
@@ -38,7 +47,8 @@ def dicom_files(paths: Iterable[str | Path]) -> list[Path]:
                     from None
             if "SOPInstanceUID" not in header or "SOPClassUID" not in header:
                 raise file_error(candidate, "has no SOPInstanceUID or SOPClassUID; nothing was sent")
-            found.append(candidate)
+            syntax = header.file_meta.get("TransferSyntaxUID") or "1.2.840.10008.1.2"  # none: implicit VR
+            found.append(Outgoing(candidate, str(header.SOPClassUID), str(syntax)))
     if not found:
         raise ViewerError(f"no DICOM file under {', '.join(map(str, paths))}; nothing to send")
     return found
@@ -46,7 +56,7 @@ def dicom_files(paths: Iterable[str | Path]) -> list[Path]:
 
 def send(node: Node, paths: Iterable[str | Path], via: str = "dicomweb", progress: Progress | None = None) -> int:
     """Send every DICOM file under ``paths``; returns how many were stored."""
-    files = dicom_files(list(paths))
+    files = dicom_files(paths)
     report = progress or (lambda stage, done, total: None)
     report("send", 0, len(files))
     if via == "dicomweb":
@@ -56,7 +66,7 @@ def send(node: Node, paths: Iterable[str | Path], via: str = "dicomweb", progres
     return len(files)
 
 
-def _send_stow(node: Node, files: list[Path], report: Progress) -> None:
+def _send_stow(node: Node, files: list[Outgoing], report: Progress) -> None:
     from pydicom import dcmread
 
     from viewer.core.pacs.dicomweb import client, talking_to
@@ -65,35 +75,34 @@ def _send_stow(node: Node, files: list[Path], report: Progress) -> None:
     with talking_to(node, "a store (STOW-RS)"):
         for start in range(0, len(files), STOW_BATCH):
             batch = files[start:start + STOW_BATCH]
-            answer = web.store_instances([dcmread(path) for path in batch])
+            answer = web.store_instances([dcmread(file.path) for file in batch])
             failed = answer.get("00081198", {}).get("Value") if answer is not None else None
             if failed:
                 raise ViewerError(f"PACS node '{node.name}' refused {len(failed)} of {len(batch)} instances "
-                                  f"(from {batch[0]} on); {start} were stored before")
+                                  f"(from {batch[0].path} on); {start} were stored before")
             report("send", start + len(batch), len(files))
 
 
-def _send_c_store(node: Node, files: list[Path], report: Progress) -> None:
+def _send_c_store(node: Node, files: list[Outgoing], report: Progress) -> None:
     from pydicom import dcmread
 
     from viewer.core.pacs.dimse import association, check_status
 
     contexts: dict[str, set[str]] = {}
-    for path in files:
-        header = dcmread(path, stop_before_pixels=True)
-        contexts.setdefault(str(header.SOPClassUID), set()).add(str(header.file_meta.TransferSyntaxUID))
+    for file in files:
+        contexts.setdefault(file.sop_class, set()).add(file.transfer_syntax)
     if len(contexts) > 128:
         raise ViewerError(f"the files hold {len(contexts)} kinds of DICOM object; one association offers at most 128")
     # each stored kind of object in the transfer syntaxes the files are in (nothing is transcoded)
     requested = [(sop, sorted(syntaxes)) for sop, syntaxes in sorted(contexts.items())]
     with association(node, requested) as assoc:
-        for done, path in enumerate(files, start=1):
-            status = assoc.send_c_store(dcmread(path))
+        for done, file in enumerate(files, start=1):
+            status = assoc.send_c_store(dcmread(file.path))
             if status is not None and "Status" in status and int(status.Status) in STORE_WARNINGS:
                 report("send", done, len(files))  # stored, with a warning (e.g. elements coerced)
                 continue
             try:
                 check_status(node, "C-STORE", status)
             except ViewerError as exc:
-                raise ViewerError(f"{path}: {exc}; {done - 1} were stored before") from None
+                raise ViewerError(f"{file.path}: {exc}; {done - 1} were stored before") from None
             report("send", done, len(files))

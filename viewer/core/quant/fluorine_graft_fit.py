@@ -142,8 +142,9 @@ def ball_fraction_derivatives(points_mm: np.ndarray, centre_mm: np.ndarray, radi
                               voxel_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """:func:`ball_fractions` and its derivatives (n × 4: by the centre's three coordinates
     and by the radius, per mm), analytically: a sub-voxel's ramp moves by 1/sub-voxel size per
-    mm of radius and by that times the unit vector from the centre per mm of centre shift. One evaluation instead of the ten of a central difference, which made the
-    Jacobians two thirds of the fits' time."""
+    mm of radius and by that times the unit vector from the centre per mm of centre shift.
+    One evaluation instead of the ten of a central difference, which made the Jacobians two
+    thirds of the fits' time."""
     offsets, distance, ramp = _ramps(points_mm, centre_mm, radius_mm, voxel_mm)
     step, step_slope = _smooth_step(ramp)
     fractions = step.mean(axis=1)

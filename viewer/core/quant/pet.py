@@ -190,17 +190,15 @@ class PetQuantifier:
         same region gives the same numbers to the last bit however it is reached.
         """
         values = self.values()
-        tight = label_box(mask)
-        if tight is None:  # nothing of the region here: the numbers of no voxel
-            return region_measures(values[box], values[box], mask, self.volume.voxel_volume_ml, self.settings,
-                                   self.sul_factor)
-        # the region's own box, not the one given: a caller's box may be loose (the window grows
-        # it while painting), and the sphere means must not depend on it, to the last bit
-        tight = tuple(slice(b.start + t.start, b.start + t.stop) for b, t in zip(box, tight))
-        grown = grown_box(tight, self.kernel, values.shape)
+        inner = label_box(mask)
+        if inner is not None:
+            # the region's own box, not the one given: a caller's box may be loose (the window
+            # grows it while painting), and the sphere means must not depend on it, to the last bit
+            box = tuple(slice(b.start + t.start, b.start + t.stop) for b, t in zip(box, inner))  # type: ignore[assignment]
+            mask = mask[inner]
+        grown = grown_box(box, self.kernel, values.shape)
         if math.prod(s.stop - s.start for s in grown) < WHOLE_MAP_SHARE * values.size:
-            peak = np.full(mask.shape, np.nan, dtype=np.float32)
-            peak[within(tight, box)] = sphere_mean_map(values[grown], self.kernel)[within(tight, grown)]
+            peak = sphere_mean_map(values[grown], self.kernel)[within(box, grown)]
         else:
             peak = self.peak_map()[box]
         return region_measures(values[box], peak, mask, self.volume.voxel_volume_ml, self.settings, self.sul_factor)
