@@ -121,6 +121,18 @@ def build_parser() -> argparse.ArgumentParser:
     import_.add_argument("--overwrite", action="store_true", help="replace STUDY_DIR if it exists and is not empty")
     import_.add_argument("--id", dest="study_id", metavar="ID", help="study id (default: the STUDY_DIR name)")
 
+    export = commands.add_parser(
+        "export-dicom", help="write the results as DICOM: per timepoint a Segmentation of the regions, a TID 1500 "
+                             "measurement report and the PDF report (PRODUCT.md §8), ready for `viewer pacs send`")
+    export.add_argument("study", type=Path, help="study.toml or a folder holding one")
+    export.add_argument("-o", "--output", required=True, type=Path, metavar="DIR",
+                        help="folder to create (it must not exist or be empty; it appears only when complete)")
+    export.add_argument("--timepoint", metavar="LABEL", help="only this timepoint (default: every timepoint)")
+    export.add_argument("--deidentify", action="store_true",
+                        help="PS3.15 Basic Application Level Confidentiality Profile: a pseudonym for the patient, "
+                             "new UIDs, dates moved to 1900-01-01 + day, the anatomy written anew, the report "
+                             "de-identified")
+
     from viewer.pacs_cli import add_pacs_commands
 
     add_pacs_commands(commands, _Parser)
@@ -165,7 +177,8 @@ def _run(argv: Sequence[str] | None) -> int:
 
             return run_pacs(args)
         handler = {"demo": _cmd_demo, "render": _cmd_render, "stats": _cmd_stats, "report": _cmd_report,
-                   "open": _cmd_gui, "import": _cmd_import, "register": _cmd_register}[args.command]
+                   "open": _cmd_gui, "import": _cmd_import, "register": _cmd_register,
+                   "export-dicom": _cmd_export_dicom}[args.command]
         return handler(args)
     except ViewerError as exc:
         return _fail(str(exc))
@@ -212,7 +225,8 @@ def _subject(args: argparse.Namespace | None) -> str:
 def _doing(args: argparse.Namespace | None) -> str:
     command = getattr(args, "command", None)
     return {"stats": "compute its statistics", "render": "render it", "report": "write its report",
-            "import": "import it", "demo": "write the demo", "register": "register it"}.get(command or "", "open it")
+            "import": "import it", "demo": "write the demo", "register": "register it",
+            "export-dicom": "export it as DICOM"}.get(command or "", "open it")
 
 
 def _silence_stdout() -> None:
@@ -335,6 +349,25 @@ def _cmd_report(args: argparse.Namespace) -> int:
     _print_output(report_from_study(args.study, args.output, options, args.timepoint), target.in_place)
     if problem:  # after the report: a failure still prints its one error line alone
         print(f"note: {one_line(problem)}; the report has no measurements", file=sys.stderr)
+    return 0
+
+
+def _cmd_export_dicom(args: argparse.Namespace) -> int:
+    from viewer.core.dicom_export.export import export_dicom
+
+    progress = _TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
+    try:
+        exported = export_dicom(args.study, args.output, args.timepoint, args.deidentify, progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    for item in exported:
+        objects = [name.split("/", 1)[1] for name in item.files if "/anatomy/" not in name]
+        anatomy = sum("/anatomy/" in name for name in item.files)
+        written = ", ".join(objects) + (f", anatomy series ({anatomy} files)" if anatomy else "")
+        print(f"{item.label}: {args.output / item.folder}: {written} (study {item.study_uid})")
+        for note in item.notes:
+            print(f"note: {note}", file=sys.stderr)
     return 0
 
 
