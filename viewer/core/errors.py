@@ -53,6 +53,11 @@ class ViewerError(Exception):
         super().__init__(one_line(message))
 
 
+class Cancelled(ViewerError):
+    """The user stopped long work (the window's Cancel, Ctrl+C): not a failure, so a caller
+    shows no error dialog; the message says what was kept (scan, import, retrieval, send…)."""
+
+
 class ImageExists(ViewerError):
     """The timepoint already has an image of that role (the window asks to replace it)."""
 

@@ -31,7 +31,7 @@ from viewer.core.dicom_export.deidentify import check_clean, encoded, mark_deide
 from viewer.core.dicom_export.encapsulated_pdf import encapsulated_pdf
 from viewer.core.dicom_export.measurement_report import build_measurement_report
 from viewer.core.dicom_export.segmentation import build_segmentation, labels_on_frames
-from viewer.core.errors import ViewerError
+from viewer.core.errors import Cancelled, ViewerError
 from viewer.core.io.atomic import write_folder_atomically
 from viewer.core.io.study import Study, open_path
 from viewer.core.report.content import ReportOptions, build_report, report_vocabulary
@@ -40,6 +40,7 @@ from viewer.core.report.inputs import TimepointInput, input_identifiers, streame
 from viewer.core.report.pdf import report_pdf_bytes
 
 Progress = Callable[[str, int, int], None]
+ShouldCancel = Callable[[], bool]
 
 SEGMENTATION_FILE = "segmentation.dcm"
 MEASUREMENTS_FILE = "measurements.dcm"
@@ -59,11 +60,19 @@ class TimepointExport:
     notes: list[str] = field(default_factory=list)
 
 
+class ExportCancelled(Cancelled):
+    """The user stopped the export; nothing was written."""
+
+
 def export_dicom(study_path: str | Path, output: str | Path, timepoint_label: str | None = None,
-                 deidentify: bool = False, progress: Progress | None = None) -> list[TimepointExport]:
+                 deidentify: bool = False, progress: Progress | None = None,
+                 should_cancel: ShouldCancel | None = None) -> list[TimepointExport]:
     """Write the study's results as DICOM into the new folder ``output``.
 
+    ``should_cancel`` is asked before each timepoint (a timepoint takes a few seconds).
+
     Raises:
+        ExportCancelled: ``should_cancel`` turned True; nothing is left at ``output``.
         ViewerError: the study cannot be read or quantified, ``output`` exists and is not an
             empty folder, a timepoint's anatomy cannot be written as DICOM, or a de-identified
             object still holds an identifier; nothing is left at ``output`` then.
@@ -74,10 +83,11 @@ def export_dicom(study_path: str | Path, output: str | Path, timepoint_label: st
     if study.manifest is None:
         raise ViewerError(f"{study_path}: export-dicom needs a study (study.toml), not a single image")
     report = progress or (lambda stage, done, total: None)
+    cancelled = should_cancel or (lambda: False)
     results: list[TimepointExport] = []
 
     def write(folder: Path) -> None:
-        results.extend(_export(study, folder, timepoint_label, deidentify, report))
+        results.extend(_export(study, folder, timepoint_label, deidentify, report, cancelled))
 
     write_folder_atomically(output, write, _check_target)
     return results
@@ -134,13 +144,17 @@ class _Exporter:
 
 
 def _export(study: Study, folder: Path, timepoint_label: str | None, deidentify: bool,
-            report: Progress) -> list[TimepointExport]:
+            report: Progress, cancelled: ShouldCancel) -> list[TimepointExport]:
     exporter = _Exporter(study, deidentify)
     models = study_models(study)
     labels = [timepoint_label] if timepoint_label else [tp.label for tp in study.timepoints]
     results = []
+    if cancelled():
+        raise ExportCancelled("export cancelled; nothing was written")
     with streamed_inputs(study, timepoint_label, models) as inputs:
         for index, item in enumerate(inputs):
+            if cancelled():
+                raise ExportCancelled("export cancelled; nothing was written")
             report("export", index, len(labels))
             results.append(_export_timepoint(exporter, item, models, folder))
             del item

@@ -42,7 +42,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.tag import BaseTag, Tag
 
-from viewer.core.errors import ViewerError, file_error
+from viewer.core.errors import Cancelled, ViewerError, file_error
 
 #: A file refused as not DICOM is searched for the series' UIDs in this many first bytes
 #: (a DICOM header is rarely longer), and UIDs shorter than this are not searched (too
@@ -66,7 +66,7 @@ CancelCheck = Callable[[], bool]
 DamagedCallback = Callable[[Path, str], None]
 
 
-class ScanCancelled(ViewerError):
+class ScanCancelled(Cancelled):
     """The user cancelled a scan (the window's Cancel button, Ctrl+C)."""
 
 

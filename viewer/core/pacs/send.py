@@ -7,10 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Iterable, NamedTuple
 
-from viewer.core.errors import ViewerError, file_error
+from viewer.core.errors import Cancelled, ViewerError, file_error
 from viewer.core.pacs.nodes import Node
 
 Progress = Callable[[str, int, int], None]
+#: Returns True when the user asked to stop (asked before every STOW-RS batch or C-STORE).
+ShouldCancel = Callable[[], bool]
 #: Instances per STOW-RS request (bounds the request's size and memory).
 STOW_BATCH = 32
 #: C-STORE statuses that mean stored, with a warning (PS3.4 B.2.3).
@@ -54,19 +56,37 @@ def dicom_files(paths: Iterable[str | Path]) -> list[Outgoing]:
     return found
 
 
-def send(node: Node, paths: Iterable[str | Path], via: str = "dicomweb", progress: Progress | None = None) -> int:
-    """Send every DICOM file under ``paths``; returns how many were stored."""
+class SendCancelled(Cancelled):
+    """The user stopped a send; what was stored before stays on the node (a PACS cannot be
+    asked to forget), and the message says how many."""
+
+
+def send(node: Node, paths: Iterable[str | Path], via: str = "dicomweb", progress: Progress | None = None,
+         should_cancel: ShouldCancel | None = None) -> int:
+    """Send every DICOM file under ``paths``; returns how many were stored.
+
+    Raises:
+        SendCancelled: ``should_cancel`` turned True; the files stored before are named by count.
+        ViewerError: a file is not DICOM (nothing sent), or the node refused or failed.
+    """
     files = dicom_files(paths)
     report = progress or (lambda stage, done, total: None)
+    cancelled = should_cancel or (lambda: False)
+
+    def check(done: int) -> None:
+        if cancelled():
+            raise SendCancelled(f"sending cancelled; {done} of {len(files)} instances were stored on "
+                                f"'{node.name}' before")
+
     report("send", 0, len(files))
     if via == "dicomweb":
-        _send_stow(node, files, report)
+        _send_stow(node, files, report, check)
     else:
-        _send_c_store(node, files, report)
+        _send_c_store(node, files, report, check)
     return len(files)
 
 
-def _send_stow(node: Node, files: list[Outgoing], report: Progress) -> None:
+def _send_stow(node: Node, files: list[Outgoing], report: Progress, check: Callable[[int], None]) -> None:
     from pydicom import dcmread
 
     from viewer.core.pacs.dicomweb import client, talking_to
@@ -74,6 +94,7 @@ def _send_stow(node: Node, files: list[Outgoing], report: Progress) -> None:
     web = client(node)
     with talking_to(node, "a store (STOW-RS)"):
         for start in range(0, len(files), STOW_BATCH):
+            check(start)
             batch = files[start:start + STOW_BATCH]
             answer = web.store_instances([dcmread(file.path) for file in batch])
             failed = answer.get("00081198", {}).get("Value") if answer is not None else None
@@ -83,7 +104,7 @@ def _send_stow(node: Node, files: list[Outgoing], report: Progress) -> None:
             report("send", start + len(batch), len(files))
 
 
-def _send_c_store(node: Node, files: list[Outgoing], report: Progress) -> None:
+def _send_c_store(node: Node, files: list[Outgoing], report: Progress, check: Callable[[int], None]) -> None:
     from pydicom import dcmread
 
     from viewer.core.pacs.dimse import association, check_status
@@ -97,6 +118,7 @@ def _send_c_store(node: Node, files: list[Outgoing], report: Progress) -> None:
     requested = [(sop, sorted(syntaxes)) for sop, syntaxes in sorted(contexts.items())]
     with association(node, requested) as assoc:
         for done, file in enumerate(files, start=1):
+            check(done - 1)
             status = assoc.send_c_store(dcmread(file.path))
             if status is not None and "Status" in status and int(status.Status) in STORE_WARNINGS:
                 report("send", done, len(files))  # stored, with a warning (e.g. elements coerced)
