@@ -65,6 +65,7 @@ from viewer.core.io.dicom_scan import (
     PIXEL_KEYWORDS,
     DicomSeries,
     image_series,
+    number_of_frames,
     short_error,
     tag_text,
 )
@@ -472,6 +473,39 @@ def _read_pixels(where: Path, frames: Sequence[Frame], factors: np.ndarray) -> n
     return data
 
 
+#: Transfer syntaxes whose pixel data is the stored values as they are, little-endian.
+_NATIVE_LITTLE_ENDIAN = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
+
+
+def _native_pixels(frame: Frame) -> np.ndarray | None:
+    """The stored values read straight from the file at the deferred PixelData's offset, for
+    the common case where that is all decoding is: uncompressed little-endian, one sample per
+    pixel, 8/16/32 bits with every allocated bit stored (no sign extension or masking to do).
+    None otherwise (pydicom decodes those). Saves parsing each file a second time: ~0.6 ms of
+    ~1.1 ms per slice of a classic series."""
+    ds = frame.ds
+    meta = getattr(ds, "file_meta", None)
+    if meta is None or str(meta.get("TransferSyntaxUID", "")) not in _NATIVE_LITTLE_ENDIAN:
+        return None
+    element = ds.get_item("PixelData", keep_deferred=True) if "PixelData" in ds else None
+    if not isinstance(element, RawDataElement) or element.value is not None or element.value_tell is None:
+        return None
+    bits, stored = ds.get("BitsAllocated"), ds.get("BitsStored")
+    if bits not in (8, 16, 32) or stored != bits or ds.get("SamplesPerPixel", 1) != 1:
+        return None
+    signed = ds.get("PixelRepresentation", 0) == 1
+    dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
+    frames = number_of_frames(ds)
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    count = frames * rows * cols
+    if element.length not in (count * dtype.itemsize, count * dtype.itemsize + 1):
+        return None
+    values = np.fromfile(frame.path, dtype=dtype, count=count, offset=element.value_tell)
+    if values.size != count:
+        return None  # the file ends early: pydicom says how
+    return values.reshape((frames, rows, cols) if frames > 1 else (rows, cols))
+
+
 def _decode(where: Path, frame: Frame) -> np.ndarray:
     """All stored values of the frame's file: (rows, columns) or (frames, rows, columns).
 
@@ -479,6 +513,9 @@ def _decode(where: Path, frame: Frame) -> np.ndarray:
     processing but the decoding: rescale is applied per frame by the caller.
     """
     try:
+        native = _native_pixels(frame)
+        if native is not None:
+            return native
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return pydicom.dcmread(frame.path).pixel_array
