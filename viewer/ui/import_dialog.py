@@ -26,16 +26,15 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Callable, Protocol
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from viewer.core.errors import ViewerError
+from viewer.core.errors import Cancelled, ViewerError
 from viewer.core.importer import (
     IMPORT_ROLES,
     Exam,
     ImportPlan,
-    ScanCancelled,
     SeriesEntry,
     check_output,
     default_study_id,
@@ -139,6 +138,12 @@ class WriteRequest:
                            overwrite=self.overwrite, progress=progress, should_cancel=should_cancel)
 
 
+class Request(Protocol):
+    """What a :class:`Task` runs: an immutable request (a scan, a write, a PACS retrieval…)."""
+
+    def run(self, progress: Callable[[str, int, int], None], should_cancel: Callable[[], bool]) -> Any: ...
+
+
 class Task(QtCore.QObject):
     """One request run on its own thread: ``progress`` signals, then exactly one of
     ``done(result)``, ``cancelled(message)`` or ``failed(message)`` (the core's one line)."""
@@ -148,7 +153,7 @@ class Task(QtCore.QObject):
     cancelled = QtCore.Signal(str)
     failed = QtCore.Signal(str)
 
-    def __init__(self, request: ScanRequest | WriteRequest) -> None:
+    def __init__(self, request: Request) -> None:
         super().__init__()
         self.request = request
         self._cancel = threading.Event()
@@ -173,7 +178,7 @@ class Task(QtCore.QObject):
     def _run(self) -> None:
         try:
             result = self.request.run(self._report, self._cancel.is_set)
-        except ScanCancelled as exc:  # ImportCancelled too
+        except Cancelled as exc:  # a scan, a copy, a PACS retrieval… the user stopped
             self._emit(self.cancelled, str(exc))
         except ViewerError as exc:
             self._emit(self.failed, str(exc))
@@ -201,9 +206,10 @@ class TaskRunner(QtCore.QObject):
     finished = QtCore.Signal(object, object)
     stopped = QtCore.Signal(object, str, bool)
 
-    def __init__(self, parent: QtWidgets.QWidget) -> None:
+    def __init__(self, parent: QtWidgets.QWidget, window_title: str = "Import DICOM exam") -> None:
         super().__init__(parent)
         self._widget = parent
+        self.window_title = window_title
         self.task: Task | None = None
         self.progress_dialog: QtWidgets.QProgressDialog | None = None
 
@@ -211,11 +217,11 @@ class TaskRunner(QtCore.QObject):
     def busy(self) -> bool:
         return self.task is not None
 
-    def start(self, request: ScanRequest | WriteRequest, title: str) -> None:
+    def start(self, request: Request, title: str) -> None:
         assert self.task is None, "one task at a time"
         task = Task(request)
         progress = QtWidgets.QProgressDialog(title, "Cancel", 0, 0, self._widget)
-        progress.setWindowTitle("Import DICOM exam")
+        progress.setWindowTitle(self.window_title)
         # Not modal: a modal QProgressDialog runs the event loop inside setValue, and a task's
         # end (or a window's statistics) delivered there could delete the dialog under that
         # very setValue — it segfaulted in QProgressBar::maximum. The browser's own controls
@@ -777,6 +783,6 @@ def _escape(text: str) -> str:
 
 
 __all__ = [
-    "AUTO", "COLUMNS", "SKIP", "ImportChoices", "ImportDialog", "ScanRequest", "SeriesTree", "Task", "TaskRunner",
-    "WriteRequest", "default_output_folder",
+    "AUTO", "COLUMNS", "SKIP", "ImportChoices", "ImportDialog", "Request", "ScanRequest", "SeriesTree", "Task",
+    "TaskRunner", "WriteRequest", "default_output_folder",
 ]

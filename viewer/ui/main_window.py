@@ -37,6 +37,7 @@ from viewer.ui.window_registering import Registering
 from viewer.ui.window_measuring import MeasureActions
 from viewer.ui.window_opening import StudyOpening, recovery_folder_for
 from viewer.ui.window_outputs import WindowOutputs
+from viewer.ui.window_pacs import PacsRetrieving
 from viewer.ui.window_saving import RegionSaving
 from viewer.ui.window_workspace import WorkspaceKeeping
 from viewer.ui.workers import Jobs, slice_job
@@ -58,7 +59,7 @@ def default_settings() -> QtCore.QSettings:
 
 
 class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, MeasureActions, TimepointComparing,
-                 Registering, Nudging, WindowOutputs, WorkspaceKeeping, QtWidgets.QMainWindow):
+                 Registering, Nudging, WindowOutputs, WorkspaceKeeping, PacsRetrieving, QtWidgets.QMainWindow):
     """The application window.
 
     Signals:
@@ -156,6 +157,7 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
         self._action(file_menu, "Open &image (NIfTI)…", self._choose_image)
         self._action(file_menu, "Open &DICOM folder…", self._choose_dicom_folder)
         self._action(file_menu, "&Import DICOM exam…", self._choose_exam, QtGui.QKeySequence("Ctrl+I"))
+        self._action(file_menu, "Query and retrieve from &PACS…", self.open_pacs_dialog)
         self.recent_menu = file_menu.addMenu("Open &recent")
         file_menu.addSeparator()
         self._action(file_menu, "&Add image as overlay…", self._choose_overlay_file, QtGui.QKeySequence("Ctrl+Shift+O"))

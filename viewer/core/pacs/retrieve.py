@@ -6,6 +6,12 @@ has arrived (:func:`viewer.core.io.atomic.write_folder_atomically`), so a retrie
 interrupted, refused or cut off halfway leaves nothing that looks like a complete series.
 Files are named ``SeriesInstanceUID/SOPInstanceUID.dcm``; a UID that is not a DICOM UID (a
 hostile server's ``../``) is refused, never used as a path.
+
+A retrieval can be cancelled (the window's progress dialog): ``should_cancel`` is asked after
+every instance that arrives; a cancelled retrieval raises :class:`RetrievalCancelled` and, like
+any failure, leaves nothing at the output folder. Over C-GET the association is aborted at the
+PACS's next response (it stops sending at once); an instance that still arrives meanwhile is
+refused unwritten.
 """
 
 from __future__ import annotations
@@ -14,12 +20,26 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from viewer.core.errors import ViewerError
+from viewer.core.errors import Cancelled, ViewerError
 from viewer.core.io.atomic import write_folder_atomically
 from viewer.core.pacs.nodes import Node
 
 Progress = Callable[[str, int, int], None]
+#: Returns True when the user asked to stop; the retrieval then raises :class:`RetrievalCancelled`.
+ShouldCancel = Callable[[], bool]
+CANCELLED_MESSAGE = "retrieval cancelled; nothing was kept"
+#: C-STORE status for an instance arriving after a cancel ("Refused: Out of Resources", PS3.4
+#: Table B.2-1): the PACS counts it failed, and sends no more once the association is aborted.
+_REFUSED_CANCELLED = 0xA700
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+class RetrievalCancelled(Cancelled):
+    """The user cancelled the retrieval; nothing was kept (a :class:`Cancelled`, so the window
+    shows no error dialog for it)."""
+
+    def __init__(self, message: str = CANCELLED_MESSAGE) -> None:
+        super().__init__(message)
 
 
 def check_uid(value: str, what: str) -> str:
@@ -36,10 +56,13 @@ def _check_target(folder: Path) -> None:
 
 
 def get(node: Node, study_uid: str, out_dir: str | Path, series_uid: str | None = None, via: str = "dicomweb",
-        progress: Progress | None = None) -> int:
+        progress: Progress | None = None, should_cancel: ShouldCancel | None = None) -> int:
     """Retrieve the study (or the series) into ``out_dir``; returns the number of instances.
 
+    ``should_cancel`` is asked before the retrieval starts and after every instance.
+
     Raises:
+        RetrievalCancelled: ``should_cancel`` returned True; nothing is left at ``out_dir``.
         ViewerError: the node refused or failed, the study has no instance there, or
             ``out_dir`` exists and is not empty; nothing is left at ``out_dir`` then.
     """
@@ -47,11 +70,14 @@ def get(node: Node, study_uid: str, out_dir: str | Path, series_uid: str | None 
     if series_uid is not None:
         series_uid = check_uid(series_uid, "--series")
     report = progress or (lambda stage, done, total: None)
+    cancelled = should_cancel or (lambda: False)
     counted: list[int] = []
 
     def write(folder: Path) -> None:
+        if cancelled():
+            raise RetrievalCancelled()
         retrieve = _get_dicomweb if via == "dicomweb" else _get_dimse
-        counted.append(retrieve(node, study_uid, series_uid, folder, report))
+        counted.append(retrieve(node, study_uid, series_uid, folder, report, cancelled))
         if counted[-1] == 0:
             what = f"series {series_uid} of study {study_uid}" if series_uid else f"study {study_uid}"
             raise ViewerError(f"PACS node '{node.name}' has no instance of {what}")
@@ -76,7 +102,8 @@ def _store(folder: Path, dataset) -> Path:
     return path
 
 
-def _get_dicomweb(node: Node, study_uid: str, series_uid: str | None, folder: Path, report: Progress) -> int:
+def _get_dicomweb(node: Node, study_uid: str, series_uid: str | None, folder: Path, report: Progress,
+                  cancelled: ShouldCancel) -> int:
     from viewer.core.pacs.dicomweb import client, talking_to
 
     import requests
@@ -96,16 +123,24 @@ def _get_dicomweb(node: Node, study_uid: str, series_uid: str | None, folder: Pa
         report("retrieve", 0, expected)
         instances = (web.iter_series(study_uid, series_uid) if series_uid else web.iter_study(study_uid))
         done = 0
-        for dataset in instances:
-            _store(folder, dataset)
-            done += 1
-            report("retrieve", done, max(expected, done))
+        try:
+            for dataset in instances:
+                _store(folder, dataset)
+                done += 1
+                report("retrieve", done, max(expected, done))
+                if cancelled():
+                    raise RetrievalCancelled()
+        finally:
+            close = getattr(instances, "close", None)  # a generator over the streamed response
+            if close is not None:
+                close()  # stop reading it now, not when it is collected
     if expected and done < expected:
         raise ViewerError(f"PACS node '{node.name}' sent {done} of the study's {expected} instances; nothing was kept")
     return done
 
 
-def _get_dimse(node: Node, study_uid: str, series_uid: str | None, folder: Path, report: Progress) -> int:
+def _get_dimse(node: Node, study_uid: str, series_uid: str | None, folder: Path, report: Progress,
+               cancelled: ShouldCancel) -> int:
     from pydicom.dataset import Dataset
     from pynetdicom import build_role, evt
     from pynetdicom.presentation import StoragePresentationContexts
@@ -124,8 +159,14 @@ def _get_dimse(node: Node, study_uid: str, series_uid: str | None, folder: Path,
     roles = [build_role(uid, scp_role=True) for uid in contexts[1:]]
     stored: list[Path] = []
     problems: list[str] = []
+    stopping: list[bool] = []  # set once should_cancel said so: later instances are refused
 
     def on_store(event) -> int:
+        # pynetdicom calls this on the thread iterating send_c_get below, between its responses;
+        # asking here, before each instance, covers a PACS that sends no pending responses
+        if stopping or cancelled():
+            stopping.append(True)
+            return _REFUSED_CANCELLED
         try:
             path = _path_for(folder, event.dataset)
             path.write_bytes(event.encoded_dataset())  # preamble, file meta and the bytes as received
@@ -144,6 +185,11 @@ def _get_dimse(node: Node, study_uid: str, series_uid: str | None, folder: Path,
     report("retrieve", 0, expected)
     with association(node, contexts, roles=roles, handlers=[(evt.EVT_C_STORE, on_store)]) as assoc:
         for status, _ in assoc.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet):
+            if stopping or cancelled():  # a pending response follows each instance
+                # A-ABORT rather than C-CANCEL: the sub-operations end now, whatever the server
+                # makes of a C-CANCEL, and the association is not reused, so nothing is lost
+                assoc.abort()
+                raise RetrievalCancelled()
             code = check_status(node, "C-GET", status, pending_ok=True)
             if code in (0xFF00, 0xFF01):
                 remaining = int(getattr(status, "NumberOfRemainingSuboperations", 0) or 0)
