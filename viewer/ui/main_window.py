@@ -173,6 +173,7 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
         file_menu.addSeparator()
         self.report_action = self._action(file_menu, "Export &report (PDF)…", self._choose_report,
                                           QtGui.QKeySequence("Ctrl+P"))
+        self._action(file_menu, "Export results to P&ACS (SEG, SR, PDF)…", self.open_export_pacs_dialog)
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", self.close, QtGui.QKeySequence.StandardKey.Quit)
 
