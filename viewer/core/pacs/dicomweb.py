@@ -54,13 +54,21 @@ def _session(node: Node):
     return session
 
 
+#: Attempts per HTTP request. dicomweb-client retries *every* failure (its ``retrying``
+#: decorator catches exceptions too) five times with exponential back-off: a node that refuses
+#: the connection took 30 s to say so. One retry after 1 s still rides out a busy server's 503.
+HTTP_ATTEMPTS = 2
+
+
 def client(node: Node):
     """A dicomweb-client for the node, its session holding the credentials."""
     from dicomweb_client.api import DICOMwebClient
 
     if not node.has_dicomweb:
         raise ViewerError(f"PACS node '{node.name}' has no DICOMweb address (dicomweb = \"http://…\")")
-    return DICOMwebClient(node.dicomweb, session=_session(node), timeout=node.timeout_s)
+    web = DICOMwebClient(node.dicomweb, session=_session(node), timeout=node.timeout_s)
+    web.set_http_retry_params(retry=True, max_attempts=HTTP_ATTEMPTS, wait_exponential_multiplier=500)
+    return web
 
 
 def scrubbed(node: Node, text: str) -> str:
@@ -74,14 +82,20 @@ def scrubbed(node: Node, text: str) -> str:
 def talking_to(node: Node, what: str) -> Iterator[None]:
     """Turn the HTTP and network errors of a DICOMweb exchange into one line."""
     import requests
+    from retrying import RetryError
+
+    def answered(status: int | None) -> ViewerError:
+        meaning = _HTTP_MEANING.get(status or 0, "")
+        return ViewerError(scrubbed(node, f"PACS node '{node.name}' ({node.dicomweb}) answered {what} with HTTP "
+                                          f"{status}" + (f": {meaning}" if meaning else "")))
 
     try:
         yield
     except requests.exceptions.HTTPError as exc:
-        status = exc.response.status_code if exc.response is not None else None
-        meaning = _HTTP_MEANING.get(status or 0, "")
-        raise ViewerError(scrubbed(node, f"PACS node '{node.name}' ({node.dicomweb}) answered {what} with HTTP "
-                                         f"{status}" + (f": {meaning}" if meaning else ""))) from None
+        raise answered(exc.response.status_code if exc.response is not None else None) from None
+    except RetryError as exc:  # a status dicomweb-client retries (429, 408, 503, 504), every attempt
+        response = getattr(exc.last_attempt, "value", None)
+        raise answered(getattr(response, "status_code", None)) from None
     except requests.exceptions.SSLError:
         raise ViewerError(f"PACS node '{node.name}' ({node.dicomweb}): the server's TLS certificate is not trusted "
                           "(give the hospital's CA as ca_bundle in pacs.toml)") from None
