@@ -17,8 +17,9 @@ VIEWS  := .demo/views
 # dcmtk: transcodes real series into every transfer syntax for the reading tests (dcmcjpeg…);
 # mricron-data: real NIfTI templates read by the loader tests; orthanc, orthanc-dicomweb: the real
 # PACS the tests start on loopback ports (tests/pacs/conftest.py), over DIMSE and DICOMweb;
+# openssl: the certificate of that PACS's https test (tests/pacs/test_pacs_tls.py);
 # the xcb/xkb libraries: Qt's xcb platform plugin on a fresh Debian; EGL/GL: VTK offscreen.
-DEB_PACKAGES := xvfb openbox imagemagick poppler-utils tesseract-ocr dicom3tools dcmtk mricron-data orthanc orthanc-dicomweb \
+DEB_PACKAGES := xvfb openbox imagemagick poppler-utils tesseract-ocr dicom3tools dcmtk mricron-data orthanc orthanc-dicomweb openssl \
 	libxcb-cursor0 libxkbcommon-x11-0 libxcb-icccm4 \
 	libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-xinerama0 libxcb-xkb1 \
 	libxcb-shape0 libegl1 libgl1 libglx-mesa0 libegl-mesa0 libdbus-1-3 libfontconfig1

@@ -36,13 +36,23 @@ def _session(node: Node):
     class Session(requests.Session):
         """Sends a query's ``*`` wildcard unencoded: dicomweb-client writes it as %2A, which
         Orthanc 1.10's DICOMweb plugin does not decode (``PatientName=Muster%2A`` matched
-        nothing); RFC 3986 allows a bare ``*`` in a query."""
+        nothing); RFC 3986 allows a bare ``*`` in a query. Verifies TLS as the node says."""
 
         def send(self, request, **kwargs):  # type: ignore[override]
             if request.url and "?" in request.url:
                 head, query = request.url.split("?", 1)
                 request.url = f"{head}?{query.replace('%2A', '*').replace('%2a', '*')}"
             return super().send(request, **kwargs)
+
+        def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[override]
+            """The node's TLS choice (pacs.toml's ca_bundle or verify_tls) over the
+            environment's: requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace a
+            session's ``verify`` (psf/requests#3829), so a hospital CA, or ``verify_tls =
+            false``, was silently ignored wherever those are set. Proxies still come from
+            the environment."""
+            settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            settings["verify"] = self.verify
+            return settings
 
     session = Session()
     session.verify = node.verify_tls
