@@ -362,3 +362,32 @@ def test_a_failure_halfway_leaves_no_folder(demo_manifest, tmp_path, monkeypatch
     assert "simulated failure" in capsys.readouterr().err
     assert calls == ["day 1", "day 7"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_final_check_finds_identifiers_in_text_not_inside_numbers():
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from viewer.core.dicom_export.deidentify import check_clean
+    from viewer.core.errors import ViewerError
+
+    secrets = ["Mustermann", "20260303", "093000", "DEMO-0001"]
+    clean = Dataset()
+    clean.SOPInstanceUID = "1.2.826.0.1.3680043.8.498.120260303093000"  # the digits inside a new UID
+    clean.ImagePositionPatient = ["-20260303.5", "0", "1"]  # a different, longer number
+    clean.SeriesDescription = "Regions (cell-therapy-viewer)"
+    check_clean("clean.dcm", clean, secrets, {"1.2.3.4"})
+    nested = Dataset()
+    nested.ReferencedSOPInstanceUID = "1.2.3.4"
+    for keyword, value in (("InstitutionName", "Clinic of Dr MUSTERMANN"), ("StudyDate", "20260303"),
+                           ("ContentTime", "093000"), ("OtherPatientIDs", ["X1", "DEMO-0001"])):
+        leaky = Dataset()
+        item = Dataset()
+        setattr(item, keyword, value)
+        leaky.ContentSequence = Sequence([item])
+        with pytest.raises(ViewerError, match=keyword):
+            check_clean("leaky.dcm", leaky, secrets)
+    holder = Dataset()
+    holder.ReferencedSeriesSequence = Sequence([nested])
+    with pytest.raises(ViewerError, match="ReferencedSOPInstanceUID"):
+        check_clean("uid.dcm", holder, secrets, {"1.2.3.4"})

@@ -7,14 +7,16 @@ anatomy anew from its pixel values (:mod:`.anatomy`) with a pseudonym, new UIDs 
 dates, builds the SEG, the SR and the PDF from that, and every text it writes (region names,
 the timepoint label) has passed the report's :class:`~viewer.core.report.deidentify.Scrubber`.
 This module marks each object as de-identified, moves every date it holds (highdicom stamps
-"now" as content date) to the shifted study date, and finally checks the encoded bytes of
-every object for each identifying value the study knows; one found refuses the export.
+"now" as content date) to the shifted study date, and finally checks every text value of
+every object, at any depth, for each identifying value the study knows, and every UID for
+the original ones; one found refuses the export.
 """
 
 from __future__ import annotations
 
+import re
 from io import BytesIO
-from typing import Iterable
+from typing import Collection, Iterable
 
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
@@ -66,16 +68,45 @@ def encoded(ds: Dataset) -> bytes:
     return buffer.getvalue()
 
 
-def check_clean(name: str, data: bytes, identifiers: Iterable[str]) -> None:
-    """Refuse an object whose bytes still hold one of ``identifiers`` (patient name parts,
-    patient ID, birth date, visit dates, original UIDs), naming the object, never the value.
+#: Value representations holding bytes, not text (pixels, bit-packed segments, the PDF; the
+#: PDF's text is checked by the report's own de-identification before it is encapsulated).
+_BINARY_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "UN", "SQ"})
+
+
+def _patterns(identifiers: Iterable[str]) -> list[re.Pattern[str]]:
+    """One pattern per identifying value of at least 4 characters: a number (an ID, a date, a
+    time) only as a whole number, so that it is not "found" inside an unrelated longer number
+    such as a new random UID; any other text case-insensitively anywhere."""
+    patterns = []
+    for value in dict.fromkeys(v.strip() for v in identifiers):
+        if len(value) < 4:
+            continue
+        if value.replace(".", "").isdigit():
+            patterns.append(re.compile(rf"(?<![0-9.]){re.escape(value)}(?![0-9]|\.[0-9])"))
+        else:
+            patterns.append(re.compile(re.escape(value), re.IGNORECASE))
+    return patterns
+
+
+def check_clean(name: str, ds: Dataset, identifiers: Iterable[str], original_uids: Collection[str] = ()) -> None:
+    """Refuse an object that still holds one of ``identifiers`` (patient name parts, patient
+    ID, birth date, visit dates and times, institution…) in any text value, at any depth, or
+    any of ``original_uids``; the message names the object and the attribute, never the value.
 
     Raises:
         ViewerError: an identifier was found.
     """
-    lowered = data.lower()
-    for value in identifiers:
-        token = value.strip().lower().encode("utf-8", "ignore")
-        if len(token) >= 4 and token in lowered:
-            raise ViewerError(f"{name}: an identifying value of the study is still in the de-identified object; "
-                              "nothing was written")
+    patterns = _patterns(identifiers)
+    uids = set(original_uids)
+    elements = list(ds.file_meta.iterall()) if hasattr(ds, "file_meta") else []
+    for element in [*elements, *ds.iterall()]:
+        if element.VR in _BINARY_VRS or element.value in (None, ""):
+            continue
+        texts = [str(v) for v in (element.value if element.VM > 1 else [element.value])]
+        if element.VR == "UI":
+            found = any(text in uids for text in texts)
+        else:
+            found = any(pattern.search(text) for pattern in patterns for text in texts)
+        if found:
+            raise ViewerError(f"{name}: {element.keyword or element.tag} still holds an identifying value of the "
+                              "study in the de-identified object; nothing was written")

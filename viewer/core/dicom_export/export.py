@@ -110,11 +110,14 @@ class _Exporter:
         self.pseudonym = (self.scrub.text(study.id) or "DEIDENTIFIED")[:64]
         self.folders: set[str] = set()
         self.created = datetime.now().astimezone()
+        #: UIDs of the study's own DICOM objects, none of which a de-identified object may hold
+        self.original_uids: set[str] = set()
 
     def learn(self, item: TimepointInput) -> None:
         if self.deidentify:
             self.identifiers = merge_identifiers(self.identifiers, input_identifiers(item))
             self.scrub = self.scrub.with_tags(self.identifiers)
+            self.original_uids |= {str(v.meta["series_uid"]) for v in item.volumes.values() if v.meta.get("series_uid")}
 
     def text(self, value: str) -> str:
         return self.scrub.text(value)
@@ -204,10 +207,9 @@ def _export_timepoint(exporter: _Exporter, item: TimepointInput, models: list, r
         if exporter.deidentify:
             mark_deidentified(dataset)
             shift_dates(dataset, study_date)
-        data = encoded(dataset)
         if exporter.deidentify:
-            check_clean(f"{name}/{file_name}", data, secrets)
-        (folder / file_name).write_bytes(data)
+            check_clean(f"{name}/{file_name}", dataset, secrets, exporter.original_uids)
+        (folder / file_name).write_bytes(encoded(dataset))
         result.files.append(f"{name}/{file_name}")
     return result
 
@@ -217,6 +219,10 @@ def _anatomy(exporter: _Exporter, item: TimepointInput, folder: Path) -> anatomy
     study, timepoint = exporter.study, item.timepoint
     volume = item.volumes["anatomical"]
     original = anatomy_series.original_series(volume)
+    if original is not None and exporter.deidentify:
+        for ds in original[0]:
+            exporter.original_uids |= {str(ds.get(k)) for k in ("StudyInstanceUID", "SeriesInstanceUID",
+                                                                 "FrameOfReferenceUID", "SOPInstanceUID") if ds.get(k)}
     if original is not None and not exporter.deidentify:
         return anatomy_series.AnatomySeries(original[0], original[1], [])
     if exporter.deidentify:
@@ -242,9 +248,7 @@ def _anatomy(exporter: _Exporter, item: TimepointInput, folder: Path) -> anatomy
         for path in series.written:
             ds = dcmread(path)
             mark_deidentified(ds)
-            header = ds.copy()
-            del header.PixelData
-            check_clean(f"{folder.name}/{ANATOMY_FOLDER}/{path.name}", encoded(header), secrets)
+            check_clean(f"{folder.name}/{ANATOMY_FOLDER}/{path.name}", ds, secrets, exporter.original_uids)
             ds.save_as(path, enforce_file_format=True)
         series = anatomy_series.AnatomySeries([dcmread(p, stop_before_pixels=True) for p in series.written],
                                               series.frames, series.written)
