@@ -36,5 +36,5 @@ def test_import_linter_contract_holds():
     text = " ".join(result.stdout.split())  # import-linter wraps long contract names
     assert "2 kept, 0 broken" in text
     assert "The core never imports Qt, pyqtgraph or VTK KEPT" in text
-    assert ("Layers: window > session and report > results > analysis > predictions > quantification > files and "
+    assert ("Layers: window > DICOM export > session and report > results > analysis > predictions > quantification > files and "
             "regions > geometry KEPT") in text
