@@ -163,14 +163,16 @@ def test_rendered_view_gives_the_png_to_the_image_and_no_text_overlaps(demo_mani
         table = table.renamed(lambda n: f"{n} of the left hemisphere, second visit, reader two")
         name = "cell tracking"
     layers = build_layers(volumes, table, protocol=protocol(name))
-    figure = render_figure(layers, "axial", default_focus(volumes, saved_label_table(timepoint).names))
-    renderer = figure.canvas.get_renderer()
-    width, height = figure.bbox.width, figure.bbox.height
-    image = figure.axes[0].get_window_extent(renderer)
+    canvas = render_figure(layers, "axial", default_focus(volumes, saved_label_table(timepoint).names))
+    width, height = canvas.size
+    image = canvas.areas["view"]
     share = image.width * image.height / (width * height)
     assert share >= (0.6 if name == "cell tracking" else 0.33), f"{name}: the image takes {share:.0%}"
-    boxes = [t.get_window_extent(renderer) for t in figure.texts if t.get_text().strip()]
-    boxes += [ax.get_tightbbox(renderer) for ax in figure.axes[1:]]  # colour bars with ticks and titles
+    boxes = [t.box for t in canvas.texts if t.text.strip() and t.group in ("title", "legend")]
+    bars = [group for group in canvas.areas if group.startswith("bar ")]
+    overlays = [layer for layer in layers[1:] if layer.display.visible and layer.volume.role != "regions"]
+    assert len(bars) == len(overlays), f"{name}: one colour bar per overlay shown"
+    boxes += [canvas.extent(bar) for bar in bars]  # colour bars with ticks and titles
     for i, a in enumerate(boxes):
         assert 0 <= a.x0 and a.x1 <= width + 1 and 0 <= a.y0 and a.y1 <= height + 1, "drawn outside the PNG"
         for b in boxes[i + 1:]:

@@ -1,11 +1,12 @@
 """The report's pictures never cut, drop or overlap a word (issue 15).
 
 Every figure the report embeds (the key images of a timepoint, the time course) is caught as
-the report builds it and measured with matplotlib's own renderer: each drawn text's box (with
-the dark box behind an orientation letter) lies inside the figure, no two touch, the letters
-stay inside their view and apart from the neighbouring view's, and every region is named in
-the legend — whole, or shortened to "start…end" only when even a row of its own is too narrow,
-or counted in an explicit "+N more".
+the report builds it and measured as drawn — the key images from their canvas's record of every
+text (its layout box joined with the pixels its glyphs inked), the time course with matplotlib's
+own renderer: each drawn text's box (with the dark box behind an orientation letter) lies inside
+the figure, no two touch, the letters stay inside their view and apart from the neighbouring
+view's, and every region is named in the legend — whole, or shortened to "start…end" only when
+even a row of its own is too narrow, or counted in an explicit "+N more".
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from viewer.core.display import default_display
 from viewer.core.io.study import load_study
 from viewer.core.regions import LabelTable
 from viewer.core.figure_text import ELLIPSIS, elide, is_elided_from, text_width_in
-from viewer.core.render import Layer, render_key_images, text_extent
+from viewer.core.decorations import Canvas
+from viewer.core.render import Layer, render_key_images
 from viewer.core.report import ReportOptions, build_report, content, inputs_from_study
 from viewer.core.volume import Volume
 
@@ -34,9 +36,23 @@ def _visible_texts(figure) -> list[Text]:
     return [t for t in figure.findobj(Text) if t.get_visible() and t.get_text().strip()]
 
 
+def text_extent(text, renderer):
+    """A drawn matplotlib text's box in display pixels, with the box behind it if it has one."""
+    from matplotlib.transforms import Bbox
+
+    box = text.get_window_extent(renderer)
+    patch = text.get_bbox_patch()
+    if patch is None:
+        return box
+    text.update_bbox_position_size(renderer)
+    return Bbox.union([box, patch.get_window_extent(renderer)])
+
+
 def _assert_readable(figure, case: str) -> list[str]:
     """No text outside the figure or touching another; letters inside their view and apart from
     the next view's; colour bars clear of each other and of other bars' words. Returns the texts."""
+    if isinstance(figure, Canvas):
+        return _assert_canvas_readable(figure, case)
     figure.canvas.draw()
     renderer = figure.canvas.get_renderer()
     width, height = figure.bbox.width, figure.bbox.height
@@ -68,6 +84,40 @@ def _assert_readable(figure, case: str) -> list[str]:
             if text.axes is not bar and text.axes in bars:
                 assert not outline.overlaps(box), f"{case}: {text.get_text()!r} runs into another colour bar"
     return [t.get_text() for t in texts]
+
+
+def _assert_canvas_readable(canvas: Canvas, case: str) -> list[str]:
+    """:func:`_assert_readable` for a figure drawn on a canvas (the key images): the same checks
+    on the boxes the canvas recorded (y downwards), a view being its image's rectangle and a
+    colour bar its ramp's, with its ticks and words around it."""
+    width, height = canvas.size
+    texts = [t for t in canvas.texts if t.text.strip()]
+    for text in texts:
+        box = text.box
+        assert box.x0 >= -0.5 and box.y0 >= -0.5 and box.x1 <= width + 0.5 and box.y1 <= height + 0.5, \
+            f"{case}: {text.text!r} is cut by the figure's edge ({box} in {width}×{height})"
+    for i, a in enumerate(texts):
+        for b in texts[i + 1:]:
+            assert not a.box.overlaps(b.box), f"{case}: {a.text!r} and {b.text!r} overlap"
+    letters = [t for t in texts if t.kind == "letter"]
+    assert len(letters) == 12, f"{case}: four letters in each of three views, not {len(letters)}"
+    apart_px = LETTERS_APART_MM / 25.4 * canvas.dpi
+    for text in letters:
+        assert canvas.areas[text.group].contains(text.box), f"{case}: letter {text.text!r} leaves its view"
+    for i, a in enumerate(letters):
+        for b in letters[i + 1:]:
+            if a.group != b.group:
+                gap = max(b.box.x0 - a.box.x1, a.box.x0 - b.box.x1, b.box.y0 - a.box.y1, a.box.y0 - b.box.y1)
+                assert gap >= apart_px, f"{case}: letters {a.text!r} and {b.text!r} of two views {gap:.1f} px apart"
+    bars = sorted(group for group in canvas.areas if group.startswith("bar "))
+    for i, bar in enumerate(bars):
+        outline = canvas.areas[bar]
+        for other in bars[i + 1:]:
+            assert not canvas.extent(bar).overlaps(canvas.extent(other)), f"{case}: colour bars overlap"
+        for text in texts:
+            if text.group != bar and text.group in bars:
+                assert not outline.overlaps(text.box), f"{case}: {text.text!r} runs into another colour bar"
+    return [t.text for t in texts]
 
 
 def _assert_named(names, drawn: list[str], case: str) -> None:
@@ -135,7 +185,8 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def reported_figures(demo_manifest):
-    """The matplotlib figures of a one-timepoint report per case, with the regions they show."""
+    """The figures of a one-timepoint report per case (the key images' canvas, the time
+    course's matplotlib figure), with the regions they show."""
     study = load_study(demo_manifest)
     made = {}
     original = content._figure

@@ -3,8 +3,10 @@
 the report, ``viewer render`` and the time-course figure use these, so no text is cut, dropped
 or drawn over other text).
 
-Widths come from matplotlib's font metrics (DejaVu Sans, the font every figure is drawn in),
-without drawing: a layout is chosen first, then drawn once.
+Widths come from the outlines of DejaVu Sans, the font every figure is drawn in (Pillow's
+FreeType, :mod:`viewer.core.decorations`: the same files, and the same kerning, as matplotlib's
+text, so the widths hold for the key images Pillow draws and the time course matplotlib
+draws), without drawing and without importing matplotlib: a layout is chosen first, then drawn once.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
-#: Measured widths are scaled by this before a layout uses them: the Agg renderer's hinted glyphs
-#: may come out a little wider than the font's outline metrics.
+from viewer.core.decorations import text_width_pt
+
+#: Measured widths are scaled by this before a layout uses them: hinted glyphs (Pillow's or
+#: matplotlib's Agg renderer) may come out a little wider than the font's outline metrics.
 MEASURE_SLACK = 1.04
 #: What a name shortened to fit keeps between its start and its end.
 ELLIPSIS = "…"
@@ -22,19 +26,9 @@ ELLIPSIS = "…"
 
 @lru_cache(maxsize=4096)
 def text_width_in(text: str, size: float, bold: bool = False) -> float:
-    """Printed width (inches) of one line of ``text`` at ``size`` points (DejaVu Sans, as drawn)."""
-    from matplotlib.font_manager import FontProperties
-
-    font = FontProperties(size=size, weight="bold" if bold else "normal")
-    width_pt = _measure().get_text_width_height_descent(text, font, ismath=False)[0]
-    return width_pt / 72.0 * MEASURE_SLACK
-
-
-@lru_cache(maxsize=1)
-def _measure():
-    from matplotlib.textpath import TextToPath
-
-    return TextToPath()  # font metrics, no glyph outlines: fast
+    """Printed width (inches) of one line of ``text`` at ``size`` points (DejaVu Sans, as drawn),
+    with :data:`MEASURE_SLACK`."""
+    return text_width_pt(text, size, "bold" if bold else "normal") / 72.0 * MEASURE_SLACK
 
 
 def elide(name: str, fits: Callable[[str], bool]) -> str:

@@ -7,8 +7,11 @@ Two layers of work, kept apart so the window can reuse the first:
   exactly this image; ``viewer render`` and the PDF report use it too (FSLeyes' habit of one
   model driving both the window and the offscreen renderer).
 * :func:`render_view` decorates a fused plane for a file — orientation letters, a scale bar,
-  colour bars with units, a region legend and a title — with matplotlib's Agg canvas (no
-  display, no Qt, and a font that has ¹⁹F, ³, µ and ≥).
+  colour bars with units, a region legend and a title — on a :class:`~viewer.core.decorations.Canvas`
+  (Pillow: no display, no Qt, no matplotlib, whose import alone was a quarter of ``viewer
+  render``; DejaVu Sans, a font that has ¹⁹F, ³, µ and ≥). The report's key images
+  (:func:`render_key_images`) are drawn the same way, with the same letters, scale bars and
+  colour bars: one way of drawing decorations.
 
 The report's key images take a ``text`` function that every word drawn into them passes
 through (title, view names, colour-bar titles, region legend): a de-identified report scrubs
@@ -24,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from viewer.core.decorations import Box, Canvas, DrawnText, printable
 from viewer.core.display import (
     DisplayProps,
     apply_window,
@@ -192,6 +196,40 @@ def _draw_regions(rgb: np.ndarray, labels: np.ndarray, layer: Layer) -> None:
 
 # -- decorated output ----------------------------------------------------------------------------
 
+#: Pixels per inch of ``viewer render``'s PNG (an image pixel is a PNG pixel).
+RENDER_DPI = 100
+
+
+@dataclass(frozen=True)
+class _View:
+    """A fused plane's box on a canvas (inches from the top left) and its grid: a plane pixel's
+    centre is the centre of its share of the box."""
+
+    canvas: Canvas
+    plane: Plane
+    left_in: float
+    top_in: float
+    width_in: float
+    height_in: float
+    group: str
+
+    def draw(self, rgb: np.ndarray) -> Box:
+        return self.canvas.image(rgb, self.left_in, self.top_in, self.width_in, self.height_in, group=self.group)
+
+    def at(self, col: float, row: float) -> tuple[float, float]:
+        """Canvas inches of a plane position (columns, rows; pixel centres at whole numbers)."""
+        rows, cols = self.plane.shape
+        return (self.left_in + (col + 0.5) / cols * self.width_in, self.top_in + (row + 0.5) / rows * self.height_in)
+
+    def from_bottom_in(self, box: Box) -> Box:
+        """A canvas box (pixels) in this view's inches, from its lower-left corner, y upwards
+        (how the scale bar looks for room)."""
+        dpi = self.canvas.dpi
+        bottom_in = self.top_in + self.height_in
+        return Box(box.x0 / dpi - self.left_in, bottom_in - box.y1 / dpi, box.x1 / dpi - self.left_in,
+                   bottom_in - box.y0 / dpi)
+
+
 def render_view(
     layers: Sequence[Layer],
     orientation: str,
@@ -206,10 +244,10 @@ def render_view(
     The plane follows the first layer's (anatomical) grid; every other layer is sampled on
     it from its own grid. Returns the written path.
     """
-    figure = render_figure(layers, orientation, world_point, radiological, title, image_pixels)
+    canvas = render_figure(layers, orientation, world_point, radiological, title, image_pixels)
     output = Path(output)
     with atomic_path(output, suffix=".png") as tmp:
-        figure.savefig(tmp, format="png", dpi=100, facecolor=figure.get_facecolor())
+        canvas.save_png(tmp)
     return output
 
 
@@ -220,11 +258,13 @@ def render_figure(
     radiological: bool = True,
     title: str = "",
     image_pixels: int = RENDER_IMAGE_PIXELS,
-):
-    """A matplotlib Figure (Agg, no pyplot state) of one decorated view."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
+) -> Canvas:
+    """One decorated view on a black canvas at :data:`RENDER_DPI`: the fused plane (its longest
+    side ``image_pixels``, one plane pixel a canvas pixel) 0.2 in from the left and 0.5 in from
+    the top, its title above it, and one column to its right: the region legend on top, the
+    overlays' colour bars side by side below it (PRODUCT.md §5: the screen space goes to the
+    image). Groups on the canvas: "view" (the image, its letters and scale bar), "title",
+    "legend", and "bar 0", "bar 1", … (each colour bar with its ticks and title)."""
     anatomy = layers[0].volume
     coarse = display_plane(anatomy, orientation, world_point, radiological)
     extent_mm = max(coarse.shape[0] * coarse.row_step_mm, coarse.shape[1] * coarse.col_step_mm)
@@ -236,41 +276,38 @@ def render_figure(
     ]
     region_layers = [layer for layer in layers if layer.volume.role == "regions" and layer.display.visible]
 
-    dpi = 100
+    dpi = RENDER_DPI
     rows, cols = plane.shape
     image_height_in = rows / dpi
     legend_rows = _legend_labels(region_layers[0], fused) if region_layers else []
-    # one column beside the image: the region legend on top, the colour bars side by side
-    # below it (PRODUCT.md §5: the screen space goes to the image)
     column_in = max(BAR_SPACING_IN * len(colorbar_layers), LEGEND_WIDTH_IN if region_layers else 0.0)
     width_in = cols / dpi + 0.4 + column_in
     height_in = image_height_in + 0.7
-    figure = Figure(figsize=(width_in, height_in), dpi=dpi, facecolor="black")
-    FigureCanvasAgg(figure)
-    image_ax = figure.add_axes((0.2 / width_in, 0.2 / height_in, cols / dpi / width_in, image_height_in / height_in))
-    image_ax.imshow(fused.rgb, interpolation="nearest", origin="upper")
-    image_ax.set_axis_off()
-    _draw_scale_bar(image_ax, plane, letters=_draw_letters(image_ax, plane))
+    canvas = Canvas(width_in, height_in, dpi, background="black")
+    view = _View(canvas, plane, 0.2, height_in - 0.2 - image_height_in, cols / dpi, image_height_in, "view")
+    view.draw(fused.rgb)
+    _draw_scale_bar(view, letters=_draw_letters(view))
     position = np.asarray(world_point, dtype=float)
-    heading = title or anatomy.name
+    heading = printable(title or anatomy.name)  # one line, whatever the study id holds
     slice_text = f"slice {coarse.slice_index + 1}/{anatomy.shape[coarse.normal_axis]}" if coarse.slice_index is not None else ""
-    figure.text(
-        0.2 / width_in, 1 - 0.12 / height_in,
+    canvas.text(
+        0.2, 0.12,
         f"{heading} · {orientation} · {slice_text} · ({position[0]:.1f}, {position[1]:.1f}, {position[2]:.1f}) mm"
         + ("" if radiological else " · neurological"),
-        color="white", fontsize=9, va="top", ha="left",
+        size_pt=9, color="white", va="top", ha="left", kind="title", group="title",
     )
-    left = (0.2 + cols / dpi + 0.25) / width_in
-    legend_bottom_in = height_in - 0.5
+    left_in = 0.2 + cols / dpi + 0.25
+    legend_bottom_in = height_in - 0.5  # from the canvas's bottom
     if region_layers:
-        legend_bottom_in = _draw_region_legend(figure, region_layers[0], fused, legend_rows, left, height_in)
+        legend_bottom_in = height_in - _draw_region_legend(canvas, region_layers[0], fused, legend_rows, left_in)
     bars_bottom_in = 0.2 + 0.05 * image_height_in
     bars_top_in = min(0.2 + 0.8 * image_height_in, legend_bottom_in - 0.45)  # room for the bar's title
     bar_height_in = max(bars_top_in - bars_bottom_in, 1.0)
-    for layer in colorbar_layers:
-        _draw_colorbar(figure, layer, left, width_in, height_in, bars_bottom_in, bar_height_in)
-        left += BAR_SPACING_IN / width_in
-    return figure
+    for n, layer in enumerate(colorbar_layers):
+        _draw_colorbar(canvas, layer, (left_in, height_in - bars_bottom_in - bar_height_in, 0.22, bar_height_in),
+                       horizontal=False, color="white", group=f"bar {n}")
+        left_in += BAR_SPACING_IN
+    return canvas
 
 
 #: Orientation letters: their colour, and their inset from the image's edge (points, beyond the
@@ -279,47 +316,30 @@ def render_figure(
 LETTER_COLOR = "#ffd24d"
 LETTER_INSET_PT = 2.5
 LETTER_BOX_PAD = 0.18  # of the font size, around the glyph
+LETTER_BOX_OPACITY = 0.6
 
 
-def _draw_letters(ax, plane: Plane, fontsize: float = 13) -> list:
-    """The four orientation letters inside the image's edges, each on a dark box (readable on
-    bright anatomy or overlays); returns the Text artists."""
-    letters = plane.edge_letters()
-    inset = LETTER_INSET_PT + LETTER_BOX_PAD * fontsize
-    box = {"boxstyle": f"square,pad={LETTER_BOX_PAD}", "facecolor": "black", "alpha": 0.6, "edgecolor": "none"}
-    places = {  # edge: (anchor in axes fraction, offset in points, ha, va)
-        "left": ((0.0, 0.5), (inset, 0), "left", "center"),
-        "right": ((1.0, 0.5), (-inset, 0), "right", "center"),
-        "top": ((0.5, 1.0), (0, -inset), "center", "top"),
-        "bottom": ((0.5, 0.0), (0, inset), "center", "bottom"),
+def _draw_letters(view: _View, fontsize: float = 13) -> list[DrawnText]:
+    """The four orientation letters inside the image's edges (bold, ``fontsize`` points), each on
+    a dark box (readable on bright anatomy or overlays); returns them as drawn."""
+    letters = view.plane.edge_letters()
+    inset_in = (LETTER_INSET_PT + LETTER_BOX_PAD * fontsize) / 72
+    middle_x, middle_y = view.left_in + view.width_in / 2, view.top_in + view.height_in / 2
+    places = {  # edge: (x, y in inches, ha, va)
+        "left": (view.left_in + inset_in, middle_y, "left", "center"),
+        "right": (view.left_in + view.width_in - inset_in, middle_y, "right", "center"),
+        "top": (middle_x, view.top_in + inset_in, "center", "top"),
+        "bottom": (middle_x, view.top_in + view.height_in - inset_in, "center", "bottom"),
     }
-    drawn = []
-    for edge, (anchor, offset, ha, va) in places.items():
-        drawn.append(ax.annotate(
-            letters[edge], xy=anchor, xycoords="axes fraction", xytext=offset, textcoords="offset points",
-            ha=ha, va=va, color=LETTER_COLOR, fontsize=fontsize, fontweight="bold", bbox=box, annotation_clip=False,
-        ))
-    return drawn
+    return [
+        view.canvas.text(x, y, letters[edge], size_pt=fontsize, color=LETTER_COLOR, ha=ha, va=va, style="bold",
+                         background=(LETTER_BOX_PAD * fontsize, "black", LETTER_BOX_OPACITY), kind="letter",
+                         group=view.group)
+        for edge, (x, y, ha, va) in places.items()
+    ]
 
 
-def text_extent(text, renderer):
-    """A drawn text's box in display pixels, with the box behind it if it has one."""
-    from matplotlib.transforms import Bbox
-
-    box = text.get_window_extent(renderer)
-    patch = text.get_bbox_patch()
-    if patch is None:
-        return box
-    text.update_bbox_position_size(renderer)
-    return Bbox.union([box, patch.get_window_extent(renderer)])
-
-
-def _axes_size_in(ax) -> tuple[float, float]:
-    position = ax.get_position()
-    return position.width * ax.figure.get_figwidth(), position.height * ax.figure.get_figheight()
-
-
-def _draw_scale_bar(ax, plane: Plane, fontsize: float = 8, letters: Sequence = ()) -> str:
+def _draw_scale_bar(view: _View, fontsize: float = 8, letters: Sequence[DrawnText] = ()) -> str:
     """A bar of a round length (10/20/50 mm) about a fifth of the image wide, at the lower left,
     its length written above it from its left end (never beyond the image's edge).
 
@@ -329,24 +349,16 @@ def _draw_scale_bar(ax, plane: Plane, fontsize: float = 8, letters: Sequence = (
     room for the length, what the view's caption must say instead ("bar 20 mm" when the
     bar alone fits, else the field of view in mm).
     """
-    from matplotlib.transforms import Bbox
-
+    plane = view.plane
     rows, cols = plane.shape
     width_mm, height_mm = cols * plane.col_step_mm, rows * plane.row_step_mm
     length_mm = next((v for v in (100, 50, 20, 10, 5, 2, 1) if v <= width_mm / 5), 1)
     length_px = length_mm / plane.col_step_mm
-    width_in, height_in = _axes_size_in(ax)
+    width_in, height_in = view.width_in, view.height_in
     label = f"{length_mm} mm"
     bar_in = length_px / cols * width_in
 
-    dpi = ax.figure.dpi
-    renderer = ax.figure.canvas.get_renderer()
-    origin = ax.get_window_extent(renderer)
-    taken = []  # letter boxes in axes inches, with a margin
-    for letter in letters:
-        box = text_extent(letter, renderer)
-        taken.append(Bbox.from_extents((box.x0 - origin.x0) / dpi - 0.03, (box.y0 - origin.y0) / dpi - 0.03,
-                                       (box.x1 - origin.x0) / dpi + 0.03, (box.y1 - origin.y0) / dpi + 0.03))
+    taken = [view.from_bottom_in(letter.box).padded(0.03) for letter in letters]  # view inches, y up
     base_x, base_y = 0.06, 0.04 + 0.04 * height_in
     beside = sorted({base_x, *(box.x1 + 0.02 for box in taken)})
     above = sorted({base_y, *(box.y1 + 0.02 for box in taken)})
@@ -354,7 +366,7 @@ def _draw_scale_bar(ax, plane: Plane, fontsize: float = 8, letters: Sequence = (
     def place(box_w_in: float, box_h_in: float) -> tuple[float, float] | None:
         for y in above:
             for x in beside:
-                box = Bbox.from_extents(x, y, x + box_w_in, y + box_h_in)
+                box = Box(x, y, x + box_w_in, y + box_h_in)
                 if box.x1 <= width_in - 0.02 and box.y1 <= height_in - 0.02 and not any(box.overlaps(t) for t in taken):
                     return x, y
         return None
@@ -363,35 +375,31 @@ def _draw_scale_bar(ax, plane: Plane, fontsize: float = 8, letters: Sequence = (
     spot = labelled or place(bar_in, 0.03)
     if spot is None:
         return f"{width_mm:.0f} × {height_mm:.0f} mm"
-    x0, y0 = spot[0] / width_in * cols, rows * (1 - spot[1] / height_in)
-    ax.plot([x0, x0 + length_px], [y0, y0], color="white", linewidth=2.5, solid_capstyle="butt")
+    x0, y0 = spot[0] / width_in * cols, rows * (1 - spot[1] / height_in)  # plane pixels
+    canvas = view.canvas
+    (start_x, bar_y), (end_x, _) = view.at(x0, y0), view.at(x0 + length_px, y0)
+    canvas.segment(canvas.px(start_x), canvas.px(bar_y), canvas.px(end_x), canvas.px(bar_y), "white", 2.5,
+                   group=view.group)
     if labelled is None:
         return f"bar {label}"
-    ax.text(x0, y0 - (0.03 / height_in) * rows, label, color="white", fontsize=fontsize, ha="left", va="bottom")
+    label_x, label_y = view.at(x0, y0 - (0.03 / height_in) * rows)
+    canvas.text(label_x, label_y, label, size_pt=fontsize, color="white", ha="left", va="bottom", kind="scale",
+                group=view.group)
     return ""
-
-
-def _draw_colorbar(figure, layer: Layer, left: float, width_in: float, height_in: float, bottom_in: float,
-                   bar_height_in: float) -> None:
-    ax = figure.add_axes((left, bottom_in / height_in, 0.22 / width_in, bar_height_in / height_in))
-    _colorbar_into(ax, layer, horizontal=False, color="white")
 
 
 #: Most regions the legend of a rendered view lists by name; the others are counted.
 LEGEND_MAX_ROWS = 12
+#: Font size (points) of the rendered view's region legend, and its row pitch (inches).
+VIEW_LEGEND_PT, VIEW_LEGEND_ROW_IN = 8.0, 0.2
 
 
-def _fit_inside(figure, text, prefix: str, name: str) -> None:
-    """Shorten a legend entry to "start…end" (:func:`elide`) until it ends inside the figure
-    (the report's tables print the whole name; a legend must not run off the PNG)."""
-    renderer = figure.canvas.get_renderer()
-    limit = figure.bbox.width - 2
-
-    def fits(shown: str) -> bool:
-        text.set_text(prefix + shown)
-        return text.get_window_extent(renderer).x1 <= limit
-
-    text.set_text(prefix + elide(name, fits))
+def _fit_inside(canvas: Canvas, left_in: float, prefix: str, name: str, size_pt: float) -> str:
+    """A legend entry's name shortened to "start…end" (:func:`elide`) until the entry ends inside
+    the canvas (the report's tables print the whole name; a legend must not run off the PNG)."""
+    limit = canvas.size[0] - 2
+    start = canvas.px(left_in)
+    return elide(name, lambda shown: start + canvas.measure(prefix + shown, size_pt).x1 <= limit)
 
 
 def _legend_labels(layer: Layer, fused: FusedPlane) -> list[int]:
@@ -400,24 +408,26 @@ def _legend_labels(layer: Layer, fused: FusedPlane) -> list[int]:
     return sorted(present) + sorted(set(layer.region_names) - present)
 
 
-def _draw_region_legend(figure, layer: Layer, fused: FusedPlane, labels: list[int], left: float,
-                        height_in: float) -> float:
-    """Region names in their colours (filled: in this view); returns the legend's bottom (in)."""
+def _draw_region_legend(canvas: Canvas, layer: Layer, fused: FusedPlane, labels: list[int], left_in: float) -> float:
+    """Region names in their colours (a filled square: in this view), from 0.5 in below the
+    canvas's top; returns the legend's bottom (inches from the top)."""
     present = labels_shown(fused)
-    y_in = height_in - 0.5
-    figure.text(left, y_in / height_in, "regions", color="white", fontsize=8, fontweight="bold", va="top")
+    y_in = 0.5
+    canvas.text(left_in, y_in, "regions", size_pt=VIEW_LEGEND_PT, color="white", style="bold", va="top",
+                kind="legend", group="legend")
     shown = labels[:LEGEND_MAX_ROWS]
     for label in sorted(shown):
-        y_in -= 0.2
-        name = layer.region_names.get(label, f"label {label}")
-        color = np.array(layer.table.color(label)) / 255.0
+        y_in += VIEW_LEGEND_ROW_IN
+        name = printable(layer.region_names.get(label, f"label {label}"))  # one line per region
         marker = "■" if label in present else "□"
-        text = figure.text(left, y_in / height_in, f"{marker} {name}", color=color, fontsize=8, va="top")
-        _fit_inside(figure, text, f"{marker} ", name)
+        fitted = _fit_inside(canvas, left_in, f"{marker} ", name, VIEW_LEGEND_PT)
+        canvas.text(left_in, y_in, f"{marker} {fitted}", size_pt=VIEW_LEGEND_PT, color=layer.table.color(label),
+                    va="top", kind="legend", group="legend")
     if len(labels) > len(shown):
-        y_in -= 0.2
-        figure.text(left, y_in / height_in, f"+ {len(labels) - len(shown)} more", color="white", fontsize=8, va="top")
-    return y_in - 0.2
+        y_in += VIEW_LEGEND_ROW_IN
+        canvas.text(left_in, y_in, f"+ {len(labels) - len(shown)} more", size_pt=VIEW_LEGEND_PT, color="white",
+                    va="top", kind="legend", group="legend")
+    return y_in + VIEW_LEGEND_ROW_IN
 
 
 # -- key images: three orthogonal views in one figure (reports) ----------------------------------
@@ -466,7 +476,7 @@ def render_key_images(
     width_in: float = 7.0,
     dpi: int = 150,
     text: Callable[[str], str] = _same,
-):
+) -> Canvas:
     """The three orthogonal views through ``world_point`` side by side, for a printed page.
 
     Same fusion as the window and ``viewer render`` (:func:`fuse_plane`), on a white page:
@@ -478,11 +488,10 @@ def render_key_images(
     ``width_in·dpi`` wide in total. ``text`` maps every word drawn (title, view and slice names,
     colour-bar titles, region names) to what is shown: the report passes its de-identifying
     scrubber. The layout is measured before drawing: no text leaves the figure or touches
-    another. Returns a matplotlib Figure (Agg canvas, no pyplot state).
+    another. Returns the drawn canvas: groups "view axial", "view coronal", "view sagittal"
+    (each image with its letters and scale bar), "bar 0", "bar 1", … (each colour bar with its
+    ticks and title), "title", "captions" and "legend".
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     anatomy = layers[0].volume
     point = np.asarray(world_point, dtype=float)
     coarse = {view: display_plane(anatomy, view, point, radiological) for view in ORTHO_VIEWS}
@@ -504,7 +513,7 @@ def render_key_images(
         present |= labels_shown(fused_views[view])
 
     # words and their places, measured
-    title_text = elide(text(title), lambda s: text_width_in(s, 8.5) <= width_in - 0.02)
+    title_text = elide(printable(text(title)), lambda s: text_width_in(s, 8.5) <= width_in - 0.02)
     bar_titles = [elide(text(layer.title.replace("\n", " ")), lambda s: text_width_in(s, BAR_TITLE_PT) <= width_in - 0.2)
                   for layer in colorbar_layers]
     bars_per_row = _bars_per_row(bar_titles, [_bar_ticks(layer) for layer in colorbar_layers], width_in)
@@ -514,7 +523,8 @@ def render_key_images(
     if region_layers:
         layer = region_layers[0]
         indent_in = text_width_in(text("regions:"), KEY_LEGEND_PT, bold=True) + 0.1
-        names = {label: text(layer.region_names.get(label, f"label {label}")) for label in set(layer.region_names) | present}
+        names = {label: printable(text(layer.region_names.get(label, f"label {label}")))  # one line per region
+                 for label in set(layer.region_names) | present}
         legend = legend_layout(names, present, width_in - indent_in - 0.03)
         legend_h_in = KEY_LEGEND_ROW_IN * len(legend.rows) + 0.07
 
@@ -536,129 +546,191 @@ def render_key_images(
                 lines = max(lines, len(words))
         return shown, lines
 
-    def draw(extra: dict[str, str]):
+    def draw(extra: dict[str, str]) -> tuple[Canvas, dict[str, str]]:
         view_captions, caption_lines = captions(extra)
         title_h_in, label_h_in, bar_h_in = 0.22, 0.06 + 0.12 * caption_lines, 0.62
         height_in = title_h_in + image_h_in + label_h_in + bar_rows * bar_h_in + legend_h_in
-        figure = Figure(figsize=(width_in, height_in), dpi=dpi, facecolor="white")
-        FigureCanvasAgg(figure)
-        figure.text(0.0, 1.0, title_text, fontsize=8.5, va="top", ha="left", color="black")
+        canvas = Canvas(width_in, height_in, dpi, background="white")
+        canvas.text(0.0, 0.0, title_text, size_pt=8.5, va="top", ha="left", color="black", kind="title", group="title")
         left_in = 0.0
-        bottom_in = height_in - title_h_in - image_h_in
         missing = {}
         for view in ORTHO_VIEWS:
             plane_in = aspects[view] * image_h_in
-            ax = figure.add_axes((left_in / width_in, bottom_in / height_in, plane_in / width_in, image_h_in / height_in))
-            ax.imshow(fused_views[view].rgb, interpolation="nearest", origin="upper", aspect="auto")
-            ax.set_axis_off()
+            placed = _View(canvas, planes[view], left_in, title_h_in, plane_in, image_h_in, f"view {view}")
+            placed.draw(fused_views[view].rgb)
             # letters shrink in a small view (a fifth of its shorter side at most)
             letter_pt = float(np.clip(72 * min(plane_in, image_h_in) / 5, 6.0, KEY_LETTER_PT))
-            letters = _draw_letters(ax, planes[view], fontsize=letter_pt)
-            missing[view] = _draw_scale_bar(ax, planes[view], fontsize=min(KEY_SCALE_PT, letter_pt), letters=letters)
-            figure.text((left_in + plane_in / 2) / width_in, (bottom_in - 0.03) / height_in, view_captions[view],
-                        fontsize=7, ha="center", va="top", color="black", linespacing=1.15)
+            letters = _draw_letters(placed, fontsize=letter_pt)
+            missing[view] = _draw_scale_bar(placed, fontsize=min(KEY_SCALE_PT, letter_pt), letters=letters)
+            canvas.text(left_in + plane_in / 2, title_h_in + image_h_in + 0.03, view_captions[view], size_pt=7,
+                        ha="center", va="top", color="black", linespacing=1.15, kind="caption", group="captions")
             left_in += plane_in + gap_in
-        top_in = height_in - title_h_in - image_h_in - label_h_in
+        top_in = title_h_in + image_h_in + label_h_in
         bar_w_in = width_in / bars_per_row
         for n, (layer, bar_title) in enumerate(zip(colorbar_layers, bar_titles)):
             row, column = divmod(n, bars_per_row)
-            row_top = top_in - row * bar_h_in
-            ax = figure.add_axes(((column * bar_w_in + 0.05) / width_in, (row_top - 0.42) / height_in,
-                                  (bar_w_in - 0.22) / width_in, 0.11 / height_in))
-            _colorbar_into(ax, layer, horizontal=True, color="black", text=text, title=bar_title)
+            box = (column * bar_w_in + 0.05, top_in + row * bar_h_in + 0.31, bar_w_in - 0.22, 0.11)
+            _draw_colorbar(canvas, layer, box, horizontal=True, color="black", group=f"bar {n}", text=text,
+                           title=bar_title)
         if legend is not None:
-            _draw_key_legend(figure, region_layers[0], present, legend, legend_h_in, width_in, text)
-        return figure, missing
+            _draw_key_legend(canvas, region_layers[0], present, legend, legend_h_in, text)
+        return canvas, missing
 
-    figure, missing = draw({})
+    canvas, missing = draw({})
     if any(missing.values()):  # a view too small for its scale bar's length: its caption says it
-        figure, _ = draw(missing)
-    return figure
+        canvas, _ = draw(missing)
+    return canvas
 
 
-def _draw_key_legend(figure, layer: Layer, present: set[int], legend: LegendLayout, legend_h_in: float,
-                     width_in: float, text: Callable[[str], str]) -> None:
+def _draw_key_legend(canvas: Canvas, layer: Layer, present: set[int], legend: LegendLayout, legend_h_in: float,
+                     text: Callable[[str], str]) -> None:
     """Region names after a swatch in the region's colour: filled when the region is in one of
     the views, hollow otherwise. Swatch edges are darkened so white regions show."""
-    from matplotlib.patches import Rectangle
-
-    height_in = figure.get_figheight()
     heading = text("regions:")
     indent_in = text_width_in(heading, KEY_LEGEND_PT, bold=True) + 0.1
+    top_in = canvas.height_in - legend_h_in
 
     def y_of(row: int) -> float:
-        return (legend_h_in - 0.035 - KEY_LEGEND_ROW_IN * (row + 0.5)) / height_in
+        return top_in + 0.035 + KEY_LEGEND_ROW_IN * (row + 0.5)
 
-    figure.text(0.0, y_of(0), heading, fontsize=KEY_LEGEND_PT, va="center", ha="left", color="black", fontweight="bold")
+    canvas.text(0.0, y_of(0), heading, size_pt=KEY_LEGEND_PT, va="center", ha="left", color="black", style="bold",
+                kind="legend", group="legend")
     for row, entries in enumerate(legend.rows):
         y = y_of(row)
         for entry in entries:
             x_in = indent_in + entry.x_in
             rgb = layer.table.color(entry.label)
-            figure.add_artist(Rectangle(
-                (x_in / width_in, y - SWATCH_IN / 2 / height_in), SWATCH_IN / width_in, SWATCH_IN / height_in,
-                transform=figure.transFigure, facecolor=np.array(rgb) / 255.0 if entry.label in present else "none",
-                edgecolor=print_color(rgb), linewidth=0.8,
-            ))
-            figure.text((x_in + SWATCH_IN + SWATCH_GAP_IN) / width_in, y, entry.name, fontsize=KEY_LEGEND_PT,
-                        va="center", ha="left", color="black")
+            swatch = Box(canvas.px(x_in), canvas.px(y - SWATCH_IN / 2), canvas.px(x_in + SWATCH_IN), canvas.px(y + SWATCH_IN / 2))
+            canvas.rect(swatch, fill=rgb if entry.label in present else None, outline=_rgb255(print_color(rgb)),
+                        line_pt=0.8, group="legend")
+            canvas.text(x_in + SWATCH_IN + SWATCH_GAP_IN, y, entry.name, size_pt=KEY_LEGEND_PT, va="center", ha="left",
+                        color="black", kind="legend", group="legend")
     if legend.more:
-        figure.text((indent_in + legend.more_x_in) / width_in, y_of(len(legend.rows) - 1), legend.more,
-                    fontsize=KEY_LEGEND_PT, va="center", ha="left", color="#444444", fontstyle="italic")
+        canvas.text(indent_in + legend.more_x_in, y_of(len(legend.rows) - 1), legend.more, size_pt=KEY_LEGEND_PT,
+                    va="center", ha="left", color="#444444", style="italic", kind="legend", group="legend")
+
+
+def _rgb255(color: tuple[float, float, float]) -> tuple[int, int, int]:
+    """A 0–1 colour (:func:`print_color`) as 0–255 integers."""
+    return tuple(int(round(255 * float(v))) for v in color[:3])
 
 
 def figure_pixels(figure) -> np.ndarray:
-    """A figure drawn at its own dpi as RGB pixels (rows, cols, 3) uint8.
+    """A drawn figure as RGB pixels (rows, cols, 3) uint8: a :class:`Canvas` (key images), or a
+    matplotlib Figure (the report's time course) drawn at its own dpi.
 
     Reports embed the pixels directly: encoding a PNG only for the PDF writer to decode it
     again cost about 0.2 s per figure.
     """
+    if isinstance(figure, Canvas):
+        return figure.pixels()
     figure.canvas.draw()
     return np.ascontiguousarray(np.asarray(figure.canvas.buffer_rgba())[..., :3])
 
 
 def drawn_texts(figure) -> tuple[str, ...]:
-    """Every non-empty visible string a drawn figure shows: figure and axes texts, titles, tick
-    labels, legend entries (what a reader sees in the pixels, for the report's leak check)."""
+    """Every non-empty visible string a drawn figure shows: a canvas's texts, or a matplotlib
+    figure's figure and axes texts, titles, tick labels, legend entries (what a reader sees in
+    the pixels, for the report's leak check)."""
+    if isinstance(figure, Canvas):
+        return tuple(drawn.text for drawn in figure.texts if drawn.text.strip())
     from matplotlib.text import Text
 
     return tuple(artist.get_text() for artist in figure.findobj(Text)
                  if artist.get_visible() and artist.get_text().strip())
 
 
-def _colorbar_into(ax, layer: Layer, horizontal: bool, color: str, text: Callable[[str], str] = _same,
-                   title: str | None = None) -> None:
-    """Draw ``layer``'s colour bar (its LUT across its levels, titled with quantity and units,
-    or with ``title``: the key images pass it measured and, if it must be, shortened)."""
+#: Colour bars, as matplotlib drew them before (points): spine width, tick length, width and
+#: gap to its label, for the tall bar of a rendered view and the short one of the key images.
+VERTICAL_BAR = {"spine": 0.8, "tick": 3.5, "tick_width": 0.8, "pad": 3.5, "labels": 7.0, "title": 7.5, "title_pad": 4.0}
+HORIZONTAL_BAR = {"spine": 0.5, "tick": 2.0, "tick_width": 0.8, "pad": 1.0, "labels": BAR_TICK_PT,
+                  "title": BAR_TITLE_PT, "title_pad": 2.0}
+
+
+def _draw_colorbar(canvas: Canvas, layer: Layer, box_in: tuple[float, float, float, float], horizontal: bool,
+                   color: str, group: str, text: Callable[[str], str] = _same, title: str | None = None) -> None:
+    """Draw ``layer``'s colour bar in ``box_in`` (left, top, width, height; inches): its LUT
+    across its levels, outlined, titled above its left end with quantity and units (or with
+    ``title``: the key images pass it measured and, if it must be, shortened), a dashed mark at
+    the display threshold. A tall bar (a rendered view's) has round-valued ticks on its left; a
+    short horizontal one (the key images') has its two ends labelled, the labels inside its width."""
+    style = HORIZONTAL_BAR if horizontal else VERTICAL_BAR
     lut = colormap_lut(layer.display.colormap)[:, :3]
     low, high = layer.display.levels
+    span = high - low
+    left, top, width, height = box_in
+    ramp = canvas.image(lut[None, :, :] if horizontal else lut[::-1, None, :], left, top, width, height, group=group,
+                        smooth=True)
+    canvas.rect(ramp, outline=color, line_pt=style["spine"], group=group)
+    tick_px = canvas.pt(style["tick"])
+    label_gap_in = (style["tick"] + style["pad"]) / 72
     if horizontal:
-        ax.imshow(lut[None, :, :], aspect="auto", extent=(low, high, 0, 1))
-        ax.set_yticks([])
-        ax.set_xticks([low, high])  # a printed bar is narrow: its two ends say the range
-        labels = ax.set_xticklabels([_tick(v, high - low) for v in (low, high)])
-        labels[0].set_horizontalalignment("left")  # end labels inside the bar's width: none is clipped
-        labels[-1].set_horizontalalignment("right")
-        ax.set_title(text(layer.title.replace("\n", " ")) if title is None else title, color=color,
-                     fontsize=BAR_TITLE_PT, pad=2, loc="left")
+        for value, label, ha in ((low, _tick(low, span), "left"), (high, _tick(high, span), "right")):
+            x = ramp.x0 if value == low else ramp.x1
+            canvas.segment(x, ramp.y1, x, ramp.y1 + tick_px, color, style["tick_width"], group=group)
+            canvas.text(x / canvas.dpi, ramp.y1 / canvas.dpi + label_gap_in, label, size_pt=style["labels"], color=color,
+                        ha=ha, va="top", kind="tick", group=group)
+        heading = text(layer.title.replace("\n", " ")) if title is None else title
     else:
-        ax.imshow(lut[::-1, None, :], aspect="auto", extent=(0, 1, low, high))
-        ax.set_xticks([])
-        ax.set_title(text(layer.title), color=color, fontsize=7.5, pad=4, loc="left")
-    if horizontal:
-        ax.tick_params(colors=color, labelsize=BAR_TICK_PT, length=2, pad=1)
-    else:
-        ax.tick_params(colors=color, labelsize=7)
-    for spine in ax.spines.values():
-        spine.set_color(color)
-        if horizontal:
-            spine.set_linewidth(0.5)
+        length_pt = height * 72
+        values = _nice_ticks(low, high, int(np.clip(length_pt // (2 * style["labels"]), 1, 9)))
+        for value, label in zip(values, _axis_labels(values)):
+            y = ramp.y1 - (value - low) / span * ramp.height if span > 0 else ramp.y1
+            canvas.segment(ramp.x0 - tick_px, y, ramp.x0, y, color, style["tick_width"], group=group)
+            canvas.text(ramp.x0 / canvas.dpi - label_gap_in, y / canvas.dpi, label, size_pt=style["labels"],
+                        color=color, ha="right", va="center_baseline", kind="tick", group=group)
+        heading = text(layer.title)
+    canvas.text(left, top - style["title_pad"] / 72, heading, size_pt=style["title"], color=color, ha="left",
+                va="baseline", kind="bar title", group=group)
     visible_low = layer.display.visible_range[0]
     if np.isfinite(visible_low) and low < visible_low < high:
         if horizontal:
-            ax.axvline(visible_low, color="black", linewidth=0.8, linestyle="--")
+            x = ramp.x0 + (visible_low - low) / span * ramp.width
+            canvas.segment(x, ramp.y0, x, ramp.y1, "black", 0.8, dashed=True, group=group)
         else:
-            ax.axhline(visible_low, color="white", linewidth=1.0, linestyle="--")
+            y = ramp.y1 - (visible_low - low) / span * ramp.height
+            canvas.segment(ramp.x0, y, ramp.x1, y, "white", 1.0, dashed=True, group=group)
+
+
+def _nice_ticks(low: float, high: float, bins: int) -> list[float]:
+    """Round tick values inside [low, high]: multiples of the smallest step of 1, 2, 2.5 or 5
+    times a power of ten that cuts the range into at most ``bins`` parts (matplotlib's default
+    axis ticks), at least two of them where a smaller step allows."""
+    if not (np.isfinite(low) and np.isfinite(high)) or high <= low:
+        return [float(low)] if np.isfinite(low) else []
+    raw = (high - low) / max(1, bins)
+    scale = 10.0 ** np.floor(np.log10(raw))
+    steps = [m * scale for m in (0.1, 0.2, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0)]
+    first = next(i for i, step in enumerate(steps) if step >= raw * (1 - 1e-9))
+    ticks: list[float] = []
+    for step in reversed(steps[:first + 1]):
+        tolerance = step * 1e-9
+        start, stop = np.ceil((low - tolerance) / step), np.floor((high + tolerance) / step)
+        ticks = [float(k * step) for k in np.arange(start, stop + 1)]
+        if len(ticks) >= 2:
+            break
+    return ticks
+
+
+def _axis_labels(values: Sequence[float]) -> list[str]:
+    """Tick labels as matplotlib's default axis formatter writes them: as many decimals as the
+    step between ticks needs, one for all; "−" for minus; mantissa and exponent ("1.5e+06") when
+    the largest tick is 10⁶ or more or below 10⁻⁴."""
+    if not values:
+        return []
+    step = abs(values[1] - values[0]) if len(values) > 1 else abs(values[0]) or 1.0
+    largest = max(abs(v) for v in values)
+    scientific = largest >= 1e6 or 0 < largest < 1e-4
+    exponent = int(np.floor(np.log10(largest))) if scientific else 0
+    unit = step / 10.0 ** exponent
+    decimals = next((d for d in range(0, 12) if abs(unit * 10 ** d - round(unit * 10 ** d)) < 1e-6 * unit * 10 ** d), 12)
+    labels = []
+    for value in values:
+        label = f"{value:.{decimals}e}" if scientific else f"{value:.{decimals}f}"
+        if float(label) == 0:
+            label = label.lstrip("-")  # no "−0.0" from a tick that is zero but for rounding
+        labels.append(label.replace("-", "−"))
+    return labels
 
 
 def _tick(value: float, span: float) -> str:
