@@ -92,6 +92,7 @@ def scrubbed(node: Node, text: str) -> str:
 def talking_to(node: Node, what: str) -> Iterator[None]:
     """Turn the HTTP and network errors of a DICOMweb exchange into one line."""
     import requests
+    from pydicom.errors import InvalidDicomError
     from retrying import RetryError
 
     def answered(status: int | None) -> ViewerError:
@@ -115,6 +116,9 @@ def talking_to(node: Node, what: str) -> Iterator[None]:
     except requests.exceptions.Timeout:
         raise ViewerError(f"PACS node '{node.name}' ({node.dicomweb}) did not answer {what} within "
                           f"{node.timeout_s:g} s") from None
+    except InvalidDicomError:  # a part cut short (the server stopped mid-transfer) or not DICOM
+        raise ViewerError(f"PACS node '{node.name}' ({node.dicomweb}) sent, in {what}, an instance that is not a "
+                          "whole DICOM file (the transfer was cut off?); nothing was kept") from None
     except (ValueError, KeyError) as exc:  # a body that is not the DICOM JSON it should be
         raise ViewerError(scrubbed(node, f"PACS node '{node.name}' ({node.dicomweb}) sent an answer to {what} "
                                          f"that is not DICOM JSON ({type(exc).__name__})")) from None
