@@ -181,3 +181,24 @@ def stored_studies(pacs, tmp_path_factory) -> StoredStudies:
         uids.append(str(dcmread(paths[0]).StudyInstanceUID))
         uids.files.append(paths)
     return uids
+
+
+def mr_slice(patient_id: str, study_uid: str, series_uid: str, k: int, size: int):
+    """Slice ``k`` of a plain MR series (``size``×``size``, uint16 values k + pixel index), as
+    pydicom writes it: what the send and server-stop tests store."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.PatientID, ds.PatientName, ds.StudyInstanceUID, ds.SeriesInstanceUID = patient_id, "Test^Series", study_uid, series_uid
+    ds.Modality, ds.StudyDate, ds.InstanceNumber = "MR", "20250101", k + 1
+    ds.ImagePositionPatient, ds.ImageOrientationPatient, ds.PixelSpacing = [0, 0, k], [1, 0, 0, 0, 1, 0], [1, 1]
+    ds.Rows = ds.Columns = size
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.PixelData = (np.arange(size * size, dtype=np.uint16) + k).tobytes()
+    return ds

@@ -7,32 +7,20 @@ from __future__ import annotations
 import pytest
 import requests
 
-from tests.pacs.conftest import PASSWORD, running_orthanc
+from tests.pacs.conftest import PASSWORD, mr_slice, running_orthanc
 from viewer.core.errors import Cancelled
 from viewer.core.pacs.nodes import load_nodes
 from viewer.core.pacs.send import STOW_BATCH, SendCancelled, send
 
 
 def write_files(folder, count: int) -> list:
-    import numpy as np
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import generate_uid
 
     study, series = generate_uid(), generate_uid()
     paths = []
     for k in range(count):
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
-        ds.PatientID, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = "P-CANCEL", study, series, "MR"
-        ds.Rows = ds.Columns = 8
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.PixelData = np.full(64, k, dtype=np.uint16).tobytes()
         path = folder / f"{k:03d}.dcm"
-        ds.save_as(path, enforce_file_format=True)
+        mr_slice("P-CANCEL", study, series, k, 8).save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
 

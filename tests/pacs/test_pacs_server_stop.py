@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.pacs.conftest import PASSWORD, running_orthanc
+from tests.pacs.conftest import PASSWORD, mr_slice, running_orthanc
 from viewer.cli import main
 
 INSTANCES = 120
@@ -30,25 +30,12 @@ def store_series(server, count: int) -> str:
     so the server is still sending when it dies), written with pydicom, stored through REST."""
     import io
 
-    import numpy as np
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import generate_uid
 
     study_uid, series_uid = generate_uid(), generate_uid()
     payloads = []
     for k in range(count):
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
-        ds.PatientID, ds.PatientName, ds.StudyInstanceUID, ds.SeriesInstanceUID = "P-STOP", "Stop^Server", study_uid, series_uid
-        ds.Modality, ds.StudyDate, ds.InstanceNumber = "MR", "20250101", k + 1
-        ds.ImagePositionPatient, ds.ImageOrientationPatient, ds.PixelSpacing = [0, 0, k], [1, 0, 0, 0, 1, 0], [1, 1]
-        ds.Rows = ds.Columns = 512
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.PixelData = (np.arange(512 * 512, dtype=np.uint16) + k).tobytes()
+        ds = mr_slice("P-STOP", study_uid, series_uid, k, 512)
         buffer = io.BytesIO()
         ds.save_as(buffer, enforce_file_format=True)
         payloads.append(buffer.getvalue())
