@@ -6,7 +6,7 @@ the modules it left in ``sys.modules`` are checked.
 labels, the SUVpeak sphere means), scipy.special (the Rician table) and onnxruntime (the demo's
 model); `viewer render` also needs numba (the plane sampling kernels) and Pillow's drawing
 modules (its text, letters, scale bar and colour bars), never matplotlib (issue 19: its import
-alone was ≈0.57 s of a ≈2 s render; only the report's time course still draws with it).
+alone was ≈0.57 s of a ≈2 s render; nothing in the package imports it now).
 Neither may load the window's toolkits, the PDF or DICOM-writing libraries, or scipy's
 slow-to-import optimisers.
 """

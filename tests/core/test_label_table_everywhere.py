@@ -10,9 +10,12 @@ default colour per label or name.
 from __future__ import annotations
 
 import shutil
+import subprocess
 from dataclasses import replace
 
 import numpy as np
+from PIL import Image
+from reportlab.graphics import renderPDF
 
 from viewer.cli import main
 from viewer.core.io.study import load_study
@@ -71,7 +74,7 @@ def test_views_draw_the_colour_of_the_label_table(demo_manifest):
     _assert_moved_towards_blue(blue, red, at_least=int(region.sum()))
 
 
-def test_renamed_and_recoloured_region_in_numbers_legend_and_key_images(demo_manifest):
+def test_renamed_and_recoloured_region_in_numbers_legend_and_key_images(demo_manifest, tmp_path):
     study = load_study(demo_manifest)
     scene = Scene(study)
     options = ReportOptions(focus=_region_centre(scene, REGION))
@@ -86,8 +89,16 @@ def test_renamed_and_recoloured_region_in_numbers_legend_and_key_images(demo_man
     assert RENAMED in images.texts and REGION not in images.texts
     assert RENAMED in blue.text()
     _assert_moved_towards_blue(images.pixels, red.sections[0].key_images.pixels, at_least=100)
-    # the time course draws the region in its table colour too
-    _assert_moved_towards_blue(blue.time_course.pixels, red.time_course.pixels, at_least=10)
+    # the time course draws the region in its table colour too (a vector drawing: as poppler renders it)
+    _assert_moved_towards_blue(_rendered(blue.time_course.drawing, tmp_path / "blue"),
+                               _rendered(red.time_course.drawing, tmp_path / "red"), at_least=10)
+
+
+def _rendered(drawing, stem) -> np.ndarray:
+    """A reportlab drawing as RGB pixels: written alone as a PDF, rendered by pdftoppm at 100 dpi."""
+    renderPDF.drawToFile(drawing, f"{stem}.pdf")
+    subprocess.run(["pdftoppm", "-r", "100", "-png", "-singlefile", f"{stem}.pdf", str(stem)], check=True)
+    return np.asarray(Image.open(f"{stem}.png").convert("RGB"))
 
 
 def test_saved_colours_are_drawn_by_viewer_render(demo_manifest, tmp_path, capsys):

@@ -4,7 +4,7 @@ The PNG keeps the fused slice's pixels exactly (only the letters, the scale bar 
 are drawn over it), names every word it draws (letters, scale, title, legend, colour bars with
 their units and ticks), draws them antialiased in DejaVu Sans so that tesseract reads them back,
 and finds the font without importing matplotlib. The widths the layouts are measured with stay
-those of matplotlib's text, which still draws the report's time course.
+those of matplotlib's text, with which the key images' layout numbers were chosen.
 """
 
 from __future__ import annotations
@@ -177,9 +177,9 @@ def test_font_is_matplotlibs_dejavu_found_without_importing_matplotlib():
     assert Path(folder) == font_folder() and imported == "False"
 
 
-def test_widths_are_matplotlibs_so_the_time_course_layout_holds():
-    """figure_text measures with Pillow now; matplotlib still draws the time course, laid out with
-    those widths: they agree with matplotlib's own text metrics (same font, same kerning)."""
+def test_widths_are_matplotlibs_so_the_layouts_hold():
+    """figure_text measures with Pillow now; the key images' layouts were chosen with
+    matplotlib's widths: they agree with matplotlib's own text metrics (same font, same kerning)."""
     from matplotlib.font_manager import FontProperties
     from matplotlib.textpath import TextToPath
 

@@ -134,7 +134,7 @@ def test_report_layout_pages_fonts_and_images(demo_report):
     reader = PdfReader(demo_report)
     assert 6 <= len(reader.pages) <= 14
     images = [image for page in reader.pages for image in page.images]
-    assert len(images) == 4  # key images of three timepoints + the time course
+    assert len(images) == 3  # key images of three timepoints; the time course is drawn as vectors and text
     assert all(image.image.width >= 900 for image in images)
     fonts = {}
     for page in reader.pages:
@@ -174,7 +174,7 @@ def test_one_timepoint_and_a_chosen_point(demo_manifest, tmp_path, capsys):
     text = _flat(_text(out))
     assert "Day 7 after transplantation" in text and "Day 21 after transplantation" not in text
     assert "through the point chosen in the window at (10.0, -20.0, 15.0) mm" in text
-    assert len([i for p in PdfReader(out).pages for i in p.images]) == 2
+    assert len([i for p in PdfReader(out).pages for i in p.images]) == 1  # the key images; the time course is vectors
 
 
 # -- the same content from the window's scene ------------------------------------------------------

@@ -2,8 +2,8 @@
 
 Every figure the report embeds (the key images of a timepoint, the time course) is caught as
 the report builds it and measured as drawn — the key images from their canvas's record of every
-text (its layout box joined with the pixels its glyphs inked), the time course with matplotlib's
-own renderer: each drawn text's box (with the dark box behind an orientation letter) lies inside
+text (its layout box joined with the pixels its glyphs inked), the time course (a vector drawing)
+from the words poppler extracts from it as a PDF: each drawn text's box lies inside
 the figure, no two touch, the letters stay inside their view and apart from the neighbouring
 view's, and every region is named in the legend — whole, or shortened to "start…end" only when
 even a row of its own is too narrow, or counted in an explicit "+N more".
@@ -12,10 +12,15 @@ even a row of its own is too narrow, or counted in an explicit "+N more".
 from __future__ import annotations
 
 import dataclasses
+import html
+import re
+import subprocess
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
-from matplotlib.text import Annotation, Text
+from reportlab.graphics import renderPDF
 
 from viewer.core.display import default_display
 from viewer.core.io.study import load_study
@@ -24,6 +29,7 @@ from viewer.core.figure_text import ELLIPSIS, elide, is_elided_from, text_width_
 from viewer.core.decorations import Canvas
 from viewer.core.render import Layer, render_key_images
 from viewer.core.report import ReportOptions, build_report, content, inputs_from_study
+from viewer.core.report.content import Chart
 from viewer.core.volume import Volume
 
 #: Least distance between two views' orientation letters (mm on the printed figure).
@@ -32,58 +38,37 @@ LONG = " of the right periventricular lesion, reader two"  # every name 30+ char
 HUGE = "region " + "with a very long free-text description typed by a reader " * 3 + "end"
 
 
-def _visible_texts(figure) -> list[Text]:
-    return [t for t in figure.findobj(Text) if t.get_visible() and t.get_text().strip()]
-
-
-def text_extent(text, renderer):
-    """A drawn matplotlib text's box in display pixels, with the box behind it if it has one."""
-    from matplotlib.transforms import Bbox
-
-    box = text.get_window_extent(renderer)
-    patch = text.get_bbox_patch()
-    if patch is None:
-        return box
-    text.update_bbox_position_size(renderer)
-    return Bbox.union([box, patch.get_window_extent(renderer)])
-
-
 def _assert_readable(figure, case: str) -> list[str]:
     """No text outside the figure or touching another; letters inside their view and apart from
     the next view's; colour bars clear of each other and of other bars' words. Returns the texts."""
-    if isinstance(figure, Canvas):
-        return _assert_canvas_readable(figure, case)
-    figure.canvas.draw()
-    renderer = figure.canvas.get_renderer()
-    width, height = figure.bbox.width, figure.bbox.height
-    texts = _visible_texts(figure)
-    boxes = [(t, text_extent(t, renderer)) for t in texts]
-    for text, box in boxes:
-        assert box.x0 >= -0.5 and box.y0 >= -0.5 and box.x1 <= width + 0.5 and box.y1 <= height + 0.5, \
-            f"{case}: {text.get_text()!r} is cut by the figure's edge ({box.extents} in {width}×{height})"
-    for i, (a, box_a) in enumerate(boxes):
-        for b, box_b in boxes[i + 1:]:
-            assert not box_a.overlaps(box_b), f"{case}: {a.get_text()!r} and {b.get_text()!r} overlap"
-    letters = [(t, box) for t, box in boxes if isinstance(t, Annotation)]
-    apart_px = LETTERS_APART_MM / 25.4 * figure.dpi
-    for text, box in letters:
-        view = text.axes.get_window_extent(renderer)
-        assert view.x0 <= box.x0 and box.x1 <= view.x1 and view.y0 <= box.y0 and box.y1 <= view.y1, \
-            f"{case}: letter {text.get_text()!r} leaves its view"
-    for i, (a, box_a) in enumerate(letters):
-        for b, box_b in letters[i + 1:]:
-            if a.axes is not b.axes:
-                gap = max(box_b.x0 - box_a.x1, box_a.x0 - box_b.x1, box_b.y0 - box_a.y1, box_a.y0 - box_b.y1)
-                assert gap >= apart_px, f"{case}: letters {a.get_text()!r} and {b.get_text()!r} of two views {gap:.1f} px apart"
-    bars = [ax for ax in figure.axes if ax.images and ax.get_xticks().size]  # colour bars have ticks, views not
-    for i, bar in enumerate(bars):
-        outline = bar.get_window_extent(renderer)
-        for other in bars[i + 1:]:
-            assert not bar.get_tightbbox(renderer).overlaps(other.get_tightbbox(renderer)), f"{case}: colour bars overlap"
-        for text, box in boxes:
-            if text.axes is not bar and text.axes in bars:
-                assert not outline.overlaps(box), f"{case}: {text.get_text()!r} runs into another colour bar"
-    return [t.get_text() for t in texts]
+    if isinstance(figure, Chart):
+        return _assert_chart_readable(figure, case)
+    return _assert_canvas_readable(figure, case)
+
+
+def _assert_chart_readable(chart: Chart, case: str) -> list[str]:
+    """:func:`_assert_readable` for a vector figure (the time course): the drawing alone as a
+    PDF page of its size, its words as poppler extracts them (pdftotext -bbox): every word on
+    the page, no two touching, every string the figure says it draws found there. Returns the
+    strings."""
+    with tempfile.TemporaryDirectory() as folder:
+        pdf = Path(folder) / "figure.pdf"
+        renderPDF.drawToFile(chart.drawing, str(pdf))
+        xml = subprocess.run(["pdftotext", "-bbox", str(pdf), "-"], check=True, capture_output=True, text=True).stdout
+    width, height = chart.drawing.width, chart.drawing.height
+    pattern = r'<word xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">(.*?)</word>'
+    words = [(html.unescape(text), tuple(float(v) for v in box)) for *box, text in re.findall(pattern, xml)]
+    for text, (x0, y0, x1, y1) in words:
+        assert x0 >= -0.5 and y0 >= -0.5 and x1 <= width + 0.5 and y1 <= height + 0.5, \
+            f"{case}: {text!r} is cut by the figure's edge ({(x0, y0, x1, y1)} in {width}×{height})"
+    for i, (a, box_a) in enumerate(words):
+        for b, box_b in words[i + 1:]:
+            apart = box_a[2] <= box_b[0] or box_b[2] <= box_a[0] or box_a[3] <= box_b[1] or box_b[3] <= box_a[1]
+            assert apart, f"{case}: {a!r} {box_a} and {b!r} {box_b} overlap"
+    extracted = " ".join(text for text, _ in words)
+    for drawn in chart.texts:
+        assert " ".join(drawn.split()) in extracted, f"{case}: {drawn!r} is not on the page"
+    return list(chart.texts)
 
 
 def _assert_canvas_readable(canvas: Canvas, case: str) -> list[str]:
@@ -186,7 +171,7 @@ CASES = {
 @pytest.fixture(scope="module")
 def reported_figures(demo_manifest):
     """The figures of a one-timepoint report per case (the key images' canvas, the time
-    course's matplotlib figure), with the regions they show."""
+    course's vector drawing), with the regions they show."""
     study = load_study(demo_manifest)
     made = {}
     original = content._figure
@@ -201,10 +186,11 @@ def reported_figures(demo_manifest):
 
         content._figure = spy
         try:
-            build_report(study, inputs, models, options)
+            report = build_report(study, inputs, models, options)
         finally:
             content._figure = original
-        made[case] = ({caption.split()[0]: figure for caption, figure in caught}, inputs[0])
+        figures = {caption.split()[0]: figure for caption, figure in caught}
+        made[case] = (dict(figures, Time=report.time_course), inputs[0])
     return made
 
 

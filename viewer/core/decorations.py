@@ -6,7 +6,7 @@ rasteriser, instead of on a matplotlib figure: importing matplotlib cost ≈0.57
 ``viewer render`` (issue 19), Pillow's drawing modules ≈0.03 s. The font is DejaVu Sans, the
 files matplotlib ships (found without importing matplotlib) and the PDF report embeds, so the
 words in the pictures are the words on the page, and the widths :mod:`viewer.core.figure_text`
-measures here hold for the time course that matplotlib still draws.
+measures here hold for the report's pages, which embed the same font.
 
 Conventions: positions are inches from the canvas's top-left corner, y downwards; text sizes and
 line widths are points (1/72 in), as printed; the canvas turns both into pixels with its dpi.

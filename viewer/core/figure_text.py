@@ -4,9 +4,9 @@ the report, ``viewer render`` and the time-course figure use these, so no text i
 or drawn over other text).
 
 Widths come from the outlines of DejaVu Sans, the font every figure is drawn in (Pillow's
-FreeType, :mod:`viewer.core.decorations`: the same files, and the same kerning, as matplotlib's
-text, so the widths hold for the key images Pillow draws and the time course matplotlib
-draws), without drawing and without importing matplotlib: a layout is chosen first, then drawn once.
+FreeType, :mod:`viewer.core.decorations`: the same files, and the same kerning, as matplotlib
+used, so the widths hold for the key images Pillow draws and for the report's vector time
+course), without drawing and without importing matplotlib: a layout is chosen first, then drawn once.
 """
 
 from __future__ import annotations

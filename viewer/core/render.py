@@ -615,29 +615,19 @@ def _rgb255(color: tuple[float, float, float]) -> tuple[int, int, int]:
     return tuple(int(round(255 * float(v))) for v in color[:3])
 
 
-def figure_pixels(figure) -> np.ndarray:
-    """A drawn figure as RGB pixels (rows, cols, 3) uint8: a :class:`Canvas` (key images), or a
-    matplotlib Figure (the report's time course) drawn at its own dpi.
+def figure_pixels(figure: Canvas) -> np.ndarray:
+    """A drawn canvas (the key images) as RGB pixels (rows, cols, 3) uint8.
 
     Reports embed the pixels directly: encoding a PNG only for the PDF writer to decode it
     again cost about 0.2 s per figure.
     """
-    if isinstance(figure, Canvas):
-        return figure.pixels()
-    figure.canvas.draw()
-    return np.ascontiguousarray(np.asarray(figure.canvas.buffer_rgba())[..., :3])
+    return figure.pixels()
 
 
-def drawn_texts(figure) -> tuple[str, ...]:
-    """Every non-empty visible string a drawn figure shows: a canvas's texts, or a matplotlib
-    figure's figure and axes texts, titles, tick labels, legend entries (what a reader sees in
-    the pixels, for the report's leak check)."""
-    if isinstance(figure, Canvas):
-        return tuple(drawn.text for drawn in figure.texts if drawn.text.strip())
-    from matplotlib.text import Text
-
-    return tuple(artist.get_text() for artist in figure.findobj(Text)
-                 if artist.get_visible() and artist.get_text().strip())
+def drawn_texts(figure: Canvas) -> tuple[str, ...]:
+    """Every non-empty string a drawn canvas shows (what a reader sees in the pixels, for the
+    report's leak check)."""
+    return tuple(drawn.text for drawn in figure.texts if drawn.text.strip())
 
 
 #: Colour bars, as matplotlib drew them before (points): spine width, tick length, width and

@@ -135,6 +135,24 @@ class Figure:
 
 
 @dataclass(frozen=True)
+class Chart:
+    """A vector figure: a reportlab Drawing (its size in points), placed in the PDF as drawn."""
+
+    drawing: Any
+    caption: str = ""
+    #: every string the drawing shows (axis titles, ticks, legends), read from it, for the leak check
+    texts: tuple[str, ...] = ()
+
+    @property
+    def width_in(self) -> float:
+        return float(self.drawing.width) / 72
+
+    @property
+    def height_in(self) -> float:
+        return float(self.drawing.height) / 72
+
+
+@dataclass(frozen=True)
 class ModelSummary:
     """A prediction model's card, summarised for a reader (PRODUCT.md §4)."""
 
@@ -214,7 +232,7 @@ class Report:
     deidentified: bool
     modalities: Table
     sections: tuple[TimepointSection, ...]
-    time_course: Figure | None
+    time_course: Chart | None
     models: tuple[ModelSummary, ...]
     definitions: tuple[tuple[str, str], ...]
     notes: tuple[str, ...]
@@ -554,7 +572,7 @@ def _key_images(build: _Builder, item: TimepointInput) -> tuple[Figure | None, s
 
 
 def _figure(figure: Any, caption: str) -> Figure:
-    """A drawn matplotlib figure as pixels, with every string drawn into it (for the leak check)."""
+    """A drawn canvas (the key images) as pixels, with every string drawn into it (for the leak check)."""
     from viewer.core.render import drawn_texts, figure_pixels
 
     width, height = figure.get_size_inches()
@@ -828,16 +846,18 @@ def _contribution_tables(build: _Builder, stats: TimepointStats, results: dict) 
 
 # -- study-wide parts --------------------------------------------------------------------------------
 
-def _time_course(build: _Builder) -> Figure | None:
-    from viewer.core.report.figures import time_course_figure
+def _time_course(build: _Builder) -> Chart | None:
+    """The time course as a vector drawing, with every string it draws read back from it (for
+    the leak check)."""
+    from viewer.core.report.figures import drawn_strings, time_course_drawing
 
-    figure = time_course_figure([i.stats for i in build.reported], text=build.t,
-                                tables=[i.table for i in build.reported])
-    if figure is None:
+    drawing = time_course_drawing([i.stats for i in build.reported], text=build.t,
+                                  tables=[i.table for i in build.reported])
+    if drawing is None:
         return None
     caption = ("Time course of live (solid, circles) and dead (dashed, triangles) transplanted cells per region, "
                "regions matched by name across timepoints.")
-    return _figure(figure, caption)
+    return Chart(drawing, caption, drawn_strings(drawing))
 
 
 def _model_summary(build: _Builder, model: Any) -> ModelSummary:

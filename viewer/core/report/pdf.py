@@ -2,8 +2,10 @@
 
 reportlab (BSD licence, maintained since 2000, pure Python with a C accelerator) writes
 vector text with embedded TrueType subsets, so every word of the report can be searched and
-copied, and images go in losslessly. The font is DejaVu Sans from matplotlib's data folder (a
-dependency already; its licence travels with matplotlib): it has ¹⁹F, µ, ³, ≥, Δ and ⚠.
+copied, images go in losslessly and the time course is a vector drawing. The font is DejaVu
+Sans, the files the figures are drawn with (:func:`viewer.core.decorations.font_folder`: the
+ones matplotlib ships, found without importing it; their licence travels with matplotlib): it
+has ¹⁹F, µ, ³, ≥, Δ and ⚠.
 
 The layout is A4 portrait: alerts and the demonstration-model notice first, because a
 reviewer must not miss them; then one section per timepoint (key images, summary, region
@@ -18,8 +20,8 @@ import io
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-import matplotlib
 from PIL import Image as PILImage
+from reportlab.graphics import renderPDF
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
@@ -39,9 +41,10 @@ from reportlab.platypus import (
 )
 from reportlab.platypus import Table as RLTable
 
+from viewer.core.decorations import font_folder
 from viewer.core.errors import ViewerError
 from viewer.core.io.atomic import write_bytes_atomic
-from viewer.core.report.content import Figure, Report, Table, TimepointSection
+from viewer.core.report.content import Chart, Figure, Report, Table, TimepointSection
 
 FONT = "DejaVuSans"
 FONT_BOLD = "DejaVuSans-Bold"
@@ -79,7 +82,7 @@ def check_output_path(output: Path) -> None:
 
 def report_pdf_bytes(report: Report) -> bytes:
     """The PDF file's bytes."""
-    _register_fonts()
+    register_fonts()
     buffer = io.BytesIO()
     document = SimpleDocTemplate(
         buffer, pagesize=A4, leftMargin=MARGIN_PT, rightMargin=MARGIN_PT, topMargin=MARGIN_PT, bottomMargin=MARGIN_PT + 10,
@@ -94,11 +97,12 @@ def report_pdf_bytes(report: Report) -> bytes:
 
 # -- fonts and styles ------------------------------------------------------------------------------
 
-def _register_fonts() -> None:
-    """Register DejaVu Sans (regular, bold, oblique) once per process (reportlab's registry)."""
+def register_fonts() -> None:
+    """Register DejaVu Sans (regular, bold, oblique) once per process (reportlab's registry),
+    for the report's text and the words of its vector figures."""
     if FONT in pdfmetrics.getRegisteredFontNames():
         return
-    folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    folder = font_folder()
     for name, file in ((FONT, "DejaVuSans.ttf"), (FONT_BOLD, "DejaVuSans-Bold.ttf"), (FONT_ITALIC, "DejaVuSans-Oblique.ttf")):
         path = folder / file
         if not path.is_file():
@@ -199,10 +203,15 @@ class _Story:
         return items
 
     # -- building blocks --------------------------------------------------------------------------
-    def _figure(self, figure: Figure, heading: str | None) -> list:
+    def _figure(self, figure: Figure | Chart, heading: str | None) -> list:
+        """A figure at its printed size, shrunk to the text width if wider, with its heading and
+        caption on the same page."""
         scale = min(1.0, self.width / (figure.width_in * inch))
-        image = _Pixels(figure.pixels, figure.width_in * inch * scale, figure.height_in * inch * scale)
-        parts = ([_p(heading, self.s["h2"])] if heading else []) + [image]
+        if isinstance(figure, Chart):
+            drawn: Flowable = _Vector(figure.drawing, scale)
+        else:
+            drawn = _Pixels(figure.pixels, figure.width_in * inch * scale, figure.height_in * inch * scale)
+        parts = ([_p(heading, self.s["h2"])] if heading else []) + [drawn]
         if figure.caption:
             parts.append(_p(figure.caption, self.s["caption"]))
         return [KeepTogether(parts)]
@@ -299,6 +308,25 @@ class _Pixels(Flowable):
 
     def draw(self) -> None:
         self.canv.drawImage(ImageReader(PILImage.fromarray(self.pixels, "RGB")), 0, 0, self.width, self.height)
+
+
+class _Vector(Flowable):
+    """A reportlab Drawing (points) drawn ``scale`` times its size, as vectors and text."""
+
+    def __init__(self, drawing, scale: float = 1.0) -> None:
+        super().__init__()
+        self.drawing = drawing
+        self.scale = scale
+        self.width, self.height = drawing.width * scale, drawing.height * scale
+
+    def wrap(self, available_width: float, available_height: float) -> tuple[float, float]:
+        return self.width, self.height
+
+    def draw(self) -> None:
+        self.canv.saveState()
+        self.canv.scale(self.scale, self.scale)
+        renderPDF.draw(self.drawing, self.canv, 0, 0)
+        self.canv.restoreState()
 
 
 def _numbered_canvas(report: Report):
