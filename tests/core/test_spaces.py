@@ -25,6 +25,16 @@ from viewer.core.spaces import (
 from viewer.core.volume import Volume
 
 
+@pytest.fixture(autouse=True, params=["numpy", "compiled"])
+def plane_sampler(request, monkeypatch):
+    """Every test here runs with both implementations of plane sampling: numpy (one-shot
+    commands, the window before its kernels load) and the compiled kernels."""
+    from viewer.core import plane_kernels
+
+    monkeypatch.setattr(plane_kernels, "kernels_ready", lambda: request.param == "compiled")
+    return request.param
+
+
 def _anatomy(flips=(False, False, False), rotate=None, spacing=(1.0, 1.0, 1.0), shape=(64, 72, 56)) -> Volume:
     return voxelise(blob_function, shape, centered_affine(shape, spacing, (0, 0, 0), rotate=rotate, flips=flips))
 

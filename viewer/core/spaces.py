@@ -15,9 +15,7 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
-
-from viewer.core.plane_kernels import lookup_labels, sample_on_plane
+from viewer.core.plane_kernels import kernels_ready, lookup_labels, sample_on_plane
 from viewer.core.volume import Volume
 
 #: Two sampling grids are "the same" when every pixel centre of one lands within this many
@@ -363,12 +361,12 @@ def _box_on_grid(labels: Volume, target: Volume, source_box: tuple[slice, slice,
 def _lookup_labels(labels: Volume, target: Volume, box: tuple[slice, slice, slice]) -> np.ndarray:
     """Nearest label at each target voxel centre of ``box``.
 
-    Uses the compiled kernel when numba is already loaded (the window: ~10× faster, it matters
+    Uses the compiled kernel when it is already loaded (the window: ~10× faster, it matters
     on every brush stroke) and numpy otherwise (command-line statistics would pay more for
     numba's start-up than these lookups cost). Both give identical labels.
     """
     to_labels = labels.world_to_voxel @ target.voxel_to_world
-    if "numba" in sys.modules:
+    if kernels_ready():
         start = tuple(b.start for b in box)
         shape = tuple(b.stop - b.start for b in box)
         return lookup_labels(np.asarray(labels.data), to_labels, start, shape)
@@ -485,6 +483,8 @@ def label_boxes(labels: Volume) -> dict[int, tuple[slice, slice, slice]]:
 
     def shifted(box: tuple[slice, ...]) -> tuple[slice, slice, slice]:
         return tuple(slice(b.start + o.start, b.stop + o.start) for b, o in zip(box, outer))  # type: ignore[return-value]
+
+    from scipy import ndimage  # ≈0.13 s to import: only commands that need the boxes pay it
 
     if _largest_label(data) <= DENSE_LABEL_LIMIT:
         boxes = ndimage.find_objects(data)
