@@ -345,6 +345,9 @@ def cold_start_s(runs: int, data_home: Path) -> list[float]:
 
 def memory_child(study: str) -> None:
     """Child process: open the study, wait for frames and statistics, print RSS before/after."""
+    from viewer.ui.app import share_malloc_arena
+
+    share_malloc_arena()  # as the application does at start-up, before any thread starts
     from PySide6 import QtCore, QtWidgets
 
     from viewer.ui.main_window import MainWindow
@@ -397,6 +400,9 @@ def main() -> int:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
     if parts & {"step", "hover"}:
+        from viewer.ui.app import share_malloc_arena
+
+        share_malloc_arena()  # the window's process as the application starts it
         import shutil
 
         large = large_study(args.cache)

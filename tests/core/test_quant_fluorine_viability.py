@@ -174,3 +174,20 @@ def test_viability_edge_cases():
     assert viability(100.0, 20.0, 0.2).rejection_alert is True
     assert viability(100.0, 19.9, 0.2).rejection_alert is False
     assert math.isclose(dead_cells_from_gd(1e-12, 1.0), 1000.0)
+
+
+def test_the_magnitudes_are_the_image_itself_unless_some_voxels_are_not_finite(labels):
+    """The quantifier is kept for the session: an image with no NaN/inf is not copied (a
+    second whole ¹⁹F image per timepoint, issue 19); one with some gets a copy with them set
+    to 0, and the image itself is never written."""
+    fluorine, _ = fluorine_image(sigma=1.0)
+    whole = FluorineQuantifier(fluorine, labels, REGION_NAMES, CALIBRATION)
+    assert np.shares_memory(whole.magnitude, fluorine.data)
+    holey = fluorine.data.copy()
+    holey[0, 0, 0] = np.nan
+    image = Volume.from_array(holey, fluorine.voxel_to_world, role="fluorine")
+    with_nan = FluorineQuantifier(image, labels, REGION_NAMES, CALIBRATION)
+    assert not np.shares_memory(with_nan.magnitude, holey) and np.isnan(holey[0, 0, 0])
+    assert with_nan.magnitude[0, 0, 0] == 0 and with_nan.nonfinite_voxels == 1
+    assert np.array_equal(with_nan.magnitude.ravel()[1:], holey.ravel()[1:])
+    assert with_nan.sigma == pytest.approx(whole.sigma, rel=1e-3)

@@ -186,10 +186,10 @@ class FluorineQuantifier:
         finite = np.isfinite(data)
         #: NaN/inf voxels of the whole ¹⁹F image (left out of everything)
         self.nonfinite_voxels = int(finite.size - np.count_nonzero(finite))
-        if self.nonfinite_voxels:
+        if self.nonfinite_voxels:  # only then a copy: the quantifier (its magnitudes) lasts the session
             self.notes.append(f"¹⁹F image: {self.nonfinite_voxels} NaN/inf voxels are missing data, left out of the "
                               "noise, the calibration and every count")
-        data = np.where(finite, data, np.float32(0))
+            data = np.where(finite, data, np.float32(0))
         mapped = map_labels_to_grid(self.labels, self.fluorine) if self.labels is not None else None
         background = self._labels_named("background")
         reference = self._labels_named("reference")
@@ -200,7 +200,15 @@ class FluorineQuantifier:
         self.sigma_source = noise.source
         self.notes.extend(noise.notes)
         sigma = self.sigma or 0.0
-        self.corrected = np.sqrt(np.maximum(data.astype(np.float64) ** 2 - sigma**2, 0.0)).astype(np.float32)
+        # √max(m² − σ², 0) in float64, computed in one buffer: the same numbers as the plain
+        # expression, with one float64 copy of the image alive at a time instead of two
+        wide = data.astype(np.float64)
+        np.square(wide, out=wide)
+        wide -= sigma**2
+        np.maximum(wide, 0.0, out=wide)
+        np.sqrt(wide, out=wide)
+        self.corrected = wide.astype(np.float32)
+        del wide
         self.magnitude = data
         self.detected = self._detect(self.corrected) if self.sigma is not None else np.zeros(data.shape, bool)
 
