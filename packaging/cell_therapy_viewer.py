@@ -111,11 +111,21 @@ def _self_test() -> int:
         return str(folder)
 
     def numba_cache() -> str:
+        """The window's slice kernels compile (or load) inside the app, into the per-user cache."""
+        import time
+
         folder = os.environ.get("NUMBA_CACHE_DIR", "")
         assert folder and not Path(folder).resolve().is_relative_to(bundle.resolve()), folder
         import numba
 
-        return f"numba {numba.__version__}, cache {folder}"
+        from viewer.core.plane_kernels import warm_up
+
+        start = time.perf_counter()
+        warm_up()
+        seconds = time.perf_counter() - start
+        indexes = list(Path(folder).rglob("*.nbi"))
+        assert indexes, f"numba wrote no cache index under {folder}"
+        return f"numba {numba.__version__}, kernels ready in {seconds:.1f} s, {len(indexes)} index files in {folder}"
 
     failures = 0
     for check in (modules, vtk, qt_plugins, rl_accel, onnx, fonts, resources, numba_cache):
