@@ -55,12 +55,16 @@ def rss_mb(kind: str = "VmRSS") -> float:
 
 def open_window(study: Path):
     """The window offscreen on ``study`` (its own settings, no workspace read or written, no
-    dialogs), all three views drawn and the statistics done; returns (app, window, drawn)."""
+    dialogs, the compiled sampling kernels loaded as the application loads them), all three
+    views drawn and the statistics done; returns (app, window, drawn)."""
     from PySide6 import QtCore, QtWidgets
 
     from viewer.ui.main_window import MainWindow
     from viewer.ui.window_workspace import REMEMBER_KEY
 
+    from viewer.core.plane_kernels import warm_up
+
+    warm_up()  # the application loads its compiled kernels at start-up (viewer.ui.app): step with them
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
     settings = QtCore.QSettings(str(Path(tempfile.mkdtemp()) / "bench.ini"), QtCore.QSettings.Format.IniFormat)
     settings.setValue(REMEMBER_KEY, "false")  # the same start every run, and no file written beside the study

@@ -102,3 +102,25 @@ def test_refined_plane_covers_the_same_world_extent():
     np.testing.assert_allclose(corner(plane, plane.shape[0] - 0.5, plane.shape[1] - 0.5),
                                corner(fine, fine.shape[0] - 0.5, fine.shape[1] - 0.5), atol=1e-9)
     assert fine.row_step_mm == pytest.approx(fine.col_step_mm, rel=0.05)
+
+
+@pytest.mark.parametrize("threshold", [-np.inf, 10.0, 40.0])
+def test_dense_and_sparse_overlay_blends_give_the_same_bits(monkeypatch, threshold):
+    """An overlay shown on most of a plane is blended over the whole image at once, a sparse one
+    pixel by pixel: the two ways give the same bytes, whatever share of the plane shows (three
+    overlays stacked, so a blend lands on pixels another already blended)."""
+    import viewer.core.render as render
+
+    anatomy, fluorine = _scene()
+    plane = display_plane(anatomy, "axial", MARKER_WORLD)
+    layers = [Layer(anatomy, default_display(anatomy))]
+    for opacity, colormap in ((0.85, "hot"), (0.4, "pet"), (0.7, "green")):
+        props = default_display(fluorine).with_(visible_range=(threshold, np.inf), opacity=opacity, colormap=colormap,
+                                                levels=(0.0, 30.0 * opacity))
+        layers.append(Layer(fluorine, props))
+    monkeypatch.setattr(render, "DENSE_BLEND_SHARE", 2.0)  # never dense
+    sparse = fuse_plane(layers, plane).rgb
+    monkeypatch.setattr(render, "DENSE_BLEND_SHARE", 0.0)  # always dense
+    dense = fuse_plane(layers, plane).rgb
+    np.testing.assert_array_equal(dense, sparse)
+    assert not np.array_equal(sparse, fuse_plane(layers[:1], plane).rgb)

@@ -132,25 +132,64 @@ def composite_layers(layers: Sequence[Layer], samples: dict[int, PlaneImage], sh
     range); other pixels are not touched. Label maps are drawn as outlines in their region
     colours over a faint fill, so the anatomy under a region stays readable.
     """
-    rgb = np.zeros((*shape, 3), dtype=np.float32)
+    rgb = _base_rgb(layers, samples, shape)
     for index, layer in enumerate(layers):
         sampled = samples.get(index)
-        if sampled is None or not layer.display.visible:
-            continue
+        if sampled is None or not layer.display.visible or (index == 0 and layer.volume.role != "regions"):
+            continue  # not shown, or the base
         if layer.volume.role == "regions":
             _draw_regions(rgb, sampled.values, layer)
             continue
-        lut = colormap_rgb_float(layer.display.colormap)
-        if index == 0:
-            rgb = np.take(lut, apply_window(sampled.values, layer.display.levels), axis=0)
-            if not sampled.inside.all():
-                rgb[~sampled.inside] = 0
-            continue
-        shown = shown_mask(sampled.values, sampled.inside, layer.display)
-        if shown.any():
-            colors = np.take(lut, apply_window(sampled.values[shown], layer.display.levels), axis=0)
-            blend_into(rgb, shown, colors, layer.display.opacity)
-    return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+        _blend_overlay(rgb, sampled, layer, colormap_rgb_float(layer.display.colormap))
+    return _rounded_uint8(rgb)
+
+
+def _base_rgb(layers: Sequence[Layer], samples: dict[int, PlaneImage], shape: tuple[int, int]) -> np.ndarray:
+    """The first layer's colours (float32, black outside its field of view), or black when it is
+    hidden or a label map: the scratch image the other layers blend into (no zeroed image that
+    the base would replace at once)."""
+    first, sampled = (layers[0], samples.get(0)) if layers else (None, None)
+    if first is None or sampled is None or not first.display.visible or first.volume.role == "regions":
+        return np.zeros((*shape, 3), dtype=np.float32)
+    rgb = np.take(colormap_rgb_float(first.display.colormap), apply_window(sampled.values, first.display.levels), axis=0)
+    if not sampled.inside.all():
+        rgb[~sampled.inside] = 0
+    return rgb
+
+
+#: Share of a plane's pixels from which an overlay is blended over the whole image at once
+#: rather than gathered and scattered pixel by pixel (a PET map covering 85 % of a 512×512
+#: plane: 9 ms gathered, 2 ms whole; about even at a fifth); the same float32 arithmetic either way.
+DENSE_BLEND_SHARE = 0.2
+
+
+def _blend_overlay(rgb: np.ndarray, sampled: PlaneImage, layer: Layer, lut: np.ndarray) -> None:
+    """Blend one overlay's colours with its opacity into the pixels it shows (float32 ``rgb``,
+    in place): :func:`blend_into` on those pixels when they are few, otherwise the same
+    ``current + (colour − current) · opacity`` over the whole plane with an opacity of 0
+    where the layer does not show (``x + 0·d`` is ``x`` exactly: colours are finite)."""
+    shown = shown_mask(sampled.values, sampled.inside, layer.display)
+    count = np.count_nonzero(shown)
+    opacity = layer.display.opacity
+    if count == 0 or opacity <= 0:
+        return
+    if count < DENSE_BLEND_SHARE * shown.size:
+        colors = np.take(lut, apply_window(sampled.values[shown], layer.display.levels), axis=0)
+        blend_into(rgb, shown, colors, opacity)
+        return
+    step = np.take(lut, apply_window(sampled.values, layer.display.levels), axis=0)
+    np.subtract(step, rgb, out=step)
+    # opacity where shown, 0 elsewhere: a hidden pixel gains exactly ±0 (cheaper than a masked copy)
+    np.multiply(step, np.where(shown, np.float32(opacity), np.float32(0.0))[..., None], out=step)
+    np.add(rgb, step, out=rgb)
+
+
+def _rounded_uint8(rgb: np.ndarray) -> np.ndarray:
+    """Float32 RGB rounded half up into 0–255 uint8 (``rgb`` is scratch: rounded in place,
+    without the two full-size temporaries of ``np.clip(rgb + 0.5, 0, 255)``)."""
+    np.add(rgb, np.float32(0.5), out=rgb)
+    np.clip(rgb, 0, 255, out=rgb)
+    return rgb.astype(np.uint8)
 
 
 def fuse_plane(layers: Sequence[Layer], plane: Plane) -> FusedPlane:

@@ -6,8 +6,8 @@ window/level of the anatomy, middle-drag = pan, left-click/drag = move the linke
 Coordinates: the view's scene units are millimetres of the plane (x = column · pixel width,
 y = row · pixel height, y down), so anisotropic pixels show with the right aspect. The image
 is one RGB ImageItem composited by the core (`viewer.core.render`), the same pixels the PDF
-report and `viewer render` produce; pyqtgraph only places and zooms it (explicit, fixed
-levels — never auto-levels).
+report and `viewer render` produce; pyqtgraph only places and zooms it (shown as it is: no
+levels, never auto-levels).
 """
 
 from __future__ import annotations
@@ -20,6 +20,13 @@ from viewer.core.spaces import Plane
 
 #: Window/level sensitivity: a full-width drag changes the window by this many times its range.
 WINDOW_DRAG_GAIN = 2.0
+
+
+def show_rgb(item: pg.ImageItem, rgb: np.ndarray) -> None:
+    """Put composited RGB pixels (uint8) on screen as they are: no levels, so pyqtgraph wraps
+    the array in an RGB888 QImage instead of rescaling a copy through levels (0, 255), which
+    gave the same bytes for 0.6 ms a 512×512 frame; never auto-levels."""
+    item.setImage(rgb, autoLevels=False, levels=None)
 
 
 class SliceViewBox(pg.ViewBox):
@@ -266,7 +273,7 @@ class SliceView(QtWidgets.QWidget):
         """Display a fused RGB plane (rows × cols × 3 uint8) with its geometry and caption;
         True when the view was fitted anew (a new grid or a restored zoom)."""
         self.plane = plane
-        self.image.setImage(rgb, autoLevels=False, levels=(0, 255))
+        show_rgb(self.image, rgb)
         transform = QtGui.QTransform.fromScale(plane.col_step_mm, plane.row_step_mm)
         self.image.setTransform(transform)
         key = (plane.shape, round(plane.col_step_mm, 6), round(plane.row_step_mm, 6), plane.orientation)

@@ -19,6 +19,7 @@ from PySide6 import QtCore, QtWidgets
 
 from viewer.core.io.study import Timepoint
 from viewer.core.spaces import ORIENTATIONS
+from viewer.ui.slice_view import show_rgb
 
 #: the key the compare view's jobs, samples and captions go by (beside the orientations)
 COMPARE = "compare"
@@ -121,7 +122,7 @@ class TimepointComparing:
             self._flicker.stop()
             return
         self._flicker_index = 1 - self._flicker_index
-        view.image.setImage(self._flicker_frames[self._flicker_index], autoLevels=False, levels=(0, 255))
+        show_rgb(view.image, self._flicker_frames[self._flicker_index])
 
     def _fill_compare_combo(self, **_: Any) -> None:
         if self.scene is None:
