@@ -5,8 +5,8 @@ the modules it left in ``sys.modules`` are checked.
 `viewer stats` needs numpy, nibabel (which loads pydicom), scipy.ndimage and scipy.fft (cluster
 labels, the SUVpeak sphere means), scipy.special (the Rician table) and onnxruntime (the demo's
 model); `viewer render` needs Pillow's drawing modules (its text, letters, scale bar and colour
-bars), never numba (a few planes are sampled in numpy: the kernels' start-up is for the window)
-nor matplotlib (issue 19: its import
+bars), never numba (a few planes are sampled in numpy: the kernels' start-up is for the window),
+scipy.ndimage (the ¹⁹F calibration mask and the focus are computed in numpy) nor matplotlib (issue 19: its import
 alone was ≈0.57 s of a ≈2 s render; nothing in the package imports it now).
 Neither may load the window's toolkits, the PDF or DICOM-writing libraries, or scipy's
 slow-to-import optimisers.
@@ -65,6 +65,8 @@ def test_render_loads_no_window_report_or_model_library(demo_manifest, tmp_path)
     assert set(DRAWING) <= modules
     # numba's start-up (≈0.4 s) is for the window's slice steps: a few planes are sampled in numpy
     assert _loaded(modules, NEVER + ("onnxruntime", "matplotlib", "numba")) == []
+    # nor scipy.ndimage (≈0.13 s): the ¹⁹F reference tube is grown and the focus smoothed in numpy
+    assert "scipy.ndimage" not in modules
 
 
 def test_report_loads_no_window_library_matplotlib_or_numba(demo_manifest, tmp_path):

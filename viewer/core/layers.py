@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-from scipy import ndimage
 
 from viewer.core.display import DisplayProps, default_display
 from viewer.core.protocols import Protocol
@@ -83,9 +82,28 @@ def default_focus(volumes: Mapping[str, Volume], names: Mapping[int, str]) -> np
     exclude = calibration_mask(volumes, names, fluorine)
     if exclude is not None:
         data[exclude] = 0.0
-    smoothed = ndimage.uniform_filter(data, size=3)
+    smoothed = box_mean_3(data)
     index = np.unravel_index(int(np.argmax(smoothed)), smoothed.shape)
     return fluorine.voxel_to_world_points(np.array(index, dtype=float))
+
+
+def box_mean_3(data: np.ndarray) -> np.ndarray:
+    """The mean of every voxel's 3×3×3 neighbourhood (float64), edges mirrored (the edge voxel
+    repeated, as ``scipy.ndimage.uniform_filter(size=3)`` does), as three running sums: numpy
+    alone, so a command that only draws a view does not import scipy.ndimage (≈0.13 s)."""
+    total = np.asarray(data, dtype=np.float64)
+    for axis in range(total.ndim):
+        padded = np.pad(total, [(1, 1) if a == axis else (0, 0) for a in range(total.ndim)], mode="symmetric")
+        n = total.shape[axis]
+
+        def shifted(start: int) -> np.ndarray:
+            index = [slice(None)] * padded.ndim
+            index[axis] = slice(start, start + n)
+            return padded[tuple(index)]
+
+        total = shifted(0) + shifted(1)
+        total += shifted(2)
+    return total / 27.0
 
 
 #: Most voxels read to find the anatomy's extent (a strided sample: the box is grown by one
