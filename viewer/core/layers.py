@@ -6,7 +6,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from viewer.core.display import DisplayProps, default_display
+from viewer.core.display import ROLE_COLORMAP, ROLE_OPACITY, DisplayProps, default_display
+from viewer.core.io.levels_cache import LevelsCache, cached_numbers, values_identity
 from viewer.core.protocols import Protocol
 from viewer.core.quant.fluorine import clusters_touching
 from viewer.core.regions import LabelTable
@@ -42,8 +43,47 @@ def calibration_mask(volumes: Mapping[str, Volume], names: Mapping[int, str], ta
     return mask
 
 
+def calibration_key(volumes: Mapping[str, Volume], names: Mapping[int, str], target: Volume) -> list | None:
+    """What :func:`calibration_mask` of ``target`` depends on, for a cache key: the target's
+    values, and when there are calibration regions the region map's values, which labels they
+    are and where both images lie; None when either volume has no file identity."""
+    values = values_identity(target)
+    if values is None:
+        return None
+    regions = volumes.get("regions")
+    labels = sorted(label for label, name in names.items() if name in CALIBRATION_REGIONS)
+    if regions is None or not labels:
+        return [values]
+    region_values = values_identity(regions)
+    if region_values is None:
+        return None
+    return [values, region_values, labels, target.voxel_to_world, regions.voxel_to_world]
+
+
+def layer_display(volumes: Mapping[str, Volume], names: Mapping[int, str], volume: Volume,
+                  cache: LevelsCache | None = None) -> DisplayProps:
+    """A layer's default display (:func:`viewer.core.display.default_display`, the ¹⁹F map's
+    without its calibration regions), read from ``cache`` when it was computed for the same
+    files before: its levels need every voxel once (the largest), the ¹⁹F map's the tube."""
+    role = volume.role
+    if role == "fluorine":
+        key = calibration_key(volumes, names, volume)
+    else:
+        values = values_identity(volume)
+        key = None if values is None else [values]
+    kept = None if cache is None or key is None else cache.get(["display", *key])
+    if kept is not None and len(kept) == 4:
+        return DisplayProps(ROLE_COLORMAP[role], (kept[0], kept[1]), (kept[2], kept[3]), ROLE_OPACITY[role])
+    exclude = calibration_mask(volumes, names, volume) if role == "fluorine" else None
+    display = default_display(volume, exclude)
+    if cache is not None and key is not None:
+        cache.put(["display", *key], [*display.levels, *display.visible_range])
+    return display
+
+
 def build_layers(volumes: Mapping[str, Volume], table: LabelTable,
-                 displays: dict[str, DisplayProps] | None = None, protocol: Protocol | None = None) -> list[Layer]:
+                 displays: dict[str, DisplayProps] | None = None, protocol: Protocol | None = None,
+                 cache: LevelsCache | None = None) -> list[Layer]:
     """Layers in :data:`LAYER_ORDER` (anatomy first) with default displays; the label map
     is drawn with ``table`` (names and colours: :func:`viewer.core.io.labels.saved_label_table`
     for a study on disk, the edited table in the window).
@@ -51,6 +91,7 @@ def build_layers(volumes: Mapping[str, Volume], table: LabelTable,
     With ``displays`` (role → display), a role already there keeps its display and a new
     role's default is added to it: how the window keeps one display per role across
     timepoints, so a report's timepoints share levels and can be compared by eye.
+    Default displays are read from ``cache`` when there (:func:`layer_display`).
     """
     layers: list[Layer] = []
     for role in LAYER_ORDER:
@@ -59,8 +100,7 @@ def build_layers(volumes: Mapping[str, Volume], table: LabelTable,
             continue
         display = displays.get(role) if displays is not None else None
         if display is None:
-            exclude = calibration_mask(volumes, table.names, volume) if role == "fluorine" else None
-            display = default_display(volume, exclude)
+            display = layer_display(volumes, table.names, volume, cache)
             if protocol is not None:  # a new role is shown or hidden by the protocol
                 display = protocol.applied_to({role: display})[role]
             if displays is not None:
@@ -69,15 +109,25 @@ def build_layers(volumes: Mapping[str, Volume], table: LabelTable,
     return layers
 
 
-def default_focus(volumes: Mapping[str, Volume], names: Mapping[int, str]) -> np.ndarray:
+def default_focus(volumes: Mapping[str, Volume], names: Mapping[int, str],
+                  cache: LevelsCache | None = None) -> np.ndarray:
     """World mm where views open: the strongest ¹⁹F hotspot, else the anatomy's centre.
 
     The ¹⁹F map is smoothed over 3×3×3 voxels first so a lone noise spike cannot win, and the
     reference tube is ignored (it is the brightest thing in the image but holds no cells).
+    Read from ``cache`` when found for the same files before (it needs every ¹⁹F voxel).
     """
     fluorine = volumes.get("fluorine")
     if fluorine is None:
         return volumes["anatomical"].center_world()
+    key = calibration_key(volumes, names, fluorine)
+    point = cached_numbers(cache, None if key is None else ["focus", *key, fluorine.voxel_to_world], 3,
+                           lambda: hotspot_focus(volumes, names, fluorine))
+    return np.asarray(point, dtype=np.float64)
+
+
+def hotspot_focus(volumes: Mapping[str, Volume], names: Mapping[int, str], fluorine: Volume) -> np.ndarray:
+    """World mm of the strongest 3×3×3-smoothed ¹⁹F hotspot outside the calibration regions."""
     data = np.nan_to_num(np.asarray(fluorine.data, dtype=np.float32))
     exclude = calibration_mask(volumes, names, fluorine)
     if exclude is not None:

@@ -20,7 +20,7 @@ import numpy as np
 
 from viewer.core.display import region_color
 from viewer.core.spaces import label_box
-from viewer.core.volume import Volume
+from viewer.core.volume import FILE_IDENTITY, Volume
 
 Box = tuple[slice, slice, slice]
 
@@ -249,6 +249,8 @@ class EditableLabels:
         """The label array, made writable in memory on first use (copy-on-first-edit), and
         copied again when a snapshot of it is still being read (copy-on-write)."""
         data = self.labels.data
+        # the voxels are no longer the file's: nothing is cached for them (levels_cache)
+        self.labels.meta.pop(FILE_IDENTITY, None)
         if isinstance(data, np.memmap) or not data.flags.writeable:
             data = np.array(data)
             self.labels._data = data  # the Volume now holds the in-memory copy

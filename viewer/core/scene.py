@@ -33,6 +33,7 @@ from viewer.core.io.labels import (
     save_timepoint_regions,
     saved_label_table,
 )
+from viewer.core.io.levels_cache import LevelsCache
 from viewer.core.io.manifest_edit import add_images_to_manifest, write_transforms
 from viewer.core.io.study import (
     Study,
@@ -125,9 +126,12 @@ class Scene:
     """
 
     def __init__(self, study: Study, timepoint: int = 0, radiological: bool = True,
-                 recovery_folder: Path | None = None, editing_lock: bool = False) -> None:
+                 recovery_folder: Path | None = None, editing_lock: bool = False,
+                 levels_cache: LevelsCache | None = None) -> None:
         self.events = Events()
         self.study = study
+        #: where default levels and the opening focus are remembered per image file (None: none)
+        self.levels_cache = levels_cache
         #: where region edits are journaled for crash recovery (None: not journaled)
         self.recovery_folder = recovery_folder
         #: take the study's lock at the first edit (the window does; a headless scene locks
@@ -166,7 +170,7 @@ class Scene:
         #: the display protocol (which layers show): the default for this study's images
         self.protocol: str = default_protocol(self.volumes).name
         self._adopt_display(self.volumes)
-        self.cursor = np.asarray(default_focus(self.volumes, self.region_names()), dtype=float)
+        self.cursor = np.asarray(default_focus(self.volumes, self.region_names(), levels_cache), dtype=float)
         #: images added in this session (File ▸ Add image), per timepoint: role → (file, units);
         #: not in the manifest until :meth:`save_added_images`
         self.added_images: dict[str, dict[str, tuple[Path, str]]] = {}
@@ -219,7 +223,7 @@ class Scene:
         """Give roles seen for the first time their default display (levels from this volume),
         shown or hidden by the current protocol."""
         new = {role for role in volumes if role not in self._display}
-        build_layers(volumes, self.label_table(), self._display)  # part of the timepoint change
+        build_layers(volumes, self.label_table(), self._display, cache=self.levels_cache)  # part of the timepoint change
         shown = protocol(self.protocol).applied_to({role: self._display[role] for role in new if role in self._display})
         self._display.update(shown)
 

@@ -61,6 +61,12 @@ ROLE_QUANTITY: Mapping[str, str] = {
 }
 
 
+#: The key in ``Volume.meta`` of the identity of the file the voxels were read from
+#: (:func:`viewer.core.io.levels_cache.file_identity`): set by the reader, removed when the
+#: voxels are edited, so numbers cached for the file are never used for other voxels.
+FILE_IDENTITY = "file_identity"
+
+
 def _as_affine(matrix: Any) -> np.ndarray:
     affine = np.asarray(matrix, dtype=np.float64)
     if affine.shape != (4, 4):

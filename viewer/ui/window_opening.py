@@ -15,6 +15,7 @@ from pathlib import Path
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from viewer.core.errors import ViewerError
+from viewer.core.io.levels_cache import open_levels_cache
 from viewer.core.io.study import open_path
 from viewer.core.scene import Scene
 
@@ -45,7 +46,8 @@ class StudyOpening:
         try:
             study = open_path(Path(path))
             scene = Scene(study, radiological=self.radiological_action.isChecked(),
-                          recovery_folder=recovery_folder_for(study), editing_lock=True)
+                          recovery_folder=recovery_folder_for(study), editing_lock=True,
+                          levels_cache=open_levels_cache())
             panels = self._build_panels(scene)
         except ViewerError as exc:
             self.show_error(str(exc))

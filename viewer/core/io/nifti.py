@@ -49,7 +49,8 @@ import numpy as np
 
 from viewer.core.errors import ViewerError, file_error
 from viewer.core.io.atomic import atomic_path
-from viewer.core.volume import Volume
+from viewer.core.io.levels_cache import file_identity
+from viewer.core.volume import FILE_IDENTITY, Volume
 
 #: |det| of the 3×3 part below which an affine counts as singular (mm³ per voxel).
 SINGULAR_AFFINE_DET_MM3 = 1e-9
@@ -117,6 +118,38 @@ def load_nifti(path: str | Path, role: str = "anatomical", name: str = "") -> Vo
             voxel, or has a singular affine. The message names the file.
     """
     path = Path(path)
+    identity = file_identity(path)  # before reading: a file changed meanwhile gets another identity
+    img, affine, meta = _checked_header(path)
+    if identity is not None:
+        meta[FILE_IDENTITY] = identity  # until the voxels are edited (viewer.core.io.levels_cache)
+    try:
+        data = _voxels(path, img)
+        if data.ndim == 4:
+            data = data[..., 0]
+        data = supported_voxels(path, data)
+        if not has_finite_value(data):
+            raise file_error(path, "contains only NaN or infinite values")
+    except ViewerError:
+        raise
+    except Exception as exc:  # truncated gzip stream, short file, bad dtype
+        raise file_error(path, f"cannot read the voxel data ({_short(exc)}); the file may be truncated") from None
+    return Volume(data, affine, role=role, name=name or _stem(path), source=path, meta=meta)
+
+
+def check_nifti_header(path: str | Path) -> None:
+    """Every check :func:`load_nifti` makes before it reads the voxels (the file, its header,
+    dimensions, voxel type and affine), reading the header only: what a command that does not
+    draw an image still verifies about it.
+
+    Raises:
+        ViewerError: as :func:`load_nifti`, for any problem found in the header.
+    """
+    _checked_header(Path(path))
+
+
+def _checked_header(path: Path) -> tuple[nib.Nifti1Image, np.ndarray, dict[str, object]]:
+    """The opened image (voxels not read), its voxel→world affine and the facts for
+    ``Volume.meta``, once the header passed every check."""
     if not path.exists():
         raise file_error(path, "file not found")
     if path.is_dir():
@@ -148,19 +181,7 @@ def load_nifti(path: str | Path, role: str = "anatomical", name: str = "") -> Vo
     qform_code = int(img.header["qform_code"])
     meta["affine_source"] = "sform" if sform_code > 0 else "qform" if qform_code > 0 else "pixdim"
     meta["stored_dtype"] = img.get_data_dtype().str
-
-    try:
-        data = _voxels(path, img)
-        if data.ndim == 4:
-            data = data[..., 0]
-        data = supported_voxels(path, data)
-        if not has_finite_value(data):
-            raise file_error(path, "contains only NaN or infinite values")
-    except ViewerError:
-        raise
-    except Exception as exc:  # truncated gzip stream, short file, bad dtype
-        raise file_error(path, f"cannot read the voxel data ({_short(exc)}); the file may be truncated") from None
-    return Volume(data, affine, role=role, name=name or _stem(path), source=path, meta=meta)
+    return img, affine, meta
 
 
 def _voxels(path: Path, img: nib.Nifti1Image) -> np.ndarray:

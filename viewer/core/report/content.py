@@ -293,6 +293,8 @@ class ReportOptions:
         measurements: the reader's rulers and ROIs (world mm; the window passes its list,
             ``viewer report`` the study workspace's), measured on every reported timepoint's
             own images and listed in its section.
+        levels_cache: where default levels and each timepoint's focus are remembered per image
+            file (:class:`viewer.core.io.levels_cache.LevelsCache`); None: computed every time.
     """
 
     deidentify: bool = False
@@ -303,6 +305,7 @@ class ReportOptions:
     protocol: str | None = None
     displays: Mapping[str, Any] | None = None
     measurements: tuple[Measurement, ...] = ()
+    levels_cache: Any = None
 
     def __post_init__(self) -> None:  # a caller's list cannot change the report afterwards
         object.__setattr__(self, "measurements", tuple(self.measurements))
@@ -555,11 +558,12 @@ def _key_images(build: _Builder, item: TimepointInput) -> tuple[Figure | None, s
     from viewer.core.render import render_key_images
 
     chosen = protocol(build.options.protocol) if build.options.protocol else default_protocol(item.volumes)
-    layers = build_layers(item.volumes, item.table.renamed(build.t), build.displays, protocol=chosen)
+    cache = build.options.levels_cache
+    layers = build_layers(item.volumes, item.table.renamed(build.t), build.displays, protocol=chosen, cache=cache)
     if build.options.focus is not None:
         point, how = np.asarray(build.options.focus, dtype=float), "through the point chosen in the window"
     else:
-        point = default_focus(item.volumes, item.table.names)
+        point = default_focus(item.volumes, item.table.names, cache)
         how = "through the strongest ¹⁹F hotspot" if "fluorine" in item.volumes else "through the centre of the anatomy"
     where = f"({point[0]:.1f}, {point[1]:.1f}, {point[2]:.1f}) mm"
     convention = "radiological convention (patient's right on the left)" if build.options.radiological else \
