@@ -298,6 +298,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 def _cmd_render(args: argparse.Namespace) -> int:
     from viewer.core.io.atomic import check_output
     from viewer.core.io.labels import saved_label_table
+    from viewer.core.io.levels_cache import open_levels_cache
     from viewer.core.io.study import load_timepoint, open_path
     from viewer.core.layers import build_layers, default_focus, parse_point
     from viewer.core.protocols import default_protocol, protocol
@@ -308,17 +309,20 @@ def _cmd_render(args: argparse.Namespace) -> int:
     target = check_output(args.output)
     study = open_path(args.study)
     timepoint = study.timepoint(args.timepoint) if args.timepoint else study.timepoints[0]
-    chosen = protocol(args.protocol) if args.protocol else None  # a bad name fails before loading
-    volumes = load_timepoint(study, timepoint)
+    chosen = protocol(args.protocol) if args.protocol else default_protocol(timepoint.images)  # a bad name fails first
+    # the voxels of the layers drawn, and of the ¹⁹F map and regions the focus comes from; the
+    # other images' headers are checked, their voxels never read
+    volumes = load_timepoint(study, timepoint, voxels_of={"anatomical", "fluorine", "regions", *chosen.shown})
     table = saved_label_table(timepoint)
+    cache = open_levels_cache()  # default levels and the focus need every voxel: once per file
     if args.at:
         try:
             point = parse_point(args.at)
         except ValueError as exc:
             raise ViewerError(f"--at: {exc}") from None
     else:
-        point = default_focus(volumes, table.names)
-    layers = build_layers(volumes, table, protocol=chosen or default_protocol(volumes))
+        point = default_focus(volumes, table.names, cache)
+    layers = build_layers(volumes, table, protocol=chosen, cache=cache)
     title = f"{study.id} · {timepoint.label}"
     path = render_view(layers, args.view, point, args.output, radiological=not args.neurological, title=title)
     _print_output(path, target.in_place)
@@ -344,8 +348,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
         protocol(args.protocol)  # a bad name fails before anything is loaded
     measurements, problem = ((), None) if args.no_measurements else _saved_measurements(args.study)
+    from viewer.core.io.levels_cache import open_levels_cache
+
     options = ReportOptions(deidentify=args.deidentify, reviewer=args.reviewer, focus=point,
-                            radiological=not args.neurological, protocol=args.protocol, measurements=measurements)
+                            radiological=not args.neurological, protocol=args.protocol, measurements=measurements,
+                            levels_cache=open_levels_cache())
     _print_output(report_from_study(args.study, args.output, options, args.timepoint), target.in_place)
     if problem:  # after the report: a failure still prints its one error line alone
         print(f"note: {one_line(problem)}; the report has no measurements", file=sys.stderr)

@@ -12,7 +12,7 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime
 from pathlib import Path, PurePath
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from viewer.core.errors import ViewerError, file_error
-from viewer.core.io.nifti import is_nifti_path, load_nifti
+from viewer.core.io.nifti import check_nifti_header, is_nifti_path, load_nifti
 from viewer.core.volume import ROLES, Volume
 
 MANIFEST_NAME = "study.toml"
@@ -646,17 +646,25 @@ def load_image(path: Path, role: str, name: str = "") -> Volume:
     return load_dicom_series(path, role=role, name=name)
 
 
-def load_timepoint(study: Study, timepoint: Timepoint) -> dict[str, Volume]:
+def load_timepoint(study: Study, timepoint: Timepoint, voxels_of: Collection[str] | None = None) -> dict[str, Volume]:
     """Open every image of a timepoint, keyed by role, anatomy first, placed in the study's
     reference space (PRODUCT.md §9: :func:`world_from_file` composed into each volume's
     voxel→world; the volume's ``meta["world_from_file"]`` keeps it for saving back).
 
     PET in NIfTI is converted to SUV here when the manifest says Bq/mL; region maps are
     checked to hold whole numbers and converted to int32.
+
+    With ``voxels_of`` (roles), only those images are read and returned; every other one is
+    checked as far as it can be without its voxels (:func:`check_image`), so a command that
+    draws three layers does not inflate six more, yet still refuses a study whose other
+    images are broken in their headers or manifest facts.
     """
     volumes: dict[str, Volume] = {}
     for role in IMAGE_ROLES:
         if role not in timepoint.images:
+            continue
+        if voxels_of is not None and role not in voxels_of:
+            check_image(timepoint, role)
             continue
         name = f"{timepoint.label} {role}"
         volume = load_image(timepoint.images[role], role, name)
@@ -668,6 +676,22 @@ def load_timepoint(study: Study, timepoint: Timepoint) -> dict[str, Volume]:
             volume.units = timepoint.other_units
         volumes[role] = placed(volume, world_from_file(study, timepoint, role))
     return volumes
+
+
+def check_image(timepoint: Timepoint, role: str) -> None:
+    """The checks :func:`load_timepoint` makes of one image that need not its voxels: a NIfTI
+    file's header (:func:`viewer.core.io.nifti.check_nifti_header`; a NIfTI PET's dose facts
+    were checked with the manifest); a DICOM series is read whole (its checks need every
+    file's tags).
+
+    Raises:
+        ViewerError: the problem, naming the file or the manifest entry.
+    """
+    path = Path(timepoint.images[role])
+    if not (is_nifti_path(path) and not path.is_dir()):
+        load_image(path, role)
+        return
+    check_nifti_header(path)
 
 
 def world_from_file(study: Study, timepoint: Timepoint, role: str) -> np.ndarray | None:
