@@ -124,3 +124,18 @@ def test_dense_and_sparse_overlay_blends_give_the_same_bits(monkeypatch, thresho
     dense = fuse_plane(layers, plane).rgb
     np.testing.assert_array_equal(dense, sparse)
     assert not np.array_equal(sparse, fuse_plane(layers[:1], plane).rgb)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.int32, np.uint32, np.int64])
+def test_labels_present_in_a_slice_are_numpys_unique(dtype):
+    """The region palette is built per label present (8/16-bit labels counted, wider ones
+    sorted): the same labels, in the same order and dtype, as np.unique gives."""
+    from viewer.core.render import _distinct_sorted
+
+    rng = np.random.default_rng(2)
+    top = np.iinfo(dtype).max if np.dtype(dtype).itemsize <= 2 else 2_000_000_000
+    for count in (0, 1, 7, 5000):
+        values = rng.integers(1, top, count, endpoint=True).astype(dtype)
+        ours = _distinct_sorted(values)
+        assert ours.dtype == np.unique(values).dtype
+        np.testing.assert_array_equal(ours, np.unique(values))

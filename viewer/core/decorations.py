@@ -360,7 +360,8 @@ class Canvas:
         return np.clip(np.rint(self._pixels), 0, 255).astype(np.uint8)
 
     def save_png(self, path: str | Path) -> None:
-        Image.fromarray(self.pixels(), "RGB").save(path, format="PNG")
+        # zlib level 3: 20 ms instead of 37 ms for a 688×630 view, the file 6 % larger
+        Image.fromarray(self.pixels(), "RGB").save(path, format="PNG", compress_level=3)
 
     # -- internals ------------------------------------------------------------------------------
 

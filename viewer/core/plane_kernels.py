@@ -204,6 +204,9 @@ def sample_on_plane_numpy(data: np.ndarray, to_voxel: np.ndarray, shape: tuple[i
     """
     rows, cols = int(shape[0]), int(shape[1])
     m = np.ascontiguousarray(to_voxel, dtype=np.float64)
+    separable = _axis_coordinates(m, rows, cols)
+    if separable is not None:
+        return _sample_separable(data, separable, rows, cols, interpolation)
     coords = [_plane_coordinate(m, axis, rows, cols) for axis in range(3)]
     sizes = data.shape
     inside = np.ones((rows, cols), dtype=np.bool_)
@@ -217,6 +220,88 @@ def sample_on_plane_numpy(data: np.ndarray, to_voxel: np.ndarray, shape: tuple[i
         values = _Gather(data, index)((0, 0, 0))
         values[~inside] = 0
     return values, inside
+
+
+def _axis_coordinates(m: np.ndarray, rows: int, cols: int) -> list[tuple[np.ndarray, int | None]] | None:
+    """Each voxel axis' coordinate as one vector, when every axis follows the plane's rows only,
+    its columns only or neither, and no two axes follow the same one (a plane along the grid, as
+    an axial view of an axial acquisition is): ``(vector, 0 | 1 | None)`` per axis, the vector
+    over rows (0), columns (1) or of length 1 (None), holding exactly the coordinates
+    :func:`_plane_coordinate` gives at every pixel. None for any other plane."""
+    r = np.arange(rows, dtype=np.float64)
+    axes: list[tuple[np.ndarray, int | None]] = []
+    for axis in range(3):
+        starts = m[axis, 0] * r + m[axis, 3]  # each row's first column, as the kernel computes it
+        if m[axis, 1] == 0:  # columns add exactly 0.0: the same value along every row
+            if np.any((starts == 0) & np.signbit(starts)):
+                return None  # -0.0 + 0.0 is +0.0: the first column would differ in its sign bit
+            axes.append((starts, 0) if m[axis, 0] != 0 else (starts[:1], None))
+        elif m[axis, 0] == 0 and np.all(starts.view(np.int64) == starts[:1].view(np.int64)):
+            line = np.empty(cols, dtype=np.float64)  # every row starts alike: one row's running sum
+            line[0] = starts[0]
+            line[1:] = m[axis, 1]
+            axes.append((np.add.accumulate(line, out=line), 1))
+        else:
+            return None
+    followed = [dim for _, dim in axes if dim is not None]
+    return axes if len(followed) == len(set(followed)) else None
+
+
+def _sample_separable(data: np.ndarray, axes: list[tuple[np.ndarray, int | None]], rows: int, cols: int,
+                      interpolation: str) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`sample_on_plane_numpy` on a plane along the grid (:func:`_axis_coordinates`):
+    the same formula blended one axis at a time over the voxels the plane covers (z, then y,
+    then x, as the kernel's expression groups them), so each step works on a slab, not on
+    eight gathers of the whole plane; every element goes through the same float64 operations,
+    so the bits are the kernel's."""
+    sizes = data.shape
+    inside = np.ones((rows, cols), dtype=np.bool_)
+    for axis, (c, dim) in enumerate(axes):
+        inside &= _as_plane((c >= -0.5) & (c <= sizes[axis] - 0.5), dim, rows, cols)
+    if interpolation != "linear":
+        index = [np.clip(np.rint(c), 0, n - 1).astype(np.intp) for (c, _), n in zip(axes, sizes)]
+        grids = [_as_plane(i, dim, rows, cols) for i, (_, dim) in zip(index, axes)]
+        values = np.ascontiguousarray(data[grids[0], grids[1], grids[2]])
+        values[~inside] = 0
+        return values, inside
+    lower, weight, step = [], [], []
+    for (c, _), n in zip(axes, sizes):
+        clamped = np.minimum(np.maximum(c, 0.0), n - 1.0)
+        index = np.minimum(clamped.astype(np.intp), max(n - 2, 0))
+        lower.append(index)
+        weight.append(clamped - index)
+        step.append(1 if n > 1 else 0)
+    box = tuple(slice(int(i.min()), int(i.max()) + s + 1) for i, s in zip(lower, step))
+    block = data[box]  # only the voxels the plane's corners reach
+    blended: np.ndarray = block
+    for axis in (2, 1, 0):  # corner = z blend; (c00·(1−fy) + c01·fy) = y blend; then x
+        index = lower[axis] - box[axis].start
+        shape = [1] * 3
+        shape[axis] = -1
+        w = weight[axis].reshape(shape)
+        blended = (np.take(blended, index, axis=axis) * (1.0 - w)
+                   + np.take(blended, index + step[axis], axis=axis) * w)
+    # the result's axes are the voxel axes, of lengths rows, cols or 1: rows first, then columns
+    dims = [dim for _, dim in axes]
+    picked = [dims.index(dim) for dim in (0, 1) if dim in dims]
+    plane = blended.transpose(picked + [a for a in range(3) if a not in picked])
+    plane = plane.reshape([plane.shape[n] for n in range(len(picked))])  # drop the length-1 axes
+    if 0 not in dims:
+        plane = plane[None, ...]
+    if 1 not in dims:
+        plane = plane[..., None]
+    values = np.broadcast_to(plane, (rows, cols)).astype(np.float32)
+    values[~inside] = np.float32(np.nan)
+    return values, inside
+
+
+def _as_plane(vector: np.ndarray, dim: int | None, rows: int, cols: int) -> np.ndarray:
+    """A per-row (0), per-column (1) or single (None) vector broadcast to the plane's shape."""
+    if dim == 0:
+        return np.broadcast_to(vector[:, None], (rows, cols))
+    if dim == 1:
+        return np.broadcast_to(vector[None, :], (rows, cols))
+    return np.broadcast_to(vector.reshape(1, 1), (rows, cols))
 
 
 def _plane_coordinate(m: np.ndarray, axis: int, rows: int, cols: int) -> np.ndarray:
