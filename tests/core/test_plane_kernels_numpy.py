@@ -76,3 +76,41 @@ def test_a_linear_field_is_reproduced_at_every_inside_pixel():
     truth = 2.0 * x - 3.0 * y + 0.5 * z + 7.0
     assert np.abs(values[strictly] - truth[strictly]).max() < 1e-4 * np.abs(truth).max()
     assert np.isnan(values[~inside]).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8, np.int16, np.float64])
+def test_planes_along_the_grid_are_blended_axis_by_axis_with_the_kernels_bits(dtype):
+    """A plane whose rows and columns each follow one voxel axis (any of the six assignments,
+    flipped, scaled, and planes whose columns follow no axis) takes the axis-by-axis path, whose
+    bits must still be the kernel's."""
+    rng = np.random.default_rng(11)
+    cases = 0
+    for order in ("C", "F"):
+        for trial in range(24):
+            shape = tuple(int(n) for n in rng.integers(1, 25, 3))
+            data = np.asarray(rng.integers(0, 200, shape), dtype=dtype, order=order)
+            axes = rng.permutation(3)
+            matrix = np.zeros((4, 4))
+            matrix[3, 3] = 1.0
+            matrix[axes[0], 0] = rng.choice([-1.0, 1.0]) * rng.uniform(0.2, 2.0)
+            if trial % 6:
+                matrix[axes[1], 1] = rng.choice([-1.0, 1.0]) * rng.uniform(0.2, 2.0)
+            matrix[:3, 3] = rng.uniform(-5, 30, 3)
+            plane = (int(rng.integers(1, 40)), int(rng.integers(1, 40)))
+            assert plane_kernels._axis_coordinates(matrix, *plane) is not None
+            for interpolation in ("linear",) if np.issubdtype(dtype, np.floating) else ("linear", "nearest"):
+                ours, ours_inside = plane_kernels.sample_on_plane_numpy(data, matrix, plane, interpolation)
+                kernel, kernel_inside = plane_kernels.sample_on_plane_compiled(np.ascontiguousarray(data), matrix,
+                                                                              plane, interpolation)
+                assert np.array_equal(ours_inside, kernel_inside)
+                assert ours.dtype == kernel.dtype and ours.tobytes() == kernel.tobytes(), (order, trial)
+                cases += 1
+    assert cases >= 48
+
+
+def test_an_oblique_plane_does_not_take_the_axis_by_axis_path():
+    matrix = _random_plane(np.random.default_rng(4), 0)
+    assert plane_kernels._axis_coordinates(matrix, 10, 10) is None
+    tilted = np.eye(4)
+    tilted[0, 1] = 1e-12  # the smallest tilt: the columns move along two axes
+    assert plane_kernels._axis_coordinates(tilted, 10, 10) is None
