@@ -43,15 +43,18 @@ def main() -> int:
     study = args.study.resolve()
     out = Path(tempfile.mkdtemp(prefix="bench_render_"))
 
+    # as installed: bytecode caches written (the warm-up run writes any that are missing), and
+    # the user's levels cache as it is after a first look at the study
+    installed = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
     sides: dict[str, tuple[list[str], Path, dict[str, str] | None]] = {
-        "import numpy, nibabel": ([sys.executable, "-c", "import numpy, nibabel"], ROOT, None),
-        "floor (import + two slices)": ([sys.executable, "-c", _floor_program(study)], ROOT, None),
-        "viewer render (this checkout)": (_render(study, out / "now.png"), ROOT, None),
+        "import numpy, nibabel": ([sys.executable, "-c", "import numpy, nibabel"], ROOT, installed),
+        "floor (import + two slices)": ([sys.executable, "-c", _floor_program(study)], ROOT, installed),
+        "viewer render (this checkout)": (_render(study, out / "now.png"), ROOT, installed),
     }
     if args.baseline is not None:
         baseline = args.baseline.resolve()
         sides[f"viewer render ({baseline.name})"] = (_render(study, out / "before.png"), baseline,
-                                                     dict(os.environ, PYTHONPATH=str(baseline)))
+                                                     dict(installed, PYTHONPATH=str(baseline)))
     for name, (command, folder, environment) in sides.items():
         if name.startswith("viewer render"):
             _check_own_checkout(folder, environment)

@@ -779,9 +779,11 @@ def _as_label_volume(volume: Volume) -> Volume:
             raise file_error(volume.source or volume.name, f"a region label map must hold labels up to {LARGEST_LABEL}, "
                                                            f"got {float(np.abs(data).max()):.0f}")
         labels = data.astype(np.int32)
-    if labels.min() < 0:
+    # an unsigned map cannot hold a negative label, nor one of 8-16 bits a label above the
+    # largest: no pass over its voxels (a 512×512×300 uint8 map is 79 MB)
+    if labels.dtype.kind == "i" and labels.min() < 0:
         raise file_error(volume.source or volume.name, "a region label map must not hold negative labels")
-    if int(labels.max()) > LARGEST_LABEL:
+    if np.iinfo(labels.dtype).max > LARGEST_LABEL and int(labels.max()) > LARGEST_LABEL:
         raise file_error(volume.source or volume.name, f"a region label map must hold labels up to {LARGEST_LABEL}, "
                                                        f"got {int(labels.max())}")
     _check_region_count(volume, labels)
