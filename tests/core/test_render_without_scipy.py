@@ -9,8 +9,8 @@ import pytest
 from scipy import ndimage
 
 from viewer.core.layers import box_mean_3
-from viewer.core.quant import fluorine
-from viewer.core.quant.fluorine import CLUSTER_STRUCTURE, clusters_touching
+from viewer.core.quant import clusters
+from viewer.core.quant.clusters import CLUSTER_STRUCTURE, clusters_touching
 
 
 def _by_labelling(above: np.ndarray, seeds: np.ndarray) -> np.ndarray:
@@ -24,11 +24,11 @@ def test_the_written_out_structure_is_scipys_face_connectivity():
 
 
 @pytest.mark.parametrize("seed", range(8))
-@pytest.mark.parametrize("work", [fluorine.GROWTH_WORK, 0])
+@pytest.mark.parametrize("work", [clusters.GROWTH_WORK, 0])
 def test_grown_clusters_equal_scipys_labelling(seed, work, monkeypatch):
     """Random fields near the percolation threshold (long, branching clusters), seeds in and
     out of them; with no growth budget the scipy fallback runs instead."""
-    monkeypatch.setattr(fluorine, "GROWTH_WORK", work)
+    monkeypatch.setattr(clusters, "GROWTH_WORK", work)
     rng = np.random.default_rng(seed)
     shape = tuple(int(n) for n in rng.integers(5, 40, 3))
     above = rng.random(shape) < rng.uniform(0.1, 0.35)

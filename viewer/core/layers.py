@@ -9,7 +9,7 @@ import numpy as np
 from viewer.core.display import ROLE_COLORMAP, ROLE_OPACITY, DisplayProps, default_display
 from viewer.core.io.levels_cache import LevelsCache, cached_numbers, values_identity
 from viewer.core.protocols import Protocol
-from viewer.core.quant.fluorine import clusters_touching
+from viewer.core.quant.clusters import clusters_touching
 from viewer.core.regions import LabelTable
 from viewer.core.render import Layer
 from viewer.core.spaces import map_labels_to_grid

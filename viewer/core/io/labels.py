@@ -32,7 +32,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import nibabel as nib
 import numpy as np
@@ -55,9 +55,11 @@ from viewer.core.io.study import (
     parse_manifest,
     write_manifest,
 )
-from viewer.core.io.study_lock import LOCK_SUFFIX, FileState, StudyChanged, bytes_state
 from viewer.core.regions import EditableLabels, LabelEntry, LabelTable
 from viewer.core.volume import Volume
+
+if TYPE_CHECKING:  # the lock's module is imported where a save needs it: reading a table does not
+    from viewer.core.io.study_lock import FileState
 
 TABLE_FORMAT = "cell-therapy-viewer label table"
 TABLE_VERSION = 1
@@ -444,6 +446,8 @@ def save_timepoint_regions(
         ViewerError: the manifest, the map or a referenced file is wrong or cannot be
             written (one line naming the file); StudyChanged as above.
     """
+    from viewer.core.io.study_lock import StudyChanged, bytes_state
+
     manifest_path = _manifest_file(manifest_path)
     original, raw = _read_manifest(manifest_path)
     if expected_manifest is not None and not bytes_state(manifest_path, original).same_as(expected_manifest):
@@ -570,6 +574,8 @@ def _next_generation(folder: Path, stem: str) -> int:
 def _commit_manifest(manifest_path: Path, original: bytes, new_bytes: bytes) -> None:
     """Atomically replace the manifest (its permissions kept) and fsync its folder, unless
     it changed since it was read."""
+    from viewer.core.io.study_lock import StudyChanged
+
     try:
         with atomic_path(manifest_path, suffix=TEMP_SUFFIX) as tmp:
             tmp.write_bytes(new_bytes)
@@ -677,6 +683,8 @@ def reconcile_study_files(manifest_path: str | Path) -> ReconciledFiles:
 
 
 def _study_temporaries(root: Path, manifest_name: str) -> list[Path]:
+    from viewer.core.io.study_lock import LOCK_SUFFIX
+
     found: list[Path] = []
     folder = root / REGIONS_FOLDER
     if folder.is_dir():

@@ -33,7 +33,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage
 
-from viewer.core.quant.fluorine import CLUSTER_STRUCTURE
+from viewer.core.quant.clusters import CLUSTER_STRUCTURE
 
 #: Voxels around a cluster the fit reads (its faint edge lies within two voxels).
 NEIGHBOURHOOD_VOXELS = 2

@@ -44,7 +44,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy import ndimage
 
-from viewer.core.quant.fluorine import CLUSTER_STRUCTURE
+from viewer.core.quant.clusters import CLUSTER_STRUCTURE
 from viewer.core.quant.fluorine_graft_fit import NEIGHBOURHOOD_VOXELS, fit_graft
 
 Z95 = 1.959963984540054
