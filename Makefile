@@ -34,7 +34,7 @@ APP_DIR := dist/cell-therapy-viewer
 DEBIAN_DATA := .cache/debian-data
 DEBIAN_DATA_PACKAGES := heudiconv
 
-.PHONY: demo test venv system-packages debian-data package-system-packages package wheel benchmark clean
+.PHONY: demo test venv system-packages debian-data package-system-packages package wheel benchmark fsleyes benchmark-fsleyes clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -114,6 +114,23 @@ benchmark: $(VENV)/.installed $(DEMO)/study.toml
 	$(PY) benchmarks/bench_load_and_sample.py --study $(DEMO)
 	$(PY) benchmarks/bench_stats.py --study $(DEMO)
 	$(PY) benchmarks/bench_report.py --study $(DEMO)
+
+# FSLeyes, the peer `viewer render` is compared with (benchmarks/bench_fsleyes.py; optional, not
+# a dependency): its own venv on Debian's python3 with Debian's wxPython (pip cannot build
+# wxPython here); Debian 12's pyparsing 3.0.9 is too old for FSLeyes' shaders. GL in software
+# (Mesa llvmpipe) through Xvfb or OSMesa; `time` gives the peak memory of each render.
+FSLEYES_VENV := .cache/fsleyes-venv
+FSLEYES_DEB_PACKAGES := python3-venv python3-wxgtk4.0 xvfb xauth libosmesa6 libgl1-mesa-dri libglu1-mesa time
+
+$(FSLEYES_VENV)/bin/fsleyes:
+	$(call install_deb,$(FSLEYES_DEB_PACKAGES))
+	/usr/bin/python3 -m venv --system-site-packages $(FSLEYES_VENV)
+	$(FSLEYES_VENV)/bin/pip install --quiet fsleyes 'pyparsing>=3.1'
+
+fsleyes: $(FSLEYES_VENV)/bin/fsleyes
+
+benchmark-fsleyes: $(VENV)/.installed $(DEMO)/study.toml $(FSLEYES_VENV)/bin/fsleyes
+	$(PY) benchmarks/bench_fsleyes.py --study $(DEMO) --fsleyes $(FSLEYES_VENV)/bin/fsleyes
 
 clean:
 	rm -rf $(VENV) .demo build dist *.egg-info
