@@ -389,7 +389,7 @@ def main() -> int:
         memory_child(sys.argv[2])
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--study", type=Path, default=ROOT / ".demo" / "study.toml",
+    parser.add_argument("--study", type=Path, default=ROOT / ".demo" / "study" / "study.toml",
                         help="the demo study (copied to a temporary folder: the window locks what it opens)")
     parser.add_argument("--steps", type=int, default=24, help="timed slice steps without, and again with, measurements")
     parser.add_argument("--points", type=int, default=60, help="hover points across the brain")
