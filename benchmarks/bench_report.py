@@ -29,6 +29,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         pdf = Path(folder) / "report.pdf"
         commands = {
+            # the machine's pace: every Python program reading these images starts with this
+            'floor: python -c "import numpy, nibabel"': [sys.executable, "-c", "import numpy, nibabel"],
             "viewer --version (start-up only)": [viewer, "--version"],
             "viewer stats (3 timepoints)": [viewer, "stats", str(args.study)],
             "viewer report (3 timepoints)": [viewer, "report", str(args.study), "-o", str(pdf)],
@@ -47,6 +49,11 @@ def main() -> int:
     print(f"report / stats: {report / results['viewer stats (3 timepoints)']:.2f}×; "
           f"report minus stats: {report - results['viewer stats (3 timepoints)']:.0f} ms")
     print(f"PDF size (3 timepoints): {size / 1e6:.2f} MB")
+    floor = results['floor: python -c "import numpy, nibabel"']
+    for name, budget in (("viewer stats (3 timepoints)", 1000), ("viewer report (3 timepoints)", 2500),
+                         ("viewer report --deidentify", 3000)):
+        print(f"issue 19: {name} {results[name]:.0f} ms (budget {budget} ms): {results[name] / floor:.2f}x the floor "
+              f"of {floor:.0f} ms")
     print(f"budget: ≤ 5000 ms and ≤ 5 MB -> {'met' if report <= 5000 and size <= 5e6 else 'NOT met'}")
     return 0
 

@@ -111,6 +111,10 @@ def smallest_label_dtype(largest: int) -> type:
     return np.int64
 
 
+#: Planes through the cursor kept by :meth:`Scene.plane` (three views, a compared timepoint).
+PLANES_KEPT = 16
+
+
 class Scene:
     """Evented state of the viewer.
 
@@ -163,6 +167,9 @@ class Scene:
         self._models: list | None = None
         #: every timepoint's numbers, versioned, and the jobs that keep them up to date
         self.results = StudyResults(self)
+        # planes through the cursor, derived (a slice step asks for each view's plane several
+        # times: the step, the redraws, the crosshairs); keyed by everything a plane depends on
+        self._planes: dict[tuple, Plane] = {}
         self._display: dict[str, DisplayProps] = {}
         self.order: list[str] = list(LAYER_ORDER)
         self.radiological = radiological
@@ -365,7 +372,14 @@ class Scene:
         """The anatomical slice a view shows through the cursor (of a timepoint's own anatomy:
         two timepoints compared show the same world point, each on its own grid)."""
         anatomy = self.volumes_of(timepoint)["anatomical"] if timepoint is not None else self.anatomy
-        return display_plane(anatomy, orientation, self.cursor, self.radiological)
+        key = (anatomy, anatomy.voxel_to_world.tobytes(), orientation, np.asarray(self.cursor).tobytes(),
+               self.radiological)
+        plane = self._planes.get(key)
+        if plane is None:
+            if len(self._planes) >= PLANES_KEPT:
+                self._planes.clear()
+            plane = self._planes[key] = display_plane(anatomy, orientation, self.cursor, self.radiological)
+        return plane
 
     def readout(self, world_xyz: Any | None = None, timepoint: Timepoint | None = None) -> list[tuple[str, str, str]]:
         """(layer, value, units) at a world point for *every* layer of a timepoint (the current

@@ -11,6 +11,8 @@ pixel (row, col) has row increasing downward on screen and col increasing to the
 
 from __future__ import annotations
 
+import math
+
 import sys
 from dataclasses import dataclass
 
@@ -202,28 +204,37 @@ def sample_plane(volume: Volume, plane: Plane, interpolation: str = "linear") ->
 
 
 def sample_point(volume: Volume, world_xyz: np.ndarray, interpolation: str = "linear") -> float | None:
-    """Exact value at one world point (cursor readout); None outside the field of view."""
-    ijk = volume.world_to_voxel_points(np.asarray(world_xyz, dtype=np.float64))
-    shape = np.array(volume.shape)
-    if np.any(ijk < -0.5) or np.any(ijk > shape - 0.5):
+    """Exact value at one world point (cursor readout); None outside the field of view.
+
+    Trilinear (or nearest) on the 2×2×2 voxels around the point, clamped at the grid's edge
+    half-voxel as the plane sampler does. In plain Python floats (the same float64 operations
+    numpy would do): the window reads every layer at the cursor on each slice step and mouse
+    move, and a dozen numpy calls on three numbers cost ≈0.3 ms a layer.
+    """
+    ijk = volume.world_to_voxel_points(np.asarray(world_xyz, dtype=np.float64)).tolist()
+    shape = volume.shape
+    if not all(-0.5 <= c <= n - 0.5 for c, n in zip(ijk, shape)):  # also NaN
         return None
     data = volume.data
-    if interpolation == "nearest":
-        index = tuple(np.clip(np.rint(ijk).astype(int), 0, shape - 1))
-        return float(data[index])
-    lower = np.clip(np.floor(ijk).astype(int), 0, shape - 1)
-    upper = np.clip(lower + 1, 0, shape - 1)
-    frac = np.clip(ijk - lower, 0.0, 1.0)
-    frac = np.where(upper == lower, 0.0, frac)
-    block = np.asarray(
-        data[lower[0]: upper[0] + 1, lower[1]: upper[1] + 1, lower[2]: upper[2] + 1], dtype=np.float64
-    )
-    for axis in range(3):
-        if block.shape[axis] == 2:
-            w = frac[axis]
-            block = np.take(block, 0, axis=axis) * (1 - w) + np.take(block, 1, axis=axis) * w
-            block = np.expand_dims(block, axis)
-    return float(block.reshape(-1)[0])
+    if interpolation == "nearest":  # round() and np.rint both round half to even
+        return float(data[tuple(min(max(int(round(c)), 0), n - 1) for c, n in zip(ijk, shape))])
+    lower = [min(max(math.floor(c), 0), n - 1) for c, n in zip(ijk, shape)]
+    upper = [min(low + 1, n - 1) for low, n in zip(lower, shape)]
+    frac = [0.0 if up == low else min(max(c - low, 0.0), 1.0) for c, low, up in zip(ijk, lower, upper)]
+    block = np.asarray(data[lower[0]: upper[0] + 1, lower[1]: upper[1] + 1, lower[2]: upper[2] + 1],
+                       dtype=np.float64)
+    values, sizes = block.ravel().tolist(), list(block.shape)
+    for axis in range(3):  # blend axis 0, then 1, then 2: value(0)·(1 − w) + value(1)·w
+        if sizes[axis] != 2:
+            continue
+        w = frac[axis]
+        keep = 1 - w
+        stride = math.prod(sizes[axis + 1:])
+        blended = []
+        for outer in range(0, len(values), 2 * stride):
+            blended += [values[outer + s] * keep + values[outer + stride + s] * w for s in range(stride)]
+        values, sizes[axis] = blended, 1
+    return float(values[0])
 
 
 # -- plane sampling internals ----------------------------------------------------------------
