@@ -71,8 +71,11 @@ def test_the_png_keeps_the_fused_pixels_and_draws_only_decorations_over_them(dem
     image = canvas.areas["view"]
     assert (image.x0, image.y0, image.width, image.height) == (20, 50, cols, rows)
     assert canvas.size == (int((cols / RENDER_DPI + 0.4 + 1.75) * RENDER_DPI), rows + 70)  # legend column 1.75 in
-    # every text, box and line drawn (the first colour bar's tick labels reach a few pixels into
-    # the image's right margin, as they did when matplotlib drew them)
+    # every text, box and line drawn over the image: its letters and scale bar only (the colour
+    # bars' tick labels are right of each bar, off the image and its letters)
+    for text in canvas.texts:
+        if text.kind == "tick":
+            assert text.box.x0 >= image.x1 + 10, f"tick label {text.text!r} reaches the image"
     drawn_over = np.zeros((rows, cols), bool)
     for _, box in canvas.marks:
         drawn_over[max(0, int(box.y0) - 50):max(0, int(np.ceil(box.y1)) - 50),
@@ -80,7 +83,7 @@ def test_the_png_keeps_the_fused_pixels_and_draws_only_decorations_over_them(dem
     inside = png[50:50 + rows, 20:20 + cols]
     same = np.all(inside == fused.rgb, axis=-1)
     assert same[~drawn_over].all(), f"{(~same & ~drawn_over).sum()} image pixels changed outside the decorations"
-    assert 0 < drawn_over.mean() < 0.03  # letters, the scale bar and a few tick labels: edges, not the image
+    assert 0 < drawn_over.mean() < 0.03  # letters and the scale bar: edges, not the image
 
 
 def test_every_word_drawn_is_listed_and_the_colour_bar_has_its_units_and_ticks(demo_manifest):
@@ -106,8 +109,14 @@ def test_every_word_drawn_is_listed_and_the_colour_bar_has_its_units_and_ticks(d
         low, high = layer.display.levels
         assert len(ticks) >= 3 and all(low - 1e-9 * abs(high) <= v <= high + 1e-9 * abs(high) for v in ticks)
         ramp = canvas.areas[bar]
-        for tick in (t for t in words if t.kind == "tick"):  # left of the bar, between its ends
-            assert tick.box.x1 <= ramp.x0 and ramp.y0 - 6 <= (tick.box.y0 + tick.box.y1) / 2 <= ramp.y1 + 6
+        for tick in (t for t in words if t.kind == "tick"):  # right of the bar, between its ends
+            assert tick.box.x0 >= ramp.x1 and ramp.y0 - 6 <= (tick.box.y0 + tick.box.y1) / 2 <= ramp.y1 + 6
+    boxes = [(t.group, t.box) for t in canvas.texts if t.group.startswith("bar ")]
+    for n, (group, box) in enumerate(boxes):  # no bar's words overlap another bar's
+        for other, other_box in boxes[n + 1:]:
+            if other != group:
+                assert box.x1 <= other_box.x0 or other_box.x1 <= box.x0 or box.y1 <= other_box.y0 \
+                    or other_box.y1 <= box.y0, (group, other)
 
 
 def test_text_is_antialiased_and_legible(demo_manifest, tmp_path):

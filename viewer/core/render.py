@@ -695,7 +695,7 @@ def _draw_colorbar(canvas: Canvas, layer: Layer, box_in: tuple[float, float, flo
     """Draw ``layer``'s colour bar in ``box_in`` (left, top, width, height; inches): its LUT
     across its levels, outlined, titled above its left end with quantity and units (or with
     ``title``: the key images pass it measured and, if it must be, shortened), a dashed mark at
-    the display threshold. A tall bar (a rendered view's) has round-valued ticks on its left; a
+    the display threshold. A tall bar (a rendered view's) has round-valued ticks on its right; a
     short horizontal one (the key images') has its two ends labelled, the labels inside its width."""
     style = HORIZONTAL_BAR if horizontal else VERTICAL_BAR
     lut = colormap_lut(layer.display.colormap)[:, :3]
@@ -719,9 +719,11 @@ def _draw_colorbar(canvas: Canvas, layer: Layer, box_in: tuple[float, float, flo
         values = _nice_ticks(low, high, int(np.clip(length_pt // (2 * style["labels"]), 1, 9)))
         for value, label in zip(values, _axis_labels(values)):
             y = ramp.y1 - (value - low) / span * ramp.height if span > 0 else ramp.y1
-            canvas.segment(ramp.x0 - tick_px, y, ramp.x0, y, color, style["tick_width"], group=group)
-            canvas.text(ramp.x0 / canvas.dpi - label_gap_in, y / canvas.dpi, label, size_pt=style["labels"],
-                        color=color, ha="right", va="center_baseline", kind="tick", group=group)
+            # on the bar's right: on its left the labels of the first bar reached into the image's
+            # margin and touched its right orientation letter ("L1000")
+            canvas.segment(ramp.x1, y, ramp.x1 + tick_px, y, color, style["tick_width"], group=group)
+            canvas.text(ramp.x1 / canvas.dpi + label_gap_in, y / canvas.dpi, label, size_pt=style["labels"],
+                        color=color, ha="left", va="center_baseline", kind="tick", group=group)
         heading = text(layer.title)
     canvas.text(left, top - style["title_pad"] / 72, heading, size_pt=style["title"], color=color, ha="left",
                 va="baseline", kind="bar title", group=group)
