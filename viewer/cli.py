@@ -310,9 +310,11 @@ def _cmd_render(args: argparse.Namespace) -> int:
     study = open_path(args.study)
     timepoint = study.timepoint(args.timepoint) if args.timepoint else study.timepoints[0]
     chosen = protocol(args.protocol) if args.protocol else default_protocol(timepoint.images)  # a bad name fails first
-    # the voxels of the layers drawn, and of the ¹⁹F map and regions the focus comes from; the
-    # other images' headers are checked, their voxels never read
-    volumes = load_timepoint(study, timepoint, voxels_of={"anatomical", "fluorine", "regions", *chosen.shown})
+    # the voxels of the layers drawn (the ¹⁹F map's levels leave out its calibration regions), and
+    # of the ¹⁹F map and regions the focus comes from; the other images' headers are checked only
+    drawn = {"anatomical", *chosen.shown}
+    needed = drawn | ({"fluorine", "regions"} if not args.at or "fluorine" in drawn else set())
+    volumes = load_timepoint(study, timepoint, voxels_of=needed)
     table = saved_label_table(timepoint)
     cache = open_levels_cache()  # default levels and the focus need every voxel: once per file
     if args.at:

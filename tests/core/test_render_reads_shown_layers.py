@@ -87,3 +87,20 @@ def test_load_timepoint_returns_only_the_roles_read(demo_manifest):
     for role, volume in some.items():
         np.testing.assert_array_equal(np.asarray(volume.data), np.asarray(every[role].data))
         np.testing.assert_array_equal(volume.voxel_to_world, every[role].voxel_to_world)
+
+
+def test_with_a_point_given_a_hidden_fluorine_map_is_not_read(study_copy, tmp_path):
+    """`--at` gives the point, so the ¹⁹F map is needed only when it is drawn: the PET protocol
+    with damaged ¹⁹F voxels draws its picture; the default protocol (¹⁹F shown) refuses."""
+    fluorine = study_copy / "day1" / "f19.nii.gz"
+    original = fluorine.read_bytes()
+    try:
+        fluorine.write_bytes(original[: len(original) // 2])
+        at = ("--at", "10,10,10")
+        shown = _viewer("render", str(study_copy), "--view", "axial", "--protocol", "PET", *at,
+                        "-o", str(tmp_path / "pet.png"))
+        assert shown.returncode == 0 and shown.stderr == "", shown.stderr
+        refused = _viewer("render", str(study_copy), "--view", "axial", *at, "-o", str(tmp_path / "f19.png"))
+        assert refused.returncode == 2 and "f19.nii.gz" in refused.stderr
+    finally:
+        fluorine.write_bytes(original)

@@ -71,14 +71,14 @@ def layer_display(volumes: Mapping[str, Volume], names: Mapping[int, str], volum
     else:
         values = values_identity(volume)
         key = None if values is None else [values]
-    kept = None if cache is None or key is None else cache.get(["display", *key])
-    if kept is not None and len(kept) == 4:
-        return DisplayProps(ROLE_COLORMAP[role], (kept[0], kept[1]), (kept[2], kept[3]), ROLE_OPACITY[role])
-    exclude = calibration_mask(volumes, names, volume) if role == "fluorine" else None
-    display = default_display(volume, exclude)
-    if cache is not None and key is not None:
-        cache.put(["display", *key], [*display.levels, *display.visible_range])
-    return display
+
+    def compute() -> list[float]:
+        display = default_display(volume, calibration_mask(volumes, names, volume) if role == "fluorine" else None)
+        return [*display.levels, *display.visible_range]
+
+    low, high, shown_from, shown_to = cached_numbers(cache, None if key is None else ["display", *key], 4, compute)
+    # default_display's colormap and opacity are the role's own: only the numbers are kept
+    return DisplayProps(ROLE_COLORMAP[role], (low, high), (shown_from, shown_to), ROLE_OPACITY[role])
 
 
 def build_layers(volumes: Mapping[str, Volume], table: LabelTable,

@@ -264,13 +264,7 @@ def _sample_separable(data: np.ndarray, axes: list[tuple[np.ndarray, int | None]
         values = np.ascontiguousarray(data[grids[0], grids[1], grids[2]])
         values[~inside] = 0
         return values, inside
-    lower, weight, step = [], [], []
-    for (c, _), n in zip(axes, sizes):
-        clamped = np.minimum(np.maximum(c, 0.0), n - 1.0)
-        index = np.minimum(clamped.astype(np.intp), max(n - 2, 0))
-        lower.append(index)
-        weight.append(clamped - index)
-        step.append(1 if n > 1 else 0)
+    lower, weight, step = _trilinear_corners([c for c, _ in axes], sizes)
     box = tuple(slice(int(i.min()), int(i.max()) + s + 1) for i, s in zip(lower, step))
     block = data[box]  # only the voxels the plane's corners reach
     blended: np.ndarray = block
@@ -316,13 +310,7 @@ def _plane_coordinate(m: np.ndarray, axis: int, rows: int, cols: int) -> np.ndar
 
 def _trilinear_numpy(data: np.ndarray, coords: list[np.ndarray], sizes: tuple[int, ...]) -> np.ndarray:
     """Trilinear values (float64) at clamped coordinates, the kernel's formula term by term."""
-    lower, weight, step = [], [], []
-    for c, n in zip(coords, sizes):
-        clamped = np.minimum(np.maximum(c, 0.0), n - 1.0)
-        index = np.minimum(clamped.astype(np.intp), max(n - 2, 0))  # truncation = floor, clamped ≥ 0
-        lower.append(index)
-        weight.append(clamped - index)
-        step.append(1 if n > 1 else 0)  # i1 = min(i + 1, n - 1)
+    lower, weight, step = _trilinear_corners(coords, sizes)
     fx, fy, fz = weight
     sx, sy, sz = step
     gather = _Gather(data, lower)
@@ -333,6 +321,20 @@ def _trilinear_numpy(data: np.ndarray, coords: list[np.ndarray], sizes: tuple[in
 
     c00, c01, c10, c11 = corner(0, 0), corner(0, sy), corner(sx, 0), corner(sx, sy)
     return (c00 * (1.0 - fy) + c01 * fy) * (1.0 - fx) + (c10 * (1.0 - fy) + c11 * fy) * fx
+
+
+def _trilinear_corners(coords: list[np.ndarray], sizes: tuple[int, ...]) -> tuple[list[np.ndarray], list[np.ndarray], list[int]]:
+    """Per axis, as the kernel computes them: the lower corner's index (coordinates clamped to
+    the grid, truncated, at most n − 2), the weight of the upper corner, and the step to it (0 on
+    a one-voxel axis)."""
+    lower, weight, step = [], [], []
+    for c, n in zip(coords, sizes):
+        clamped = np.minimum(np.maximum(c, 0.0), n - 1.0)
+        index = np.minimum(clamped.astype(np.intp), max(n - 2, 0))  # truncation = floor, clamped ≥ 0
+        lower.append(index)
+        weight.append(clamped - index)
+        step.append(1 if n > 1 else 0)  # i1 = min(i + 1, n - 1)
+    return lower, weight, step
 
 
 class _Gather:

@@ -12,7 +12,6 @@ pixel (row, col) has row increasing downward on screen and col increasing to the
 from __future__ import annotations
 
 import math
-
 import sys
 from dataclasses import dataclass
 
