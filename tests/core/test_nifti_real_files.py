@@ -19,7 +19,7 @@ import pytest
 from tests.core.real_files import MRICRON_TEMPLATES, NIBABEL_DATA, corner_voxels, real_file, to_world
 from viewer.cli import main
 from viewer.core.errors import ViewerError
-from viewer.core.io.nifti import FLOAT64_EXACT_INT_LIMIT, load_nifti, supported_voxels
+from viewer.core.io.nifti import FLOAT64_EXACT_INT_LIMIT, _inflated_voxels, load_nifti, supported_voxels
 from viewer.core.io.study import load_timepoint, open_path
 from viewer.core.layers import build_layers, default_focus
 from viewer.core.regions import LabelTable
@@ -272,14 +272,15 @@ SYNTHETIC = {
 }
 
 
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
 @pytest.mark.parametrize("stored", sorted(SYNTHETIC))
-def test_each_stored_dtype_loads_the_values_nibabel_reads(stored, tmp_path):
+def test_each_stored_dtype_loads_the_values_nibabel_reads(stored, suffix, tmp_path):
     make, loaded_as, mapped = SYNTHETIC[stored]
-    path = _write(tmp_path / "img.nii", make(), stored)
+    path = _write(tmp_path / f"img{suffix}", make(), stored)
     assert nib.load(str(path)).get_data_dtype() == np.dtype(stored)
     volume = load_nifti(path)
     assert volume.dtype == np.dtype(loaded_as)
-    assert volume.is_memory_mapped == mapped
+    assert volume.is_memory_mapped == (mapped and suffix == ".nii")
     assert volume.meta["stored_dtype"] == np.dtype(stored).str
     _assert_matches_nibabel(volume, path)
     _assert_matches_simpleitk(volume, path)
@@ -309,6 +310,39 @@ def test_big_endian_int16_with_slope_and_intercept_is_scaled(tmp_path):
     out = tmp_path / "scaled.png"
     assert main(["render", str(path), "-o", str(out)]) == 0
     assert out.read_bytes().startswith(PNG_SIGNATURE)
+
+
+@pytest.mark.parametrize("stored", sorted(SYNTHETIC))
+def test_gzipped_voxels_inflated_straight_into_the_array_are_nibabels(stored, tmp_path):
+    """The unscaled .nii.gz path inflates the stream into the array itself (issue 19: one pass
+    over fresh memory, not three); it must give nibabel's values in the stored dtype, and not by
+    falling back to nibabel."""
+    make, _, _ = SYNTHETIC[stored]
+    path = _write(tmp_path / "img.nii.gz", make(), stored)
+    img = nib.load(str(path))
+    data = _inflated_voxels(path, img)
+    reference = np.asanyarray(nib.load(str(path)).dataobj)
+    assert data.dtype == reference.dtype == np.dtype(stored)
+    np.testing.assert_array_equal(data, reference)
+
+
+def test_truncated_gzip_reports_nibabels_error_not_a_short_array(tmp_path):
+    path = _write(tmp_path / "img.nii.gz", _blob().astype(np.float32), "float32")
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) * 2 // 3])
+    with pytest.raises(Exception):
+        _inflated_voxels(path, nib.load(str(path)))
+    with pytest.raises(ViewerError, match="truncated"):
+        load_nifti(path)
+
+
+def test_gzipped_scaled_file_is_scaled_like_nibabel(tmp_path):
+    raw = np.round(_blob() * 3000 - 100).astype(np.int16)
+    path = _write(tmp_path / "scaled.nii.gz", raw, ">i2", slope=0.25, inter=-3.0)
+    volume = load_nifti(path)
+    np.testing.assert_allclose(np.asarray(volume.data), raw * 0.25 - 3.0, rtol=0, atol=1e-6)
+    _assert_matches_nibabel(volume, path)
+    _assert_matches_simpleitk(volume, path)
 
 
 def test_int64_beyond_int32_becomes_exact_float64(tmp_path):

@@ -114,3 +114,22 @@ def test_an_oblique_plane_does_not_take_the_axis_by_axis_path():
     tilted = np.eye(4)
     tilted[0, 1] = 1e-12  # the smallest tilt: the columns move along two axes
     assert plane_kernels._axis_coordinates(tilted, 10, 10) is None
+
+
+@pytest.mark.parametrize("block_pixels", [1, 7, 64, 10**6])
+def test_oblique_planes_sampled_in_blocks_of_rows_keep_the_kernels_bits(block_pixels, monkeypatch):
+    """An oblique plane is sampled a block of rows at a time (issue 19: few, reused temporaries
+    instead of whole-plane ones); blocks of one row, a few rows, a partial last block or the
+    whole plane must all give the kernel's bits (and a 1-pixel block budget still a whole row)."""
+    monkeypatch.setattr(plane_kernels, "BLOCK_PIXELS", block_pixels)
+    rng = np.random.default_rng(21)
+    for dtype in (np.float32, np.int16, np.uint8):
+        data = np.asarray(rng.integers(0, 300, (23, 19, 17)), dtype=dtype, order="F")
+        for trial in range(4):
+            matrix = _random_plane(rng, trial)
+            plane = (int(rng.integers(30, 70)), int(rng.integers(5, 40)))
+            for interpolation in ("linear", "nearest"):
+                ours, ours_inside = plane_kernels.sample_on_plane_numpy(data, matrix, plane, interpolation)
+                kernel, kernel_inside = plane_kernels.sample_on_plane_compiled(data, matrix, plane, interpolation)
+                assert np.array_equal(ours_inside, kernel_inside)
+                assert ours.dtype == kernel.dtype and ours.tobytes() == kernel.tobytes(), (dtype, trial, interpolation)

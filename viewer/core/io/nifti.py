@@ -186,16 +186,34 @@ def _checked_header(path: Path) -> tuple[nib.Nifti1Image, np.ndarray, dict[str, 
 
 def _voxels(path: Path, img: nib.Nifti1Image) -> np.ndarray:
     """The image's voxels as nibabel scales them. A gzipped file is inflated by ISA-L (2.2×
-    zlib's speed) and read by nibabel from memory; if that fails for any reason (a truncated or
-    damaged stream), nibabel reads the file itself, so its error is the one reported."""
+    zlib's speed); if that fails for any reason (a truncated or damaged stream), nibabel reads
+    the file itself, so its error is the one reported."""
     if path.suffix.lower() == ".gz":
         try:
-            from isal import igzip
-
-            return np.asanyarray(type(img).from_bytes(igzip.decompress(path.read_bytes())).dataobj)
+            return _inflated_voxels(path, img)
         except Exception:  # the file is read again the usual way, which names the problem
             pass
     return np.asanyarray(img.dataobj)
+
+
+def _inflated_voxels(path: Path, img: nib.Nifti1Image) -> np.ndarray:
+    """A gzipped image's voxels inflated by ISA-L. Without scaling (slope 1, intercept 0:
+    nibabel returns the stored values as they are) the stream is inflated straight into the
+    array, one pass over fresh memory; an 8.7 MB label map took 15-45 ms the other way (the
+    inflated bytes, then nibabel's copy of them: three passes, 6400 page faults), 5 ms this
+    way. With scaling nibabel reads and scales the inflated bytes."""
+    from isal import igzip
+
+    proxy = img.dataobj
+    if float(proxy.slope) == 1.0 and float(proxy.inter) == 0.0:
+        data = np.empty(img.shape, dtype=img.get_data_dtype(), order="F")
+        with igzip.open(path, "rb") as stream:
+            stream.seek(int(proxy.offset))
+            read = stream.readinto(memoryview(data.reshape(-1, order="F").view(np.uint8)))
+        if read != data.nbytes:
+            raise OSError(f"expected {data.nbytes} bytes of voxels, got {read}")
+        return data
+    return np.asanyarray(type(img).from_bytes(igzip.decompress(path.read_bytes())).dataobj)
 
 
 def refuse_offset_inside_header(path: str | Path, header: nib.Nifti1Header, offset: float | None) -> None:
