@@ -10,8 +10,11 @@ label shows the values of every layer there) takes ≤ 16 ms, one frame, median 
 
 "Redraw after one slice step" is measured from the scene change (a wheel notch) until the
 stepped view has its new image on screen and the other two views have moved their crosshair:
-worker sampling + compositing + upload, as the user waits for it. Steps without and with
-measurements are interleaved in the same window.
+worker sampling + compositing + upload, as the user waits for it, or, for a slice the window
+computed in advance next to the one on screen (viewer.ui.window_prefetching), the upload alone.
+Steps without and with measurements are interleaved in the same window; steps back and forth
+reach kept slices, and "jump to a slice not kept" (+3, -2, ...) times slices never drawn or
+computed before. The main thread waits in a Qt event loop, as the application's does.
 
 Cold start is timed from process start (/proc) to the first frame, interleaved with its floor:
 a program that imports numpy, nibabel, PySide6 and pyqtgraph and shows one axial slice of the
@@ -101,6 +104,9 @@ def three_measurements(scene) -> list:
 
 #: The step's floor in the same run: the three views drawing the images they already show.
 REDISPLAY = "floor: redisplay 3 views"
+#: Steps to slices the window has neither drawn nor computed in advance (window_prefetching):
+#: sampled and composited while the reader waits, as every step was before.
+JUMP = "jump to a slice not kept"
 
 
 def step_redraw_ms(app, window, drawn: list[str], steps: int) -> dict[str, list[float]]:
@@ -118,7 +124,7 @@ def step_redraw_ms(app, window, drawn: list[str], steps: int) -> dict[str, list[
     _wait(app, lambda: window.jobs.pool.activeThreadCount() == 0)
     shapes = three_measurements(scene)
     times: dict[str, list[float]] = {"plain": [], "measured": [], "measured, on their slice": [],
-                                     "measured, next slice": [], REDISPLAY: []}
+                                     "measured, next slice": [], JUMP: [], REDISPLAY: []}
     from viewer.ui.slice_view import show_rgb
 
     def redisplay_ms() -> float:
@@ -141,7 +147,7 @@ def step_redraw_ms(app, window, drawn: list[str], steps: int) -> dict[str, list[
         drawn.clear()
         start = time.perf_counter()
         scene.step_slice("axial", direction)
-        _wait(app, lambda: "axial" in drawn)
+        _wait_for_frame(window, drawn, "axial")
         app.processEvents()
         elapsed = (time.perf_counter() - start) * 1000.0
         if index >= warm:
@@ -152,6 +158,17 @@ def step_redraw_ms(app, window, drawn: list[str], steps: int) -> dict[str, list[
                 times["plain"].append(elapsed)
                 times[REDISPLAY].append(redisplay_ms())
     scene.measurements.clear()
+    _wait(app, lambda: window.jobs.pool.activeThreadCount() == 0)
+    app.processEvents()
+    for index in range(steps):  # +3, -2, +3, ...: every slice reached is one never drawn nor computed before
+        drawn.clear()
+        start = time.perf_counter()
+        scene.step_slice("axial", 3 if index % 2 == 0 else -2)
+        _wait_for_frame(window, drawn, "axial")
+        app.processEvents()
+        times[JUMP].append((time.perf_counter() - start) * 1000.0)
+        _wait(app, lambda: window.jobs.pool.activeThreadCount() == 0)
+    scene.step_slice("axial", -steps // 2)
     _wait(app, lambda: window.jobs.pool.activeThreadCount() == 0)
     app.processEvents()
     return times
@@ -273,6 +290,35 @@ def report_hover(label: str, times: dict[str, list[float]]) -> None:
             median = statistics.median(values)
             print(f"{label}: hover {kind + suffix:31s} {median:7.2f} ms median, p90 {_p90(values):7.2f}, "
                   f"n={len(values)}  {median / floor:6.1f}x floor")
+
+
+def _wait_for_frame(window, drawn: list[str], orientation: str, timeout_s: float = 60.0) -> None:
+    """Until ``window`` has drawn a new image in ``orientation``, the main thread idle in a Qt event
+    loop as the application's is (a polling loop would take the GIL thousands of times a second
+    from the worker that samples the slice, which no user's window does)."""
+    from PySide6 import QtCore
+
+    if orientation in drawn:
+        return
+    loop = QtCore.QEventLoop()
+
+    def on_frame(name: str) -> None:
+        if name == orientation:
+            loop.quit()
+
+    timer = QtCore.QTimer()
+    timer.setSingleShot(True)
+    timer.timeout.connect(loop.quit)
+    window.frame_drawn.connect(on_frame)
+    timer.start(int(timeout_s * 1000))
+    try:
+        if orientation not in drawn:
+            loop.exec()
+    finally:
+        timer.stop()
+        window.frame_drawn.disconnect(on_frame)
+    if orientation not in drawn:
+        raise TimeoutError("the window did not draw in time")
 
 
 def _wait(app, condition, timeout_s: float = 60.0) -> None:

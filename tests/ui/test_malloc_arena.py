@@ -12,6 +12,7 @@ import ctypes
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -73,23 +74,77 @@ def test_an_arena_limit_set_in_the_environment_is_left_as_it_is(monkeypatch):
 
 def test_run_gui_shares_the_arena_before_it_starts_any_thread(monkeypatch):
     """The warm-up thread (and Qt's) must get the shared arena: a thread keeps the arena it
-    first got."""
+    first got. Without a study the kernels' warm-up starts after WARM_UP_LATEST_MS."""
     import threading
+
+    from PySide6 import QtWidgets
 
     import viewer.ui.app as app
 
     order: list[str] = []
 
-    class Stop(Exception):
-        pass
+    class Recorded:
+        def __init__(self, *args, **kwargs):
+            order.append("thread")
 
-    def thread(*args, **kwargs):
-        order.append("thread")
-        raise Stop
+        def start(self):
+            order.append("started")
+
+    def run_until_started(self) -> int:
+        """The event loop, until the warm-up thread was started (no quit(): a QApplication told
+        to quit stops running the timers of the tests after this one)."""
+        deadline = time.monotonic() + 10
+        while "started" not in order and time.monotonic() < deadline:
+            QtWidgets.QApplication.processEvents()
+            time.sleep(0.002)
+        return 0
 
     monkeypatch.setattr(app, "_check_display", lambda: None)
     monkeypatch.setattr(app, "share_malloc_arena", lambda: order.append("arena"))
-    monkeypatch.setattr(threading, "Thread", thread)
-    with pytest.raises(Stop):
-        app.run_gui()
-    assert order == ["arena", "thread"]
+    monkeypatch.setattr(app, "WARM_UP_LATEST_MS", 10)
+    monkeypatch.setattr(threading, "Thread", Recorded)
+    monkeypatch.setattr(QtWidgets.QApplication, "exec", run_until_started)
+    app.run_gui()
+    assert order == ["arena", "thread", "started"]
+
+
+def test_the_kernels_warm_up_once_the_first_three_views_are_drawn(qtbot, monkeypatch):
+    """numba's import holds the GIL for ~0.4 s: it starts after the first frames, not while
+    the window is built (issue 19: the cold start 1.51 s before, 1.00 s after), and once."""
+    from PySide6 import QtCore
+
+    import viewer.ui.app as app
+
+    class Window(QtCore.QObject):
+        frame_drawn = QtCore.Signal(str)
+
+    monkeypatch.setattr(app, "WARM_UP_LATEST_MS", 60_000)
+    window = Window()
+    started: list[int] = []
+    app._warm_up_after_first_frames(window, lambda: started.append(1))
+    for orientation in ("axial", "coronal", "axial"):
+        window.frame_drawn.emit(orientation)
+    qtbot.wait(20)
+    assert started == []  # two views drawn, one of them twice
+    window.frame_drawn.emit("sagittal")
+    qtbot.waitUntil(lambda: started == [1], timeout=2000)
+    window.frame_drawn.emit("axial")
+    qtbot.wait(20)
+    assert started == [1]
+
+
+def test_the_kernels_warm_up_without_a_study_after_the_latest_delay(qtbot, monkeypatch):
+    from PySide6 import QtCore
+
+    import viewer.ui.app as app
+
+    class Window(QtCore.QObject):
+        frame_drawn = QtCore.Signal(str)
+
+    monkeypatch.setattr(app, "WARM_UP_LATEST_MS", 30)
+    window = Window()
+    started: list[int] = []
+    app._warm_up_after_first_frames(window, lambda: started.append(1))
+    qtbot.waitUntil(lambda: started == [1], timeout=2000)
+    qtbot.wait(50)
+    assert started == [1]

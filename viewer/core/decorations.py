@@ -362,7 +362,7 @@ class Canvas:
 
     def save_png(self, path: str | Path) -> None:
         """The picture as an RGB PNG file (:mod:`viewer.core.io.png`: one filter for every row,
-        zlib level 1, no image plugins to import)."""
+        deflated by ISA-L, no image plugins to import)."""
         write_rgb_png(path, self.pixels())
 
     # -- internals ------------------------------------------------------------------------------

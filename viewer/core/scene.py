@@ -381,6 +381,21 @@ class Scene:
             plane = self._planes[key] = display_plane(anatomy, orientation, self.cursor, self.radiological)
         return plane
 
+    def neighbour_plane(self, plane: Plane, steps: int, timepoint: Timepoint | None = None) -> Plane | None:
+        """The plane a view of ``plane`` shows after ``steps`` slice steps (:meth:`step_slice`
+        from a cursor on ``plane``), None beyond the anatomical grid: a view's plane depends on
+        its slice alone, not on where the cursor lies in it."""
+        anatomy = self.volumes_of(timepoint)["anatomical"] if timepoint is not None else self.anatomy
+        axis, index = plane.normal_axis, plane.slice_index
+        if axis is None or index is None or plane.orientation is None:
+            return None
+        target = index + steps
+        if not 0 <= target < anatomy.shape[axis]:
+            return None
+        voxel = anatomy.world_to_voxel_points(self.cursor)
+        voxel[axis] = target
+        return display_plane(anatomy, plane.orientation, anatomy.voxel_to_world_points(voxel), self.radiological)
+
     def readout(self, world_xyz: Any | None = None, timepoint: Timepoint | None = None) -> list[tuple[str, str, str]]:
         """(layer, value, units) at a world point for *every* layer of a timepoint (the current
         one), in drawing order.

@@ -106,14 +106,14 @@ def run_gui(paths: Sequence[str | os.PathLike[str]] = ()) -> int:
     from viewer.core.plane_kernels import warm_up
     from viewer.ui.main_window import MainWindow
 
-    # numba's import and kernel cache take ~0.6 s: load them while Qt builds the window
-    threading.Thread(target=warm_up, name="warm-up kernels", daemon=True).start()
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     app.setApplicationName("Cell-therapy viewer")
     app.setApplicationVersion(__version__)
     app.setDesktopFileName("cell-therapy-viewer")  # Wayland/X11 match the window to the .desktop entry
     app.setWindowIcon(application_icon())
     window = MainWindow()
+    _warm_up_after_first_frames(window, lambda: threading.Thread(target=warm_up, name="warm-up kernels",
+                                                                 daemon=True).start())
     probe = os.environ.get("VIEWER_STARTUP_PROBE")
     if probe:
         _install_startup_probe(window, app, Path(probe))
@@ -122,6 +122,39 @@ def run_gui(paths: Sequence[str | os.PathLike[str]] = ()) -> int:
         if window.open(path):
             break
     return app.exec()
+
+
+#: The kernels are loaded this long after start-up (ms) at the latest, when no study draws sooner.
+WARM_UP_LATEST_MS = 3000
+
+
+def _warm_up_after_first_frames(window, start) -> None:
+    """Call ``start`` (loading the compiled kernels) once the window has drawn its first three
+    views, or after :data:`WARM_UP_LATEST_MS` without a study.
+
+    Why not at once: numba's import is ~0.4 s of Python holding the GIL, so on a thread of its
+    own it slowed the main thread building the window and opening the study; the first frames
+    are sampled with numpy anyway (viewer.core.plane_kernels), so the kernels are needed only
+    from the next slice steps on."""
+    from PySide6 import QtCore
+
+    drawn: set[str] = set()
+    started = False
+
+    def begin() -> None:
+        nonlocal started
+        if not started:
+            started = True
+            window.frame_drawn.disconnect(on_frame)
+            start()
+
+    def on_frame(orientation: str) -> None:
+        drawn.add(orientation)
+        if len(drawn) >= 3:
+            QtCore.QTimer.singleShot(0, window, begin)  # after the views have painted these frames
+
+    window.frame_drawn.connect(on_frame)
+    QtCore.QTimer.singleShot(WARM_UP_LATEST_MS, window, begin)  # not after the window is gone
 
 
 def _install_startup_probe(window, app, target: Path) -> None:

@@ -37,6 +37,7 @@ from viewer.ui.window_registering import Registering
 from viewer.ui.window_measuring import MeasureActions
 from viewer.ui.window_opening import StudyOpening, recovery_folder_for
 from viewer.ui.window_outputs import WindowOutputs
+from viewer.ui.window_prefetching import PREFETCH_KEY, SlicePrefetching
 from viewer.ui.window_pacs import PacsRetrieving
 from viewer.ui.window_saving import RegionSaving
 from viewer.ui.window_workspace import WorkspaceKeeping
@@ -98,7 +99,8 @@ def default_settings() -> QtCore.QSettings:
 
 
 class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, MeasureActions, TimepointComparing,
-                 Registering, Nudging, WindowOutputs, WorkspaceKeeping, PacsRetrieving, QtWidgets.QMainWindow):
+                 Registering, Nudging, WindowOutputs, WorkspaceKeeping, PacsRetrieving, SlicePrefetching,
+                 QtWidgets.QMainWindow):
     """The application window.
 
     Signals:
@@ -128,6 +130,7 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
         self.last_notice: str | None = None
         self._samples: dict[str, tuple[tuple, dict]] = {}
         self._shown_key: dict[str, tuple] = {}
+        self._init_prefetching()
         self._stats_requested = False
         self._linking = False  # a linked view being moved by another does not move them back
         self._view_centres: dict[int, tuple[np.ndarray | None, np.ndarray | None]] = {}
@@ -357,6 +360,7 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
         self.scene = scene
         self._samples.clear()
         self._shown_key.clear()
+        self._forget_prefetched()
         scene.results.submit = self._submit_stats
         self._apply_remembered_colormaps(scene)
         for name, callback in (("cursor", self._on_cursor), ("display", self._on_display), ("order", self.refresh_all),
@@ -485,6 +489,7 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
     def _on_regions_edited(self, timepoint: str, labels, box) -> None:
         """Redraw only the views an edit crosses (the scene's results re-measure the regions)."""
         assert self.scene is not None
+        self._forget_prefetched()  # a neighbour may cross the edit where the view on screen does not
         shown = [key for key in self._view_keys() if self._timepoint_of(key).label == timepoint]
         for key in shown:  # another timepoint not on screen (recovery, carried regions): nothing to redraw
             plane = self._plane_of(key)
@@ -538,13 +543,18 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
             self._refresh(key)
         self._update_readout()
 
-    def _refresh(self, orientation: str, resample: bool = True, roles: set[str] | None = None) -> None:
+    def _refresh(self, orientation: str, resample: bool = True, roles: set[str] | None = None,
+                 navigating: bool = False) -> None:
         """Ask a worker for a view's image; only the newest request per view is drawn.
 
         ``resample=False`` recomposites the cached samples; ``roles`` resamples only those
-        layers (e.g. the label map after an edit) and reuses the others' samples.
+        layers (e.g. the label map after an edit) and reuses the others' samples. Any redraw but
+        the cursor's (``navigating``) means the scene changed: the slices computed in advance
+        are forgotten (:mod:`viewer.ui.window_prefetching`).
         """
         assert self.scene is not None
+        if not navigating:
+            self._forget_prefetched()
         timepoint = self._timepoint_of(orientation)
         plane = self._plane_of(orientation)
         key = self._plane_key(plane, timepoint.label)
@@ -559,6 +569,7 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
         indices = {i for i, layer in enumerate(layers) if roles and layer.volume.role in roles}
         job = slice_job(layers, plane, samples, indices if samples is not None else None)
         self._shown_key[orientation] = key
+        self._asked_for(orientation)
         self.jobs.submit(f"slice:{orientation}", job)
 
     def _on_cursor(self) -> None:
@@ -566,8 +577,11 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
         for name in self._view_keys():
             view = self._view_of(name)
             key = self._plane_key(self._plane_of(name), self._timepoint_of(name).label)
-            if key != self._shown_key.get(name):
-                self._refresh(name)
+            previous = self._shown_key.get(name)
+            if key != previous:
+                self._want_neighbours(name, previous, key)
+                if not self._show_prefetched(name, key):
+                    self._refresh(name, navigating=True)
             elif view.plane is not None:  # same image: only its caption's coordinates change
                 view.info.setText(self._caption(name, view.plane))
             view.set_crosshair(self.scene.cursor)
@@ -598,6 +612,8 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
             self._show(orientation, plane, rgb)
             if orientation == COMPARE:
                 self._after_check_frame(samples)
+        elif key.startswith(PREFETCH_KEY):
+            self._on_prefetched(key.removeprefix(PREFETCH_KEY).split(":", 1)[0], result)
         elif key.startswith("stats:"):
             if self.scene is not None:
                 self.scene.results.deliver(result)  # merged by version; the scene emits "stats"
@@ -610,6 +626,8 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
             self._registration_done(result)
 
     def _on_job_failed(self, key: str, generation: int, message: str) -> None:
+        if key.startswith(PREFETCH_KEY):
+            return  # the slice's own job, when the reader reaches it, reports the problem
         if key == "report":
             self.show_error(message.removeprefix("ViewerError: "), title="Report not written")
             return
@@ -628,6 +646,7 @@ class MainWindow(StudyOpening, ImageAdding, RegionSaving, AnnotationActions, Mea
             self._link_compare(view)
         self._draw_measurements(views=[view])
         self.frame_drawn.emit(orientation)
+        self._after_frame(orientation, plane, rgb)
         if not self._stats_requested and all(v.plane is not None for v in self.ortho.views.values()):
             # statistics start once the first frames are up, so they do not delay them
             self._stats_requested = True

@@ -44,8 +44,10 @@ class Jobs(QtCore.QObject):
         self._bridge.done.connect(self._deliver)
         self._bridge.failed.connect(self._deliver_failure)
 
-    def submit(self, key: str, function: Callable[[], Any]) -> int:
-        """Queue ``function`` as the newest job for ``key``; returns its generation."""
+    def submit(self, key: str, function: Callable[[], Any], priority: int = 0) -> int:
+        """Queue ``function`` as the newest job for ``key``; returns its generation. Queued jobs
+        of a higher ``priority`` start first (a slice the reader waits for before one computed
+        in advance)."""
         with self._lock:
             generation = self._latest.get(key, 0) + 1
             self._latest[key] = generation
@@ -61,8 +63,14 @@ class Jobs(QtCore.QObject):
                 return
             self._emit(self._bridge.done, key, generation, result)
 
-        self.pool.start(run)
+        self.pool.start(run, priority)
         return generation
+
+    def cancel(self, key: str) -> None:
+        """Drop the job of ``key``: not started if it is queued, its result ignored if it runs."""
+        with self._lock:
+            if key in self._latest:
+                self._latest[key] += 1
 
     @staticmethod
     def _emit(signal, *args) -> None:

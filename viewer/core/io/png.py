@@ -1,12 +1,15 @@
 """An RGB picture written as a PNG file (the PNG specification, ISO/IEC 15948: signature, IHDR,
-one IDAT of zlib-deflated scanlines, IEND, each chunk with its CRC-32).
+one IDAT of zlib-deflated scanlines, IEND, each chunk with its CRC-32), deflated by ISA-L.
 
 Why not Pillow's PNG writer: it chooses a filter for every row by trying all five (adaptive
 filtering) and imports five image plugins at its first save; for a rendered view, whose rows are
 mostly like the row above, the "Up" filter for every row compresses as well (the demo's
 688×630 view: 104 kB, Pillow at the same zlib level 108 kB) in 3.7 ms instead of 9.2 ms, and
-`viewer render` pays for neither the search nor the plugins. Pillow and ImageMagick read the
-files back in the tests: the format is checked by readers that are not this code.
+`viewer render` pays for neither the search nor the plugins. ISA-L (already the reader of
+.nii.gz) deflates a zlib stream 5-6× faster than zlib at level 1: the demo's view in 0.7 ms
+instead of 4.6 ms (108 kB), the 512×512×300 phantom's noisy view in 2.3 ms instead of 9.2 ms
+(426 kB instead of 418 kB). Pillow and ImageMagick read the files back in the tests: the format
+is checked by readers that are not this code.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from isal import isal_zlib
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-#: zlib level: 1 is the fastest; a rendered view's flat margins deflate well at any level.
-ZLIB_LEVEL = 1
+#: ISA-L's deflate level (0-3): 2 is as fast as 0 and 1 on rendered views and the smallest of them.
+DEFLATE_LEVEL = 2
 
 _FILTER_UP = 2  # each byte minus the byte above it (modulo 256); the first row has zeros above
 
@@ -48,7 +52,7 @@ def rgb_png_bytes(pixels: np.ndarray) -> bytes:
     np.subtract(lines[1:], lines[:-1], out=scanlines[1:, 1:])  # uint8 arithmetic wraps modulo 256
     header = struct.pack(">IIBBBBB", cols, rows, 8, 2, 0, 0, 0)  # 8 bits, truecolour, deflate, no interlace
     return b"".join((PNG_SIGNATURE, _chunk(b"IHDR", header),
-                     _chunk(b"IDAT", zlib.compress(scanlines.tobytes(), ZLIB_LEVEL)), _chunk(b"IEND", b"")))
+                     _chunk(b"IDAT", isal_zlib.compress(scanlines.tobytes(), DEFLATE_LEVEL)), _chunk(b"IEND", b"")))
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
