@@ -13,6 +13,8 @@ and the traceback of an unexpected error.
 from __future__ import annotations
 
 import argparse
+import atexit
+import gc
 import logging
 import os
 import sys
@@ -150,6 +152,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(argv)
 
 
+def skip_final_collection() -> None:
+    """Freeze every object at exit, so the interpreter's last garbage collection does not walk
+    them: a one-shot command (render, stats, report, ...) ends ~70 ms sooner (the collection
+    after ``import numpy, nibabel`` alone traverses the hundreds of thousands of objects the
+    imports made, pydicom's dictionaries most: 89 ms before exit, 16 ms frozen; issue 19).
+
+    Registered at exit, not called now: objects the command makes and drops are still
+    collected while it runs (``main`` is also called in-process by tests, which must not keep
+    their garbage). Nothing of the viewer relies on a finalizer at exit: outputs are written,
+    flushed and renamed before the command returns. Not for the window (Qt's objects are
+    destroyed in their own order as the interpreter ends)."""
+    atexit.unregister(gc.freeze)  # once, however often main runs in one process
+    atexit.register(gc.freeze)
+
+
 class _quiet_logging:
     """Library log records never reach the terminal while a command runs: nibabel installs
     its own stderr handler ("sizeof_hdr should be 348; set sizeof_hdr to 348" for a header it
@@ -170,6 +187,8 @@ def _run(argv: Sequence[str] | None) -> int:
     args: argparse.Namespace | None = None
     try:
         args = build_parser().parse_args(argv)
+        if args.command not in (None, "open"):
+            skip_final_collection()  # a one-shot command, not the window
         if args.command is None:
             return _cmd_gui(args)
         if args.command == "pacs":

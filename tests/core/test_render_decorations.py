@@ -235,3 +235,18 @@ def test_control_characters_in_a_name_stay_one_visible_line(demo_manifest):
         assert not any("\n" in t or "\x1b" in t or "\u202e" in t for t in legend)
         rows = [t.box for t in canvas.texts if t.group == "legend"]
         assert all(not a.overlaps(b) for i, a in enumerate(rows) for b in rows[i + 1:])
+
+
+@pytest.mark.parametrize("height_px", [1, 31, 32, 33, 70])
+def test_canvas_bytes_are_every_value_rounded_half_to_even_and_clipped(height_px):
+    """Canvas.pixels converts a band of rows at a time; every band, the last partial one too,
+    gives numpy's rounding (half to even) clipped to 0-255, including values outside it."""
+    canvas = Canvas(0.37, height_px / 100.0, 100)
+    rng = np.random.default_rng(height_px)
+    values = rng.uniform(-20.0, 280.0, canvas._pixels.shape).astype(np.float32)
+    values.flat[::7] = np.floor(values.flat[::7]) + 0.5  # exact halves
+    canvas._pixels[...] = values
+    expected = np.clip(np.rint(values.astype(np.float64)), 0, 255).astype(np.uint8)
+    pixels = canvas.pixels()
+    assert pixels.dtype == np.uint8 and pixels.shape == values.shape
+    assert np.array_equal(pixels, expected)
