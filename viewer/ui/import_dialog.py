@@ -31,6 +31,7 @@ from typing import Any, Callable, Protocol
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from viewer.core.errors import Cancelled, ViewerError
+from viewer.core.io.file_names import file_name_part
 from viewer.core.importer import (
     IMPORT_ROLES,
     Exam,
@@ -105,15 +106,11 @@ def default_output_folder(exam: Exam, plan: ImportPlan) -> Path:
     scanned = Path(exam.sources[0]).absolute()
     folder = scanned if scanned.is_dir() else scanned.parent
     who = plan.patient.patient_id if plan.patient is not None else ""
-    stem = f"{_safe_name(who or folder.name)}-study"
+    stem = f"{file_name_part(who or folder.name, 'exam')}-study"
     candidate, number = folder.parent / stem, 2
     while candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir())):
         candidate, number = folder.parent / f"{stem}-{number}", number + 1
     return candidate
-
-
-def _safe_name(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text.strip()).strip("._") or "exam"
 
 
 # -- work off the GUI thread --------------------------------------------------------------------------

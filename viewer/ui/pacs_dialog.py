@@ -35,6 +35,7 @@ from pathlib import Path
 from PySide6 import QtCore, QtWidgets
 
 from viewer.core.errors import ViewerError
+from viewer.core.io.file_names import file_name_part
 from viewer.core.pacs import operations
 from viewer.core.pacs.nodes import Node, default_config_path, load_nodes
 from viewer.core.pacs.query import StudyMatch, StudyQuery
@@ -133,14 +134,10 @@ def default_retrieve_parent() -> Path:
     return Path.home() / "cell-therapy-viewer" / "retrieved"
 
 
-def _safe_name(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text.strip()).strip("_") or "patient"
-
-
 def retrieve_folder_name(match: StudyMatch) -> str:
     """``<patient ID>_<study date>_<last 8 digits of the study UID>``: readable in a file
     browser, and distinct for two studies of one patient on one day."""
-    who = _safe_name(match.patient_id or display_name(match.patient_name))
+    who = file_name_part(match.patient_id or display_name(match.patient_name), "patient", keep="-_")
     tail = match.study_uid.replace(".", "")[-8:] or "study"
     return f"{who}_{match.study_date or 'undated'}_{tail}"
 

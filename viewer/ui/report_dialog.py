@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PySide6 import QtCore, QtWidgets
 
+from viewer.core.io.file_names import file_name_part
 from viewer.core.report import ReportOptions
 
 
@@ -28,7 +29,7 @@ class ReportDialog(QtWidgets.QDialog):
         form = QtWidgets.QFormLayout(self)
 
         folder = str(settings.value("report/folder", "") or (study.root or Path.home()))
-        self.path_edit = QtWidgets.QLineEdit(str(Path(folder).expanduser().resolve() / f"{_safe_name(study.id)}-report.pdf"))
+        self.path_edit = QtWidgets.QLineEdit(str(Path(folder).expanduser().resolve() / f"{file_name_part(study.id, 'study')}-report.pdf"))
         browse = QtWidgets.QPushButton("Browse…")
         browse.clicked.connect(self._browse)
         row = QtWidgets.QHBoxLayout()
@@ -92,8 +93,3 @@ class ReportDialog(QtWidgets.QDialog):
         self.settings.setValue("report/reviewer", self.reviewer.text().strip())
         self.settings.setValue("report/folder", str(self.output().parent))
         self.settings.sync()
-
-
-def _safe_name(text: str) -> str:
-    """A file-name-safe version of a study id."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text) or "study"
