@@ -427,3 +427,23 @@ def test_colour_refused_by_the_command_line_with_one_error_line(tmp_path, capsys
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"error: {path}: holds colour")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_the_gzip_reader_inflates_straight_into_the_array(tmp_path):
+    """One pass over fresh memory: inflating allocates the array and no second copy of its
+    size (the gzip file's public readinto builds a bytes object of the whole size first)."""
+    import tracemalloc
+
+    data = np.random.default_rng(2).normal(size=(128, 128, 64)).astype(np.float32)  # 4 MB, barely compressible
+    path = _write(tmp_path / "img.nii.gz", data, "float32")
+    img = nib.load(str(path))
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        read = _inflated_voxels(path, img)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(read, data)
+    assert read.nbytes <= peak < 1.5 * read.nbytes
