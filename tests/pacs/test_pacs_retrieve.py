@@ -91,3 +91,33 @@ def test_a_retrieval_cut_off_halfway_leaves_nothing(capsys, config, stored_studi
     code, _, err = get(capsys, config, "dicomweb", "--study", stored_studies[1], "-o", str(tmp_path / "cut"))
     assert code == 2 and err.count("\n") == 1 and "cannot reach PACS node 'test'" in err
     assert list(tmp_path.iterdir()) == [tmp_path / "pacs.toml"]
+
+
+def test_the_dimse_association_sends_at_once_and_re_arms_quick_acknowledgements(config, monkeypatch):
+    """Issue 19's slow C-GET (~37 ms per instance: the PACS's Nagle waiting for this side's
+    delayed acknowledgement): the association's socket has TCP_NODELAY, and every read
+    pynetdicom makes through it happens with quick acknowledgements on (Linux TCP_QUICKACK,
+    which the kernel turns off by itself)."""
+    import socket
+
+    from pynetdicom.sop_class import Verification
+    from pynetdicom.transport import AssociationSocket
+
+    from viewer.core.pacs.dimse import association, check_status
+    from viewer.core.pacs.nodes import load_nodes
+
+    node = load_nodes(config)["test"]
+    reading = AssociationSocket.recv
+    quick: list[int] = []
+
+    def recv(self, nr_bytes):  # pynetdicom's own reader, as the association reaches it
+        quick.append(self.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK))
+        return reading(self, nr_bytes)
+
+    monkeypatch.setattr(AssociationSocket, "recv", recv)
+    with association(node, [Verification]) as assoc:
+        assert assoc.dul.socket.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        before = len(quick)
+        check_status(node, "C-ECHO", assoc.send_c_echo())
+        after_echo = quick[before:]
+    assert after_echo and all(after_echo)  # the echo's response read with quick acknowledgements on

@@ -6,6 +6,7 @@ connection, rejected association and why, a failure status), never pynetdicom's 
 
 from __future__ import annotations
 
+import socket
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -51,6 +52,7 @@ def association(node: Node, contexts: list, roles: list | None = None, handlers:
                          evt_handlers=handlers or None)
     if not assoc.is_established:
         raise ViewerError(_why_not(node, assoc))
+    _quick_acknowledgements(assoc)
     try:
         yield assoc
     finally:
@@ -58,11 +60,45 @@ def association(node: Node, contexts: list, roles: list | None = None, handlers:
             assoc.release()
 
 
+def _quick_acknowledgements(assoc) -> None:
+    """Make the association's socket send every PDU at once and acknowledge what it receives at
+    once, not up to 40 ms later.
+
+    Why: a PACS sending a C-GET's instances (Orthanc, with Nagle's algorithm on its side) holds
+    the last part of each instance until what it sent before is acknowledged, and the kernel
+    delays that acknowledgement: ~37 ms per instance, 660 instances of a local Orthanc in 23 s.
+    Linux's TCP_QUICKACK turns the delay off until the kernel turns it back on by itself, so it
+    is set again before every read of this socket (pynetdicom reads through
+    ``AssociationSocket.recv``; only this association's socket is wrapped): 3.7 s. TCP_NODELAY
+    does the same for the instances this side sends (C-STORE). Where an option does not exist
+    (another system, not a TCP socket) nothing is changed."""
+    holder = getattr(getattr(assoc, "dul", None), "socket", None)
+    raw = getattr(holder, "socket", None)
+    if raw is None:
+        return
+    try:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass
+    if not hasattr(socket, "TCP_QUICKACK"):
+        return
+    receive = holder.recv
+
+    def receive_acknowledging(nr_bytes: int):
+        current = holder.socket
+        if current is not None:
+            try:
+                current.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+            except OSError:
+                pass
+        return receive(nr_bytes)
+
+    holder.recv = receive_acknowledging
+
+
 def _reachable(node: Node) -> None:
     """Refuse at once, and say so, when nothing accepts a connection at the node's port
     (pynetdicom reports a refused connection as an aborted association)."""
-    import socket
-
     try:
         with socket.create_connection((node.host, node.port), timeout=min(node.timeout_s, 10.0)):
             pass
