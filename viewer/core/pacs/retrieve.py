@@ -1,5 +1,6 @@
 """Retrieving a study (or one series) from a PACS node into a folder (PRODUCT.md §8):
-WADO-RS through dicomweb-client, or C-GET through pynetdicom.
+WADO-RS through dicomweb-client, or C-GET through pynetdicom; either way the instances are
+written as they arrive, byte for byte.
 
 The folder is built in a temporary sibling and renamed into place only when every instance
 has arrived (:func:`viewer.core.io.atomic.write_folder_atomically`), so a retrieval that is
@@ -102,6 +103,73 @@ def _store(folder: Path, dataset) -> Path:
     return path
 
 
+#: What a Part 10 file holds after its 128-byte preamble (PS3.10 §7.1).
+_PART10_PREFIX = b"DICM"
+
+
+def _store_part(folder: Path, part: bytes) -> Path:
+    """Write one instance as WADO-RS sent it. A Part 10 file (preamble, "DICM", file meta) is
+    written byte for byte, named from the two UIDs read from its start (as C-GET keeps the
+    bytes it receives); anything else is parsed and written as a Part 10 file.
+
+    Why bytes: parsing every instance and encoding it again took 2.6 ms of the 3.7 ms each
+    retrieved instance cost (pydicom writes element by element in Python)."""
+    from io import BytesIO
+
+    from pydicom import dcmread
+
+    if part[128:132] != _PART10_PREFIX:
+        return _store(folder, dcmread(BytesIO(part)))
+    named = dcmread(BytesIO(part), stop_before_pixels=True, specific_tags=["SeriesInstanceUID", "SOPInstanceUID"])
+    path = _path_for(folder, named)
+    path.write_bytes(part)
+    return path
+
+
+#: QIDO-RS attributes giving a study's and a series' number of instances (PS3.18 §10.6.1.2.1).
+_RELATED_INSTANCES = {"study": "00201208", "series": "00201209"}
+
+
+def _expected_instances(web, study_uid: str, series_uid: str | None) -> int:
+    """How many instances the node holds of the study (or series): its Number of Study (Series)
+    Related Instances from one QIDO-RS match, else (a server that leaves that optional attribute
+    out) the length of its instance list. 0 when it knows none.
+
+    Why not always the list: Orthanc took 0.4-0.6 s to list a 660-instance study's instances,
+    and 6-9 ms to give the study's count."""
+    level = "series" if series_uid else "study"
+    if series_uid:
+        matches = web.search_for_series(study_instance_uid=study_uid, search_filters={"SeriesInstanceUID": series_uid},
+                                        fields=["NumberOfSeriesRelatedInstances"])
+    else:
+        matches = web.search_for_studies(search_filters={"StudyInstanceUID": study_uid},
+                                         fields=["NumberOfStudyRelatedInstances"])
+    if not matches:
+        return 0
+    values = matches[0].get(_RELATED_INSTANCES[level], {}).get("Value") or []
+    try:
+        return int(values[0])
+    except (IndexError, TypeError, ValueError):
+        filters = {"SeriesInstanceUID": series_uid} if series_uid else None
+        return len(web.search_for_instances(study_instance_uid=study_uid, search_filters=filters,
+                                            fields=["SOPInstanceUID"], get_remaining=False, limit=100_000))
+
+
+def _instance_parts(web, node: Node, study_uid: str, series_uid: str | None):
+    """The instances of a study (or one series) as the body parts of its WADO-RS response, each
+    the bytes of one instance; None when this dicomweb-client has not the two helpers used:
+    its GET (with the node's retries and status checks) and its streaming multipart decoder
+    (its public calls parse every part into a dataset)."""
+    get, decode = getattr(web, "_http_get", None), getattr(web, "_decode_multipart_message", None)
+    if get is None or decode is None:
+        return None
+    url = f"{node.dicomweb.rstrip('/')}/studies/{study_uid}" + (f"/series/{series_uid}" if series_uid else "")
+    response = get(url, params=None, headers={"Accept": 'multipart/related; type="application/dicom"'}, stream=True)
+    if response.headers.get("Content-Type", "").lower().startswith("application/dicom"):
+        return iter([response.content])  # one instance not wrapped in a multipart body (some servers)
+    return decode(response, stream=True)
+
+
 def _get_dicomweb(node: Node, study_uid: str, series_uid: str | None, folder: Path, report: Progress,
                   cancelled: ShouldCancel) -> int:
     from viewer.core.pacs.dicomweb import client, talking_to
@@ -110,10 +178,8 @@ def _get_dicomweb(node: Node, study_uid: str, series_uid: str | None, folder: Pa
 
     web = client(node)
     with talking_to(node, "a retrieval"):
-        filters = {"SeriesInstanceUID": series_uid} if series_uid else None
         try:
-            expected = len(web.search_for_instances(study_instance_uid=study_uid, search_filters=filters,
-                                                    fields=["SOPInstanceUID"], get_remaining=False, limit=100_000))
+            expected = _expected_instances(web, study_uid, series_uid)
         except requests.exceptions.HTTPError as exc:
             if exc.response is None or exc.response.status_code != 404:
                 raise
@@ -121,11 +187,16 @@ def _get_dicomweb(node: Node, study_uid: str, series_uid: str | None, folder: Pa
         if expected == 0:
             return 0
         report("retrieve", 0, expected)
-        instances = (web.iter_series(study_uid, series_uid) if series_uid else web.iter_study(study_uid))
+        parts = _instance_parts(web, node, study_uid, series_uid)
+        if parts is None:
+            instances = (web.iter_series(study_uid, series_uid) if series_uid else web.iter_study(study_uid))
+            store = _store
+        else:
+            instances, store = parts, _store_part
         done = 0
         try:
-            for dataset in instances:
-                _store(folder, dataset)
+            for instance in instances:
+                store(folder, instance)
                 done += 1
                 report("retrieve", done, max(expected, done))
                 if cancelled():
