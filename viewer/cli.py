@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", required=True, type=Path, help="folder to create")
     demo.add_argument("--seed", type=int, default=7, help="random seed of the simulation (default 7)")
     demo.add_argument("--overwrite", action="store_true", help="replace an existing demo folder")
+    # the demo's NOISE_PROFILES and DEFAULT_NOISE, named here so that building the parser imports
+    # no numpy (tests/core/test_cli_demo_noise.py keeps the two the same)
     demo.add_argument("--noise", choices=("scanner", "ideal"), default="scanner",
                       help="scanner (default): reference SNR 25, 1e13 19F atoms per cell, realistic dR1 noise (compare "
                            "the count intervals with truth.json); ideal: the 19F and Gd noise far below a scanner's "
