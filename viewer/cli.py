@@ -144,14 +144,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``viewer`` console script and ``python -m viewer``."""
+    """Entry point of the ``viewer`` console script and ``python -m viewer`` (``argv`` None: the
+    process's own command line; a list when called in-process, by tests)."""
     if os.environ.get("VIEWER_DEBUG"):
-        return _run(argv)
-    with warnings.catch_warnings(), _quiet_logging():
-        # Library warnings (pydicom on a scanner's non-conforming values, numba, matplotlib)
-        # are not the user's to act on and never reach the terminal (PRODUCT.md §7).
-        warnings.simplefilter("ignore")
-        return _run(argv)
+        code = _run(argv)
+    else:
+        with warnings.catch_warnings(), _quiet_logging():
+            # Library warnings (pydicom on a scanner's non-conforming values, numba, matplotlib)
+            # are not the user's to act on and never reach the terminal (PRODUCT.md §7).
+            warnings.simplefilter("ignore")
+            code = _run(argv)
+    if argv is None:
+        _end_now_if_a_run_was_abandoned(code)
+    return code
+
+
+def _end_now_if_a_run_was_abandoned(code: int) -> None:
+    """End the process with ``code`` at once, output flushed, when a model run abandoned after
+    its time budget still computes (:func:`viewer.core.predict.model.runs_abandoned`): the
+    interpreter's normal end would destroy onnxruntime under it and abort. Only for the
+    process's own command line: an in-process caller keeps its process."""
+    model = sys.modules.get("viewer.core.predict.model")  # not imported: no model ran
+    if model is None or not model.runs_abandoned():
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def skip_final_collection() -> None:

@@ -60,3 +60,37 @@ def test_the_window_is_never_frozen(monkeypatch):
     monkeypatch.setattr(cli, "_cmd_stats", lambda args: 0)
     assert cli.main(["stats", "x"]) == 0
     assert registered and registered[-1] is __import__("gc").freeze
+
+
+ABANDONED_PROBE = """
+import sys, threading
+import viewer.core.predict.model as model
+from viewer.cli import main
+stuck = threading.Event()
+# stands for an onnxruntime run abandoned after its time budget; not a daemon, so an ordinary
+# interpreter end would wait for it for ever
+threading.Thread(target=stuck.wait, name=f"{model.ABANDONED_RUN} onnx slow.onnx").start()
+assert model.runs_abandoned()
+print("output before the end", flush=False)
+sys.argv = ["viewer", *sys.argv[1:]]
+sys.exit(main())
+"""
+
+
+def test_a_command_ends_at_once_when_a_model_run_was_abandoned(tmp_path):
+    """An abandoned model run still computing would abort the interpreter's end inside
+    onnxruntime (status -6); the command ends its process with its own status instead, its
+    output flushed, without waiting for that thread."""
+    result = subprocess.run([sys.executable, "-c", ABANDONED_PROBE, "render", str(tmp_path / "missing"), "-o",
+                             str(tmp_path / "x.png")], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stdout == "output before the end\n"
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+
+
+def test_an_in_process_caller_keeps_its_process_whatever_runs(monkeypatch):
+    import viewer.core.predict.model as model
+
+    monkeypatch.setattr(model, "runs_abandoned", lambda: True)
+    monkeypatch.setattr(cli, "_cmd_stats", lambda args: 0)
+    assert cli.main(["stats", "x"]) == 0  # still here

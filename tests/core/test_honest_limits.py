@@ -335,7 +335,8 @@ def test_an_operator_that_ignores_terminate_is_abandoned_not_waited_for(tmp_path
         model.PREDICTION_TIME_BUDGET_S = 0.1
         model.TERMINATE_GRACE_S = 0.1
         from viewer.cli import main
-        sys.exit(main(["stats", sys.argv[1], "-o", sys.argv[2]]))
+        sys.argv = ["viewer", "stats", sys.argv[1], "-o", sys.argv[2]]
+        sys.exit(main())  # as the console script runs it: the process's own command line
     """
     result, elapsed, peak_mb = run_child(code, str(manifest), str(tmp_path / "out.json"))
     print(f"\nuninterruptible kernel: `viewer stats` took {elapsed:.2f} s (peak {peak_mb} MB)")

@@ -63,6 +63,20 @@ if TYPE_CHECKING:
 #: under a millisecond; a budget this wide only stops a model that would never finish.
 PREDICTION_TIME_BUDGET_S = 5.0
 
+#: The name a worker thread is given when its run is abandoned (see :func:`runs_abandoned`).
+ABANDONED_RUN = "abandoned"
+
+
+def runs_abandoned() -> bool:
+    """Whether a model run abandoned after its time budget is still computing on its thread.
+
+    Why it matters: such a thread is inside onnxruntime's C++ when the interpreter ends, and
+    onnxruntime's thread pools, destroyed at exit while it runs, abort the process ("terminate
+    called without an active exception", status -6) after the command's output was written. A
+    command that finds one ends its process at once instead (:func:`viewer.cli.main`)."""
+    return any(thread.name.startswith(ABANDONED_RUN + " ") and thread.is_alive() for thread in threading.enumerate())
+
+
 #: Seconds to wait, after telling onnxruntime to terminate, for the run to return; an operator
 #: still computing after that is abandoned on its (daemon) thread.
 TERMINATE_GRACE_S = 1.0
@@ -277,6 +291,8 @@ class PredictionModel:
         if worker.is_alive():
             options.terminate = True  # onnxruntime stops between two operators
             worker.join(TERMINATE_GRACE_S)
+            if worker.is_alive():
+                worker.name = f"{ABANDONED_RUN} {worker.name}"  # found again by runs_abandoned()
             self.unavailable = (f"model '{self.card.name}' {self.card.version} ({self.onnx_path.name}) did not "
                                 f"finish within its time budget of {self.time_budget_s:g} s and was stopped")
             raise _OutOfTime(self.unavailable)
