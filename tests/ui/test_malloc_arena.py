@@ -108,9 +108,9 @@ def test_run_gui_shares_the_arena_before_it_starts_any_thread(monkeypatch):
     assert order == ["arena", "thread", "started"]
 
 
-def test_the_kernels_warm_up_once_the_first_three_views_are_drawn(qtbot, monkeypatch):
-    """numba's import holds the GIL for ~0.4 s: it starts after the first frames, not while
-    the window is built (issue 19: the cold start 1.51 s before, 1.00 s after), and once."""
+def _warming_window(monkeypatch, latest_ms: int):
+    """A stand-in for the window (its frame_drawn signal only) with the kernels' warm-up
+    installed, the latest delay ``latest_ms``; returns it and the list each start appends to."""
     from PySide6 import QtCore
 
     import viewer.ui.app as app
@@ -118,10 +118,17 @@ def test_the_kernels_warm_up_once_the_first_three_views_are_drawn(qtbot, monkeyp
     class Window(QtCore.QObject):
         frame_drawn = QtCore.Signal(str)
 
-    monkeypatch.setattr(app, "WARM_UP_LATEST_MS", 60_000)
+    monkeypatch.setattr(app, "WARM_UP_LATEST_MS", latest_ms)
     window = Window()
     started: list[int] = []
     app._warm_up_after_first_frames(window, lambda: started.append(1))
+    return window, started
+
+
+def test_the_kernels_warm_up_once_the_first_three_views_are_drawn(qtbot, monkeypatch):
+    """numba's import holds the GIL for ~0.4 s: it starts after the first frames, not while
+    the window is built (issue 19: the cold start 1.51 s before, 1.00 s after), and once."""
+    window, started = _warming_window(monkeypatch, 60_000)
     for orientation in ("axial", "coronal", "axial"):
         window.frame_drawn.emit(orientation)
     qtbot.wait(20)
@@ -134,17 +141,7 @@ def test_the_kernels_warm_up_once_the_first_three_views_are_drawn(qtbot, monkeyp
 
 
 def test_the_kernels_warm_up_without_a_study_after_the_latest_delay(qtbot, monkeypatch):
-    from PySide6 import QtCore
-
-    import viewer.ui.app as app
-
-    class Window(QtCore.QObject):
-        frame_drawn = QtCore.Signal(str)
-
-    monkeypatch.setattr(app, "WARM_UP_LATEST_MS", 30)
-    window = Window()
-    started: list[int] = []
-    app._warm_up_after_first_frames(window, lambda: started.append(1))
+    window, started = _warming_window(monkeypatch, 30)
     qtbot.waitUntil(lambda: started == [1], timeout=2000)
     qtbot.wait(50)
     assert started == [1]

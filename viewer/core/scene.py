@@ -349,9 +349,15 @@ class Scene:
         plane = self.plane(orientation)
         axis = plane.normal_axis
         assert axis is not None
-        voxel = self.anatomy.world_to_voxel_points(self.cursor)
-        voxel[axis] = np.clip(np.rint(voxel[axis]) + steps, 0, self.anatomy.shape[axis] - 1)
-        self.set_cursor(self.anatomy.voxel_to_world_points(voxel))
+        index = np.rint(self.anatomy.world_to_voxel_points(self.cursor)[axis]) + steps
+        self.set_cursor(self._cursor_on_slice(self.anatomy, axis, np.clip(index, 0, self.anatomy.shape[axis] - 1)))
+
+    def _cursor_on_slice(self, anatomy: Volume, axis: int, index: float) -> np.ndarray:
+        """The cursor moved along voxel ``axis`` of ``anatomy`` onto slice ``index`` (world mm),
+        its other two voxel coordinates kept."""
+        voxel = anatomy.world_to_voxel_points(self.cursor)
+        voxel[axis] = index
+        return anatomy.voxel_to_world_points(voxel)
 
     def set_radiological(self, radiological: bool) -> None:
         if radiological != self.radiological:
@@ -392,9 +398,7 @@ class Scene:
         target = index + steps
         if not 0 <= target < anatomy.shape[axis]:
             return None
-        voxel = anatomy.world_to_voxel_points(self.cursor)
-        voxel[axis] = target
-        return display_plane(anatomy, plane.orientation, anatomy.voxel_to_world_points(voxel), self.radiological)
+        return display_plane(anatomy, plane.orientation, self._cursor_on_slice(anatomy, axis, target), self.radiological)
 
     def readout(self, world_xyz: Any | None = None, timepoint: Timepoint | None = None) -> list[tuple[str, str, str]]:
         """(layer, value, units) at a world point for *every* layer of a timepoint (the current
